@@ -1,0 +1,332 @@
+"""lacme-accountd: the account key manager.
+
+Holds the account's private key and nothing else of value.  It reads its
+configuration file and the key file (or what gpg(1) decrypts for it),
+appends to its log file, and talks on one UNIX-domain socket it binds, or on
+stdin/stdout when lacme spawns it (locally or through `ssh -T`).  It never
+touches the network: it signs the JWS signing inputs an ACME client sends
+it, after checking that each is an RFC 8555 request for its key, and logs
+every request.  The key never leaves this process.
+"""
+
+import argparse
+import itertools
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
+
+from lacme import __version__, inifile, specifiers
+from lacme.accountd_protocol import (
+    EOL,
+    MAX_LINE,
+    Greeting,
+    ProtocolError,
+    b64url_encode,
+    parse_signing_request,
+)
+
+if TYPE_CHECKING:  # the real import waits until the options are parsed: --help stays fast
+    from lacme.accountkey import AccountKey
+
+NAME = "lacme-accountd"
+DEFAULT_CONFIG = "%E/lacme/lacme-accountd.conf"
+DEFAULT_SOCKET = "%t/S.lacme"
+DEFAULT_GPG = "gpg --quiet"
+CONFIG_KEYS = ("privkey", "gpg", "socket", "logfile", "keyid", "quiet")
+
+
+class Fatal(Exception):
+    """An error that stops lacme-accountd; the message is the one line shown."""
+
+
+class Stop(BaseException):
+    """Raised by the SIGINT/SIGTERM/SIGHUP handler to unwind and clean up."""
+
+
+class Log:
+    """Messages to stderr by level, and to the log file whatever --quiet says."""
+
+    INFO, VERBOSE, DEBUG = 0, 1, 2
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.file: TextIO | None = None
+        self._lock = threading.Lock()
+
+    def wants(self, level: int) -> bool:
+        return level <= self.level or (self.file is not None and level <= self.VERBOSE)
+
+    def emit(self, level: int, message: str) -> None:
+        with self._lock:
+            if self.file is not None and (level <= self.VERBOSE or level <= self.level):
+                stamp = time.strftime("%a %b %e %H:%M:%S %Y")
+                self.file.write(f"[{stamp}] {message}\n")
+                self.file.flush()
+            if level <= self.level:
+                sys.stderr.write(message + "\n")
+                sys.stderr.flush()
+
+    def info(self, message: str) -> None:
+        self.emit(self.INFO, message)
+
+    def verbose(self, message: str) -> None:
+        self.emit(self.VERBOSE, message)
+
+    def debug(self, message: str) -> None:
+        self.emit(self.DEBUG, message)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{NAME}: {message} (try '{NAME} --help')\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(
+        prog=NAME,
+        usage=f"{NAME} [--config=FILE] [--privkey=ARG] [--socket=PATH] [--stdio] "
+        "[-q|--quiet] [--debug]",
+        description="lacme account key manager: signs ACME requests for lacme's client, "
+        "keeping the account key in this process.  See lacme-accountd(1).",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"configuration file (default {DEFAULT_CONFIG})".replace("%", "%%"),
+    )
+    parser.add_argument(
+        "--privkey",
+        metavar="ARG",
+        help="account key: file:PATH (PEM) or gpg:PATH (gpg-encrypted PEM)",
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"UNIX-domain socket to bind (default {DEFAULT_SOCKET})".replace("%", "%%"),
+    )
+    parser.add_argument(
+        "--stdio",
+        action="store_true",
+        help="serve one client on stdin/stdout (how lacme spawns it)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", default=None, help="be quiet")
+    parser.add_argument("--debug", action="store_true", help="turn on debug messages")
+    parser.add_argument("--version", action="version", version=f"{NAME} (lacme) {__version__}")
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Settings:
+    privkey: str
+    gpg: str
+    socket: str | None
+    keyid: str | None
+    quiet: bool
+
+
+def _yes_no(value: str, where: str) -> bool:
+    if value.lower() in ("yes", "no", ""):
+        return value.lower() == "yes"
+    raise Fatal(f"{where}: expected Yes or No, not {value!r}")
+
+
+def load_settings(args: argparse.Namespace, log: Log) -> Settings:
+    """Merge the configuration file and the command line (which wins)."""
+    path = specifiers.expand(args.config if args.config is not None else DEFAULT_CONFIG)
+    sections: inifile.Sections = {}
+    if args.config is not None or os.path.exists(path):
+        log.debug(f"Using configuration file: {path}")
+        try:
+            sections = inifile.read(path)
+        except OSError as e:
+            raise Fatal(f"can't read configuration file {path}: {e.strerror}") from None
+        except inifile.IniError as e:
+            raise Fatal(str(e)) from None
+    else:
+        log.debug(f"Ignoring missing configuration file at default location {path}")
+
+    values = sections.pop(inifile.DEFAULT_SECTION, {})
+    if logfile := values.get("logfile"):
+        # Opened before anything else is checked, so that errors get logged too.
+        logfile = specifiers.expand(logfile)
+        try:
+            log.file = open(logfile, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as we do
+        except OSError as e:
+            raise Fatal(f"can't open log file {logfile}: {e.strerror}") from None
+    for section in sections:
+        raise Fatal(f"{path}: unknown section [{section}] (all keys go before any section)")
+    for key in values:
+        if key not in CONFIG_KEYS:
+            raise Fatal(f"{path}: unknown key {key!r}")
+
+    quiet = (
+        args.quiet if args.quiet is not None else _yes_no(values.get("quiet", ""), f"{path}: quiet")
+    )
+    privkey = args.privkey if args.privkey is not None else values.get("privkey")
+    if not privkey:
+        raise Fatal(f"no account key: set 'privkey' in {path} or use --privkey=")
+    return Settings(
+        privkey=privkey,
+        gpg=values.get("gpg") or DEFAULT_GPG,
+        socket=args.socket if args.socket is not None else values.get("socket") or None,
+        keyid=values.get("keyid") or None,
+        quiet=quiet,
+    )
+
+
+def load_account_key(privkey: str, gpg: str, log: Log) -> "AccountKey":
+    from lacme import accountkey
+
+    method, _, path = privkey.partition(":")
+    if method not in ("file", "gpg") or not path:
+        raise Fatal(f"unsupported privkey {privkey!r}: expected file:PATH or gpg:PATH")
+    path = specifiers.expand(path)
+    try:
+        if method == "file":
+            return accountkey.load_file(path, warn=log.info)
+        return accountkey.load_gpg(path, gpg)
+    except accountkey.AccountKeyError as e:
+        raise Fatal(str(e)) from None
+
+
+def converse(
+    rfile: BinaryIO, wfile: BinaryIO, conn_id: str, greeting: bytes, key: "AccountKey", log: Log
+) -> None:
+    """One client conversation: greet, then sign valid requests until EOF or
+    the first invalid one."""
+    wfile.write(greeting)
+    wfile.flush()
+    while line := rfile.readline(MAX_LINE + 1):
+        try:
+            if len(line) > MAX_LINE:
+                raise ProtocolError(f"line longer than {MAX_LINE} bytes")
+            request = parse_signing_request(line, key.alg)
+        except ProtocolError as e:
+            log.info(f"[{conn_id}] NOSIGN [{e}]")
+            return
+        signature = key.sign(request.signing_input)
+        if log.wants(Log.VERBOSE):
+            log.verbose(f"[{conn_id}] SIGNED {request.describe()}")
+        wfile.write(b64url_encode(signature) + EOL)
+        wfile.flush()
+
+
+def _stop(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Stop
+
+
+def check_socket_path(path: str) -> None:
+    """Refuse a socket where others could replace it, or where one exists."""
+    directory = os.path.dirname(path) or "."
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError as e:
+        raise Fatal(f"can't stat socket directory {directory}: {e.strerror}") from None
+    if mode & 0o022:
+        raise Fatal(
+            f"insecure permissions on {directory} (mode {mode & 0o7777:04o}): "
+            "it must not be writable by group or others"
+        )
+    if os.path.lexists(path):
+        raise Fatal(f"{path} already exists (is another {NAME} running? if not, remove it)")
+
+
+def serve_socket(path: str, greeting: bytes, key: "AccountKey", log: Log) -> None:
+    """Serve clients on a UNIX-domain socket, each in its own thread, until
+    a signal; the socket file is removed on the way out."""
+    check_socket_path(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound: os.stat_result | None = None
+    try:
+        saved_umask = os.umask(0o177)
+        try:
+            listener.bind(path)
+            bound = os.stat(path)
+        except OSError as e:
+            raise Fatal(f"can't bind {path}: {e.strerror}") from None
+        finally:
+            os.umask(saved_umask)
+        listener.listen(128)
+        log.verbose(f"Starting lacme Account Key Manager at {path}")
+        for count in itertools.count():
+            conn, _ = listener.accept()
+            threading.Thread(
+                target=_serve_connection, args=(conn, str(count), greeting, key, log), daemon=True
+            ).start()
+    except Stop:
+        pass
+    finally:
+        # Only remove the file if it is still the socket we bound.
+        if bound is not None:
+            try:
+                now = os.lstat(path)
+                if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+                    log.debug(f"Unlinking {path}")
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+        listener.close()
+        log.verbose("Shutting down and closing lacme Account Key Manager")
+
+
+def _serve_connection(
+    conn: socket.socket, conn_id: str, greeting: bytes, key: "AccountKey", log: Log
+) -> None:
+    log.verbose(f"[{conn_id}] Accepted new connection")
+    with conn, conn.makefile("rb") as rfile, conn.makefile("wb") as wfile:
+        try:
+            converse(rfile, wfile, conn_id, greeting, key, log)
+        except OSError as e:
+            log.info(f"[{conn_id}] connection lost: {e.strerror or e}")
+    log.verbose(f"[{conn_id}] Connection terminated")
+
+
+def serve_stdio(greeting: bytes, key: "AccountKey", log: Log) -> None:
+    with open(0, "rb", closefd=False) as rfile, open(1, "wb", closefd=False) as wfile:
+        try:
+            converse(rfile, wfile, str(os.getpid()), greeting, key, log)
+        except Stop:
+            pass
+        except OSError as e:
+            raise Fatal(f"conversation on stdin/stdout lost: {e.strerror or e}") from None
+
+
+def run(args: argparse.Namespace, log: Log) -> None:
+    # From here on a signal unwinds through every cleanup (terminal echo,
+    # socket file) instead of killing the process where it stands.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
+    settings = load_settings(args, log)
+    if not args.debug:
+        log.level = Log.INFO if settings.quiet else Log.VERBOSE
+    key = load_account_key(settings.privkey, settings.gpg, log)
+    greeting = Greeting(
+        alg=key.alg, jwk_thumbprint=key.thumbprint, kid=settings.keyid, jwk=key.jwk
+    ).encode()
+    if args.stdio:
+        serve_stdio(greeting, key, log)
+    else:
+        serve_socket(specifiers.expand(settings.socket or DEFAULT_SOCKET), greeting, key, log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = Log(Log.DEBUG if args.debug else Log.VERBOSE)
+    try:
+        run(args, log)
+    except (Fatal, specifiers.SpecifierError) as e:
+        log.info(f"{NAME}: {e}")
+        return 1
+    except Stop:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The accountd line protocol, version 1: the contract between lacme-accountd
+and the ACME client, byte for byte that of lacme 0.8.2.
+
+On each connection accountd speaks first, with two CRLF-terminated lines:
+
+    1 OK {"alg":"RS256","jwk-thumbprint":"...","kid":"..."}
+    {"e":"AQAB","kty":"RSA","n":"..."}
+
+the second being the account's public JWK in canonical form (`{}` when a
+Key ID is configured, which keeps the client from account management).
+Then the client sends JWS signing inputs (RFC 7515 section 5.1), one per
+line, `BASE64URL(protected header).BASE64URL(payload)`, and accountd answers
+each with `BASE64URL(signature)`.  accountd refuses, by closing the
+connection, any line that is not such a signing input for an RFC 8555
+request signed with its own algorithm.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+EOL = b"\r\n"
+
+# A finalize request carrying a CSR with hundreds of names stays far below
+# this; anything longer is not a signing input lacme would send.
+MAX_LINE = 1 << 20
+
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
+_GREETING = re.compile(rb"(\d+) OK(?: (.*))?\r\n")
+
+
+class ProtocolError(ValueError):
+    """The peer broke the protocol; the message says how."""
+
+
+def b64url_encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def b64url_decode(data: bytes) -> bytes:
+    """Decode unpadded base64url, refusing anything else."""
+    if not _BASE64URL.fullmatch(data) or len(data) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+    except binascii.Error as e:
+        raise ValueError("not base64url") from e
+
+
+def canonical_json(obj: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: RFC 7638's form for JWKs."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Greeting:
+    alg: str
+    jwk_thumbprint: str
+    kid: str | None
+    jwk: dict[str, Any]
+
+    def encode(self) -> bytes:
+        extra: dict[str, str] = {"alg": self.alg, "jwk-thumbprint": self.jwk_thumbprint}
+        if self.kid is not None:
+            extra["kid"] = self.kid
+        jwk: dict[str, Any] = {} if self.kid is not None else self.jwk
+        return (
+            f"{PROTOCOL_VERSION} OK ".encode()
+            + json.dumps(extra, separators=(",", ":")).encode()
+            + EOL
+            + canonical_json(jwk)
+            + EOL
+        )
+
+
+def parse_greeting(first: bytes, second: bytes) -> Greeting:
+    """Parse the two greeting lines a client reads from accountd.
+
+    A peer of lacme 0.8.2 vintage may omit the extra data; its key is then
+    RSA and the thumbprint is computed from the JWK line.
+    """
+    m = _GREETING.fullmatch(first)
+    if m is None:
+        raise ProtocolError(f"not an accountd greeting: {first[:80]!r}")
+    if int(m.group(1)) != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"accountd speaks protocol version {int(m.group(1))}, not {PROTOCOL_VERSION}"
+        )
+    if not second.endswith(EOL):
+        raise ProtocolError("accountd sent no JWK line")
+    try:
+        extra = json.loads(m.group(2)) if m.group(2) is not None else {}
+        jwk = json.loads(second)
+    except ValueError as e:
+        raise ProtocolError(f"accountd sent malformed JSON: {e}") from e
+    if not isinstance(extra, dict) or not isinstance(jwk, dict):
+        raise ProtocolError("accountd greeting data is not a JSON object")
+    thumbprint = extra.get("jwk-thumbprint")
+    if thumbprint is None:
+        thumbprint = b64url_encode(hashlib.sha256(canonical_json(jwk)).digest()).decode()
+    return Greeting(
+        alg=str(extra.get("alg", "RS256")),
+        jwk_thumbprint=str(thumbprint),
+        kid=None if extra.get("kid") is None else str(extra["kid"]),
+        jwk=jwk,
+    )
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    """A validated line: what to sign, and its decoded parts for the log."""
+
+    signing_input: bytes
+    header: dict[str, Any]
+    payload: bytes
+
+    def describe(self) -> str:
+        payload = self.payload.decode("utf-8", errors="backslashreplace")
+        return f"header={json.dumps(self.header, sort_keys=True)} payload={payload}"
+
+
+def parse_signing_request(line: bytes, alg: str) -> SigningRequest:
+    """Validate one request line (with its CRLF) for a key signing with ALG.
+
+    Raises ProtocolError naming what is wrong; nothing may be signed then.
+    """
+    if not line.endswith(EOL):
+        raise ProtocolError("line not terminated by CRLF")
+    signing_input = line[: -len(EOL)]
+    header_b64, dot, payload_b64 = signing_input.partition(b".")
+    if not dot:
+        raise ProtocolError("not a JWS signing input (no '.')")
+    if not header_b64:
+        raise ProtocolError("empty JWS Protected Header")
+    try:
+        header_json = b64url_decode(header_b64)
+    except ValueError:
+        raise ProtocolError("malformed JWS Protected Header (not base64url)") from None
+    try:
+        # Empty payloads are valid: POST-as-GET, RFC 8555 section 6.3.
+        payload = b64url_decode(payload_b64)
+    except ValueError:
+        raise ProtocolError("malformed JWS Payload (not base64url)") from None
+    try:
+        header = json.loads(header_json.decode("utf-8"))
+    except ValueError:
+        raise ProtocolError("invalid JWS Protected Header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("invalid JWS Protected Header (not a JSON object)")
+    # RFC 8555 section 6.2: alg, nonce, url, and jwk or kid.
+    missing = [field for field in ("alg", "nonce", "url") if header.get(field) is None]
+    if missing:
+        raise ProtocolError(f"invalid JWS Protected Header (no {', '.join(missing)})")
+    if header.get("jwk") is None and header.get("kid") is None:
+        raise ProtocolError("invalid JWS Protected Header (neither jwk nor kid)")
+    if header["alg"] != alg:
+        raise ProtocolError(f"JWS Protected Header has alg {header['alg']!r}, the key signs {alg}")
+    return SigningRequest(signing_input=signing_input, header=header, payload=payload)

@@ -1,0 +1,180 @@
+"""The account key inside lacme-accountd: loading it, its public JWK, signing.
+
+Only lacme-accountd imports this module; no other process ever holds the
+account's private key.
+"""
+
+import hashlib
+import os
+import stat
+import subprocess
+import termios
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from lacme.accountd_protocol import b64url_encode, canonical_json
+
+# Below this, RSA account keys are refused: ACME CAs refuse them too.
+MIN_RSA_BITS = 2048
+
+# RFC 7518 section 3.4: the curve, its JWS algorithm and hash, and the byte
+# length of each of r and s in the raw signature.
+_CURVES: dict[str, tuple[str, str, hashes.HashAlgorithm, int]] = {
+    "secp256r1": ("P-256", "ES256", hashes.SHA256(), 32),
+    "secp384r1": ("P-384", "ES384", hashes.SHA384(), 48),
+}
+
+
+class AccountKeyError(Exception):
+    """The account key can't be had; the message names the file and why."""
+
+
+def _b64uint(value: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(size, "big")).decode()
+
+
+@dataclass(frozen=True)
+class AccountKey:
+    alg: str
+    jwk: dict[str, str]
+    sign: Callable[[bytes], bytes]
+
+    @property
+    def thumbprint(self) -> str:
+        """RFC 7638 thumbprint; RFC 8555 section 8.1 fixes SHA-256."""
+        return b64url_encode(hashlib.sha256(canonical_json(self.jwk)).digest()).decode()
+
+
+def _rsa_account_key(key: rsa.RSAPrivateKey, source: str) -> AccountKey:
+    if key.key_size < MIN_RSA_BITS:
+        raise AccountKeyError(
+            f"{source}: RSA key of {key.key_size} bits is too short (at least {MIN_RSA_BITS})"
+        )
+    numbers = key.public_key().public_numbers()
+    pkcs1v15, sha256 = padding.PKCS1v15(), hashes.SHA256()
+    return AccountKey(
+        alg="RS256",
+        jwk={"e": _b64uint(numbers.e), "kty": "RSA", "n": _b64uint(numbers.n)},
+        sign=lambda data: key.sign(data, pkcs1v15, sha256),
+    )
+
+
+def _ec_account_key(key: ec.EllipticCurvePrivateKey, source: str) -> AccountKey:
+    if key.curve.name not in _CURVES:
+        raise AccountKeyError(
+            f"{source}: unsupported ECDSA curve {key.curve.name} (supported: P-256, P-384)"
+        )
+    crv, alg, digest, size = _CURVES[key.curve.name]
+    numbers = key.public_key().public_numbers()
+    ecdsa = ec.ECDSA(digest)
+
+    def sign(data: bytes) -> bytes:
+        r, s = decode_dss_signature(key.sign(data, ecdsa))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    return AccountKey(
+        alg=alg,
+        jwk={
+            "crv": crv,
+            "kty": "EC",
+            "x": _b64uint(numbers.x, size),
+            "y": _b64uint(numbers.y, size),
+        },
+        sign=sign,
+    )
+
+
+def from_pem(pem: bytes, source: str, ask_passphrase: Callable[[], bytes]) -> AccountKey:
+    """Build the account key from PEM data, asking for a passphrase if needed."""
+    try:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except TypeError:  # encrypted
+            try:
+                key = serialization.load_pem_private_key(pem, password=ask_passphrase())
+            except ValueError:
+                raise AccountKeyError(f"{source}: wrong passphrase (or corrupt key)") from None
+    except UnsupportedAlgorithm as e:
+        raise AccountKeyError(f"{source}: unsupported key: {e}") from None
+    except ValueError:
+        if b"-----BEGIN PUBLIC KEY-----" in pem or b"-----BEGIN RSA PUBLIC KEY-----" in pem:
+            raise AccountKeyError(f"{source}: not a private key (this is a public key)") from None
+        raise AccountKeyError(f"{source}: not a PEM private key") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return _rsa_account_key(key, source)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return _ec_account_key(key, source)
+    raise AccountKeyError(
+        f"{source}: unsupported key type {type(key).__name__.removesuffix('PrivateKey')}"
+        " (supported: RSA, ECDSA P-256, ECDSA P-384)"
+    )
+
+
+def ask_passphrase_on_tty(path: str) -> Callable[[], bytes]:
+    """A passphrase prompt on the controlling terminal, never on stdin,
+    which in --stdio mode carries the protocol."""
+
+    def ask() -> bytes:
+        try:
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            raise AccountKeyError(
+                f"{path}: the key is encrypted and there is no terminal to ask for its passphrase"
+            ) from None
+        with open(fd, "r+b", buffering=0) as tty:
+            saved = termios.tcgetattr(fd)
+            quiet = list(saved)
+            quiet[3] &= ~termios.ECHO
+            # Echo goes off before the prompt shows: what is typed after it
+            # is neither echoed nor flushed away.
+            termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+            try:
+                tty.write(f"Passphrase for {path}: ".encode())
+                answer = bytearray()
+                while not answer.endswith(b"\n"):
+                    chunk = os.read(fd, 1)
+                    if not chunk:
+                        break
+                    answer += chunk
+            finally:
+                termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+                tty.write(b"\n")
+        return bytes(answer).rstrip(b"\r\n")
+
+    return ask
+
+
+def load_file(path: str, warn: Callable[[str], None]) -> AccountKey:
+    """`privkey = file:PATH`: a PEM private key, possibly encrypted."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            pem = f.read()
+    except OSError as e:
+        raise AccountKeyError(f"can't read account key {path}: {e.strerror}") from None
+    key = from_pem(pem, path, ask_passphrase_on_tty(path))
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warn(
+            f"Warning: account key {path} is accessible to group or others (mode "
+            f"{stat.S_IMODE(mode):04o}); make it 0600"
+        )
+    return key
+
+
+def load_gpg(path: str, gpg_command: str) -> AccountKey:
+    """`privkey = gpg:PATH`: a key decrypted by gpg(1) into our memory only."""
+    argv = [*gpg_command.split(), "-o", "-", "--decrypt", "--", path]
+    try:
+        # stdin is the protocol channel in --stdio mode: gpg must not read it.
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, check=False)
+    except OSError as e:
+        raise AccountKeyError(f"can't run gpg command {argv[0]!r}: {e.strerror}") from None
+    if done.returncode != 0:
+        raise AccountKeyError(f"{argv[0]} failed to decrypt {path} (exit status {done.returncode})")
+    return from_pem(done.stdout, path, ask_passphrase_on_tty(path))
