@@ -7,6 +7,7 @@ import pty
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -439,6 +440,38 @@ def test_socket_serves_concurrent_clients_and_is_private(
         verify(idle.greeting.jwk, line[:-2], idle.sign(line))
         idle.close()
         busy.close()
+
+
+def test_socket_answers_pipelined_lines_before_closing_on_a_refusal(
+    tmp_path: Path, conf: Path, rsa_key: Path
+) -> None:
+    sock = tmp_path / "S.lacme"
+    with standalone_accountd([ACCOUNTD], sock, f"--config={conf}", f"--privkey=file:{rsa_key}"):
+        client = connect(sock)
+        good = request_line("RS256", b"{}")
+        client.sock.sendall(good * 20 + b"not a request\r\n" + good)
+        answers = client.rfile.read()  # until accountd closes the connection
+        client.close()
+    signatures = answers.split(b"\r\n")
+    assert len(signatures) == 21
+    assert signatures[-1] == b""
+    for signature in signatures[:-1]:
+        verify(client.greeting.jwk, good[:-2], signature)
+
+
+def test_socket_serves_while_many_clients_idle(tmp_path: Path, conf: Path, rsa_key: Path) -> None:
+    sock = tmp_path / "S.lacme"
+    with standalone_accountd([ACCOUNTD], sock, f"--config={conf}", f"--privkey=file:{rsa_key}"):
+        idle = [connect(sock) for _ in range(50)]
+        half_line = socket.socket(socket.AF_UNIX)
+        half_line.connect(str(sock))
+        half_line.sendall(b"eyJhbGciOi")  # a request that never ends
+        busy = connect(sock)
+        line = request_line("RS256")
+        verify(busy.greeting.jwk, line[:-2], busy.sign(line))
+        for conn in [*idle, busy]:
+            conn.close()
+        half_line.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])

@@ -12,14 +12,14 @@ every request.  The key never leaves this process.
 import argparse
 import itertools
 import os
+import selectors
 import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from lacme import __version__, inifile, specifiers
 from lacme.accountd_protocol import (
@@ -57,20 +57,18 @@ class Log:
     def __init__(self, level: int) -> None:
         self.level = level
         self.file: TextIO | None = None
-        self._lock = threading.Lock()
 
     def wants(self, level: int) -> bool:
         return level <= self.level or (self.file is not None and level <= self.VERBOSE)
 
     def emit(self, level: int, message: str) -> None:
-        with self._lock:
-            if self.file is not None and (level <= self.VERBOSE or level <= self.level):
-                stamp = time.strftime("%a %b %e %H:%M:%S %Y")
-                self.file.write(f"[{stamp}] {message}\n")
-                self.file.flush()
-            if level <= self.level:
-                sys.stderr.write(message + "\n")
-                sys.stderr.flush()
+        if self.file is not None and (level <= self.VERBOSE or level <= self.level):
+            stamp = time.strftime("%a %b %e %H:%M:%S %Y")
+            self.file.write(f"[{stamp}] {message}\n")
+            self.file.flush()
+        if level <= self.level:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
 
     def info(self, message: str) -> None:
         self.emit(self.INFO, message)
@@ -195,26 +193,30 @@ def load_account_key(privkey: str, gpg: str, log: Log) -> "AccountKey":
         raise Fatal(str(e)) from None
 
 
-def converse(
-    rfile: BinaryIO, wfile: BinaryIO, conn_id: str, greeting: bytes, key: "AccountKey", log: Log
-) -> None:
-    """One client conversation: greet, then sign valid requests until EOF or
-    the first invalid one."""
-    wfile.write(greeting)
-    wfile.flush()
-    while line := rfile.readline(MAX_LINE + 1):
+class Signer:
+    """What every conversation shares: the key, the greeting and the log."""
+
+    def __init__(self, key: "AccountKey", keyid: str | None, log: Log) -> None:
+        self.key = key
+        self.log = log
+        self.greeting = Greeting(
+            alg=key.alg, jwk_thumbprint=key.thumbprint, kid=keyid, jwk=key.jwk
+        ).encode()
+
+    def answer(self, line: bytes, conn_id: str) -> bytes | None:
+        """The answer to one request line (with its line feed), or None to
+        refuse it, which ends the conversation."""
         try:
             if len(line) > MAX_LINE:
                 raise ProtocolError(f"line longer than {MAX_LINE} bytes")
-            request = parse_signing_request(line, key.alg)
+            request = parse_signing_request(line, self.key.alg)
         except ProtocolError as e:
-            log.info(f"[{conn_id}] NOSIGN [{e}]")
-            return
-        signature = key.sign(request.signing_input)
-        if log.wants(Log.VERBOSE):
-            log.verbose(f"[{conn_id}] SIGNED {request.describe()}")
-        wfile.write(b64url_encode(signature) + EOL)
-        wfile.flush()
+            self.log.info(f"[{conn_id}] NOSIGN [{e}]")
+            return None
+        signature = self.key.sign(request.signing_input)
+        if self.log.wants(Log.VERBOSE):
+            self.log.verbose(f"[{conn_id}] SIGNED {request.describe()}")
+        return b64url_encode(signature) + EOL
 
 
 def _stop(signum: int, frame: FrameType | None) -> NoReturn:
@@ -237,12 +239,56 @@ def check_socket_path(path: str) -> None:
         raise Fatal(f"{path} already exists (is another {NAME} running? if not, remove it)")
 
 
-def serve_socket(path: str, greeting: bytes, key: "AccountKey", log: Log) -> None:
-    """Serve clients on a UNIX-domain socket, each in its own thread, until
-    a signal; the socket file is removed on the way out."""
+class _Conversation:
+    """One client on the socket, served without blocking the others: a slow
+    or idle client only ever holds its own buffers."""
+
+    def __init__(self, conn: socket.socket, conn_id: str, signer: Signer) -> None:
+        self.conn = conn
+        self.conn_id = conn_id
+        self.signer = signer
+        self.received = bytearray()
+        self.unsent = bytearray(signer.greeting)
+        # False after EOF or a refused line: answers already due still go out.
+        self.reading = True
+        self.interest = selectors.EVENT_READ
+
+    def on_readable(self) -> None:
+        data = self.conn.recv(1 << 16)
+        if not data:
+            self.reading = False
+            return
+        self.received += data
+        while self.reading:
+            end = self.received.find(b"\n")
+            if end < 0:
+                if len(self.received) > MAX_LINE:
+                    self.signer.answer(bytes(self.received), self.conn_id)  # logs the refusal
+                    self.reading = False
+                return
+            line = bytes(self.received[: end + 1])
+            del self.received[: end + 1]
+            answer = self.signer.answer(line, self.conn_id)
+            if answer is None:
+                self.reading = False
+            else:
+                self.unsent += answer
+
+    def on_writable(self) -> None:
+        sent = self.conn.send(self.unsent)
+        del self.unsent[:sent]
+
+
+def serve_socket(path: str, signer: Signer) -> None:
+    """Serve clients on a UNIX-domain socket until a signal; the socket file
+    is removed on the way out.  One thread multiplexes every connection:
+    signing holds the interpreter lock anyway, and no client can hold up
+    another since no socket operation blocks."""
+    log = signer.log
     check_socket_path(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     bound: os.stat_result | None = None
+    selector = selectors.DefaultSelector()
     try:
         saved_umask = os.umask(0o177)
         try:
@@ -253,12 +299,10 @@ def serve_socket(path: str, greeting: bytes, key: "AccountKey", log: Log) -> Non
         finally:
             os.umask(saved_umask)
         listener.listen(128)
+        listener.setblocking(False)
+        selector.register(listener, selectors.EVENT_READ)
         log.verbose(f"Starting lacme Account Key Manager at {path}")
-        for count in itertools.count():
-            conn, _ = listener.accept()
-            threading.Thread(
-                target=_serve_connection, args=(conn, str(count), greeting, key, log), daemon=True
-            ).start()
+        _multiplex(selector, listener, signer)
     except Stop:
         pass
     finally:
@@ -271,28 +315,78 @@ def serve_socket(path: str, greeting: bytes, key: "AccountKey", log: Log) -> Non
                     os.unlink(path)
             except FileNotFoundError:
                 pass
-        listener.close()
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
         log.verbose("Shutting down and closing lacme Account Key Manager")
 
 
-def _serve_connection(
-    conn: socket.socket, conn_id: str, greeting: bytes, key: "AccountKey", log: Log
+def _multiplex(selector: selectors.BaseSelector, listener: socket.socket, signer: Signer) -> None:
+    count = itertools.count()
+    while True:
+        for key, events in selector.select():
+            if key.fileobj is listener:
+                _accept(selector, listener, signer, str(next(count)))
+            else:
+                _step(selector, key.data, events)
+
+
+def _accept(
+    selector: selectors.BaseSelector, listener: socket.socket, signer: Signer, conn_id: str
 ) -> None:
-    log.verbose(f"[{conn_id}] Accepted new connection")
-    with conn, conn.makefile("rb") as rfile, conn.makefile("wb") as wfile:
-        try:
-            converse(rfile, wfile, conn_id, greeting, key, log)
-        except OSError as e:
-            log.info(f"[{conn_id}] connection lost: {e.strerror or e}")
-    log.verbose(f"[{conn_id}] Connection terminated")
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        return
+    conn.setblocking(False)
+    conversation = _Conversation(conn, conn_id, signer)
+    signer.log.verbose(f"[{conn_id}] Accepted new connection")
+    selector.register(conn, conversation.interest, conversation)
+    _step(selector, conversation, 0)  # the greeting goes out at once
 
 
-def serve_stdio(greeting: bytes, key: "AccountKey", log: Log) -> None:
+def _step(selector: selectors.BaseSelector, conversation: _Conversation, events: int) -> None:
+    log = conversation.signer.log
+    try:
+        if events & selectors.EVENT_READ:
+            conversation.on_readable()
+        if conversation.unsent:
+            conversation.on_writable()
+    except BlockingIOError:
+        pass
+    except OSError as e:
+        log.info(f"[{conversation.conn_id}] connection lost: {e.strerror or e}")
+        conversation.reading = False
+        conversation.unsent.clear()
+    if not conversation.reading and not conversation.unsent:
+        selector.unregister(conversation.conn)
+        conversation.conn.close()
+        log.verbose(f"[{conversation.conn_id}] Connection terminated")
+        return
+    # A client that sends without reading is not read from until it catches up.
+    readable = conversation.reading and len(conversation.unsent) < MAX_LINE
+    interest = (selectors.EVENT_READ if readable else 0) | (
+        selectors.EVENT_WRITE if conversation.unsent else 0
+    )
+    if interest != conversation.interest:
+        conversation.interest = interest
+        selector.modify(conversation.conn, interest, conversation)
+
+
+def serve_stdio(signer: Signer) -> None:
+    """One conversation on stdin/stdout, as lacme spawns accountd (possibly
+    through `ssh -T`, which makes them two pipes)."""
+    conn_id = str(os.getpid())
     with open(0, "rb", closefd=False) as rfile, open(1, "wb", closefd=False) as wfile:
         try:
-            converse(rfile, wfile, str(os.getpid()), greeting, key, log)
-        except Stop:
-            pass
+            wfile.write(signer.greeting)
+            wfile.flush()
+            while line := rfile.readline(MAX_LINE + 1):
+                answer = signer.answer(line, conn_id)
+                if answer is None:
+                    return
+                wfile.write(answer)
+                wfile.flush()
         except OSError as e:
             raise Fatal(f"conversation on stdin/stdout lost: {e.strerror or e}") from None
 
@@ -305,14 +399,11 @@ def run(args: argparse.Namespace, log: Log) -> None:
     settings = load_settings(args, log)
     if not args.debug:
         log.level = Log.INFO if settings.quiet else Log.VERBOSE
-    key = load_account_key(settings.privkey, settings.gpg, log)
-    greeting = Greeting(
-        alg=key.alg, jwk_thumbprint=key.thumbprint, kid=settings.keyid, jwk=key.jwk
-    ).encode()
+    signer = Signer(load_account_key(settings.privkey, settings.gpg, log), settings.keyid, log)
     if args.stdio:
-        serve_stdio(greeting, key, log)
+        serve_stdio(signer)
     else:
-        serve_socket(specifiers.expand(settings.socket or DEFAULT_SOCKET), greeting, key, log)
+        serve_socket(specifiers.expand(settings.socket or DEFAULT_SOCKET), signer)
 
 
 def main(argv: list[str] | None = None) -> int:
