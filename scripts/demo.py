@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from lacme_perl import OUR_ACCOUNTD, lacme_setup  # noqa: E402 - found through the path above
-from pebble import running_pebble  # noqa: E402
+from lacme_perl import OUR_ACCOUNTD, lacme_setup
+from pebble import running_pebble
 
-from lacme import __version__  # noqa: E402
+from lacme import __version__
 
 
 def describe(certificate: x509.Certificate) -> list[str]:
@@ -37,15 +37,19 @@ def describe(certificate: x509.Certificate) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the configuration, keys and certificate for exploring")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the configuration, keys and certificate for exploring",
+    )
     args = parser.parse_args()
 
     with ExitStack() as stack:
         print("Starting Pebble (test ACME server) and its mock DNS on 127.0.0.1 ...")
         pebble = stack.enter_context(running_pebble())
-        setup = stack.enter_context(lacme_setup(
-            pebble, account_key_type="ec", accountd_command=[str(OUR_ACCOUNTD)]))
+        setup = stack.enter_context(
+            lacme_setup(pebble, account_key_type="ec", accountd_command=[str(OUR_ACCOUNTD)])
+        )
         print(f"Configuration in {setup.directory}; account key: ECDSA P-256\n")
         print("Running, as root: lacme account --register --tos-agreed mailto:admin@example.test")
         print("                  lacme newOrder")
@@ -59,8 +63,10 @@ def main() -> int:
         print("  master (root)        Perl lacme 0.8.2, /usr/sbin/lacme")
         print("  client               Perl lacme 0.8.2, as _lacme-client")
         print("  webserver            Perl lacme 0.8.2, as _lacme-www")
-        print("Our master, client and webserver are not written yet (issues #3, #4):"
-              " this demo stops at what exists.")
+        print(
+            "Our master, client and webserver are not written yet (issues #3, #4):"
+            " this demo stops at what exists."
+        )
         if args.keep:
             kept = Path(tempfile.mkdtemp(prefix="lacme-demo-"))
             shutil.copytree(setup.directory, kept, dirs_exist_ok=True)
