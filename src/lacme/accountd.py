@@ -17,9 +17,8 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TextIO
 
 from lacme import __version__, inifile, specifiers
 from lacme.accountd_protocol import (
@@ -119,8 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@dataclass
-class Settings:
+class Settings(NamedTuple):
     privkey: str
     gpg: str
     socket: str | None

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import termios
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,8 +39,7 @@ def _b64uint(value: int, length: int | None = None) -> str:
     return b64url_encode(value.to_bytes(size, "big")).decode()
 
 
-@dataclass(frozen=True)
-class AccountKey:
+class AccountKey(NamedTuple):
     alg: str
     jwk: dict[str, str]
     sign: Callable[[bytes], bytes]
