@@ -1,0 +1,524 @@
+"""The ACME client process (lacme.client, lacme.acme).
+
+Unit tests of its refusals, the client run directly against a hand-made
+hostile server, and Perl lacme 0.8.2's master driving it against Pebble.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+from accountd_helpers import standalone_accountd
+from client_helpers import (
+    PEM,
+    TOKEN,
+    HostileServer,
+    fake_accountd,
+    hostile_server,
+    run_client,
+)
+from cryptography import x509
+from lacme_perl import CONTACT, LACME, OUR_ACCOUNTD, PERL_ACCOUNTD, LacmeSetup, lacme_setup
+from pebble import PebbleFactory, PebbleServer
+
+import lacme
+from lacme.acme import Problem, parse_retry_after
+from lacme.client import Fatal, read_settings, tls_version_range
+
+CSR = b"0\x82not really a CSR"
+
+
+# -- Units ------------------------------------------------------------------
+
+
+def test_retry_after_seconds() -> None:
+    assert parse_retry_after("120", now=0) == 120
+    assert parse_retry_after(" 0 ", now=0) == 0
+    assert parse_retry_after("9" * 400, now=0) == 86400
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 90, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(90)
+    # A date in the past means now.
+    assert parse_retry_after(email.utils.formatdate(now - 90, usegmt=True), now=now) == 0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "Fri, 99 Foo 2026", "٣"])
+def test_retry_after_garbage(value: str | None) -> None:
+    assert parse_retry_after(value, now=0) is None
+
+
+def test_problem_with_subproblems() -> None:
+    problem = Problem.from_json(
+        {
+            "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+            "detail": "some names were rejected",
+            "status": 400,
+            "subproblems": [
+                {
+                    "type": "urn:ietf:params:acme:error:caa",
+                    "detail": "CAA forbids",
+                    "identifier": {"type": "dns", "value": "a.example.test"},
+                }
+            ],
+        }
+    )
+    assert str(problem) == (
+        "rejectedIdentifier: some names were rejected\n  dns:a.example.test: caa: CAA forbids"
+    )
+
+
+def test_problem_not_an_object() -> None:
+    assert "malformed problem document" in str(Problem.from_json(["x"]))
+
+
+def settings_fd(text: bytes) -> int:
+    read, write = os.pipe()
+    os.write(write, text)
+    os.close(write)
+    return read
+
+
+def test_settings_from_perl_master() -> None:
+    # What lacme 0.8.2's master writes: every [client] key, unset ones null.
+    settings = read_settings(
+        settings_fd(
+            b'{"server":"https://ca.test/dir","timeout":"12","SSL_verify":"no",'
+            b'"SSL_version":null,"SSL_cipher_list":null,"socket":"/run/S","user":"u",'
+            b'"group":"g","command":"/x"}'
+        )
+    )
+    assert settings.server == "https://ca.test/dir"
+    assert settings.timeout == 12
+    assert not settings.verify
+    assert settings.cafile is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"[]", "not a JSON object"),
+        (b"{", "can't read"),
+        (b'{"timeout":"soon"}', "timeout"),
+        (b'{"timeout":"-1"}', "timeout"),
+        (b'{"SSL_ca_path":"/x"}', "unknown setting"),
+    ],
+)
+def test_settings_refused(text: bytes, message: str) -> None:
+    with pytest.raises(Fatal, match=message):
+        read_settings(settings_fd(text))
+
+
+def test_tls_versions() -> None:
+    v = ssl.TLSVersion
+    assert tls_version_range("TLSv1_2") == (v.TLSv1_2, v.TLSv1_2)
+    assert tls_version_range("SSLv23:!SSLv3:!TLSv1:!TLSv1_1") == (v.TLSv1_2, v.TLSv1_3)
+    assert tls_version_range("!TLSv1_3") == (v.TLSv1, v.TLSv1_2)
+    with pytest.raises(Fatal, match="allows no TLS"):
+        tls_version_range("SSLv3")
+    with pytest.raises(Fatal, match="unknown"):
+        tls_version_range("QUIC")
+
+
+# -- Against a hand-made hostile server ---------------------------------------
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    with hostile_server() as server:
+        yield server
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The challenge directory, inside an otherwise empty one to see stray files."""
+    (tmp_path / "challenges").mkdir()
+    return tmp_path / "challenges"
+
+
+def new_order(hostile: HostileServer, workdir: Path, **settings: object) -> tuple[int, str, str]:
+    with fake_accountd() as accountd:
+        result = run_client(
+            "newOrder",
+            "a.example.test",
+            settings=hostile.settings(**settings),
+            accountd=accountd,
+            stdin=CSR,
+            cwd=workdir,
+        )
+    # Whatever happened, nothing was written beside the challenge directory.
+    assert [p.name for p in workdir.parent.iterdir()] == [workdir.name]
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def test_hostile_happy_path(hostile: HostileServer, workdir: Path) -> None:
+    """The hand-made server works: the refusals below are about what they change."""
+    status, out, err = new_order(hostile, workdir)
+    assert status == 0, err
+    assert out == PEM
+    assert (workdir / TOKEN).read_text() == f"{TOKEN}.thumb"
+    assert oct((workdir / TOKEN).stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    # Keep-alive: one connection for the whole conversation.
+    assert hostile.connections == 1, hostile.requests
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("token", ["../escape", "a/b", "..", "", "tok en", "tök", "a\x00b"])
+def test_bad_token(hostile: HostileServer, workdir: Path, token: str) -> None:
+    hostile.token = token
+    status, out, err = new_order(hostile, workdir)
+    assert status != 0
+    assert out == ""
+    assert "token" in err
+    assert list(workdir.iterdir()) == []
+
+
+def test_existing_token_file_kept(hostile: HostileServer, workdir: Path) -> None:
+    (workdir / TOKEN).symlink_to("/etc/passwd")
+    status, _, err = new_order(hostile, workdir)
+    assert "File exists" in err
+    assert (workdir / TOKEN).is_symlink()
+    assert status == 0
+
+
+def test_wrong_content_type(hostile: HostileServer, workdir: Path) -> None:
+    hostile.overrides["/dir"] = (200, "text/html", b"<html>{}</html>", {})
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert "Content-Type text/html, not application/json" in err
+
+
+def test_non_json_body(hostile: HostileServer, workdir: Path) -> None:
+    hostile.overrides["/authz/1"] = (200, "application/json", b"{not json", {})
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert "body is not JSON" in err
+
+
+def test_oversized_body_announced(hostile: HostileServer, workdir: Path) -> None:
+    def huge(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_header("Content-Length", str(50 << 20))
+        handler.end_headers()
+        handler.wfile.write(b"{" + b" " * (1 << 20))
+
+    hostile.overrides["/new-order"] = (201, "application/json", huge, {})
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert f"refusing a {50 << 20}-byte body" in err
+
+
+def test_oversized_body_streamed(hostile: HostileServer, workdir: Path) -> None:
+    """50 MB without a Content-Length: refused once past the bound, not read whole."""
+
+    def huge(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        for _ in range(50):
+            handler.wfile.write(b" " * (1 << 20))
+
+    hostile.overrides["/new-order"] = (201, "application/json", huge, {})
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert f"refusing a body over {1 << 20} bytes" in err
+
+
+def test_certificate_html(hostile: HostileServer, workdir: Path) -> None:
+    hostile.overrides["/cert/1"] = (200, "text/html", b"<html>a certificate</html>", {})
+    status, out, err = new_order(hostile, workdir)
+    assert status != 0
+    assert out == ""
+    assert "Content-Type text/html, not application/pem-certificate-chain" in err
+
+
+def test_certificate_not_pem(hostile: HostileServer, workdir: Path) -> None:
+    hostile.overrides["/cert/1"] = (200, "application/pem-certificate-chain", b"<html>", {})
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert "not PEM" in err
+
+
+def test_order_never_valid(hostile: HostileServer, workdir: Path) -> None:
+    hostile.order_status = "pending"
+    status, out, err = new_order(hostile, workdir, timeout="2")
+    assert status != 0
+    assert out == ""
+    assert "timeout (2s)" in err
+    assert "pending" in err
+
+
+def test_retry_after_beyond_timeout(hostile: HostileServer, workdir: Path) -> None:
+    hostile.order_status = "processing"
+    hostile.overrides["/order/1"] = (
+        200,
+        "application/json",
+        b'{"status":"processing"}',
+        {"Retry-After": "3600"},
+    )
+    status, _, err = new_order(hostile, workdir, timeout="20")
+    assert status != 0
+    assert "would be exceeded waiting the 3600s the server asked for" in err
+
+
+def test_problem_document_shown(hostile: HostileServer, workdir: Path) -> None:
+    hostile.overrides["/new-order"] = (
+        400,
+        "application/problem+json",
+        b'{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"nope",'
+        b'"subproblems":[{"type":"urn:ietf:params:acme:error:malformed","detail":"bad name",'
+        b'"identifier":{"type":"dns","value":"a.example.test"}}]}',
+        {},
+    )
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert "rejectedIdentifier: nope" in err
+    assert "dns:a.example.test: malformed: bad name" in err
+
+
+def test_5xx_and_bad_nonce_retried(hostile: HostileServer, workdir: Path) -> None:
+    bad_nonce = (
+        400,
+        "application/problem+json",
+        b'{"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"}',
+        {},
+    )
+    hostile.queued["/authz/1"] = [(503, "", b"", {"Retry-After": "0"}), (502, "", b"", {})]
+    hostile.queued["/chall/1"] = [bad_nonce] * 5
+    status, _, err = new_order(hostile, workdir)
+    assert status == 0, err
+    assert hostile.requests.count("POST /authz/1") == 3
+    assert hostile.requests.count("POST /chall/1") == 6
+
+
+def test_bad_nonce_bounded(hostile: HostileServer, workdir: Path) -> None:
+    hostile.overrides["/chall/1"] = (
+        400,
+        "application/problem+json",
+        b'{"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"}',
+        {},
+    )
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert "21 nonces rejected: badNonce: stale" in err
+
+
+def test_bad_greeting(hostile: HostileServer, workdir: Path) -> None:
+    with fake_accountd(b'2 OK {"alg":"ES256"}\r\n{}\r\n') as accountd:
+        result = run_client("account", "0", settings=hostile.settings(), accountd=accountd)
+    assert result.returncode != 0
+    assert "protocol version 2" in result.stderr.decode()
+    assert hostile.requests == []
+
+
+def test_accountd_unreachable(hostile: HostileServer) -> None:
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    with ours:
+        result = run_client("account", "0", settings=hostile.settings(), accountd=ours)
+    assert result.returncode != 0
+    assert "without a greeting" in result.stderr.decode()
+    assert hostile.requests == []
+
+
+@pytest.mark.parametrize("server", ["ftp://127.0.0.1/dir", "https://[::1/dir"])
+def test_bad_server_url(server: str) -> None:
+    with fake_accountd() as accountd:
+        result = run_client("account", "0", settings={"server": server}, accountd=accountd)
+    assert result.returncode == 1
+    assert f"GET {server}: " in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_ssl_verify_on_by_default(hostile: HostileServer) -> None:
+    """Without SSL_CAfile the hand-made CA is unknown: refused."""
+    with fake_accountd() as accountd:
+        result = run_client(
+            "account", "0", settings={"server": hostile.directory_url}, accountd=accountd
+        )
+    assert result.returncode != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr.decode()
+
+
+def test_ssl_cert_file(hostile: HostileServer) -> None:
+    with fake_accountd() as accountd:
+        result = run_client(
+            "account",
+            "0",
+            settings={"server": hostile.directory_url},
+            accountd=accountd,
+            env={"SSL_CERT_FILE": str(hostile.ca_bundle)},
+        )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_ssl_verify_no(hostile: HostileServer) -> None:
+    with fake_accountd() as accountd:
+        result = run_client(
+            "account",
+            "0",
+            settings={"server": hostile.directory_url, "SSL_verify": "No"},
+            accountd=accountd,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert "Warning: SSL_verify = No" in result.stderr.decode()
+
+
+def test_user_agent_and_debug(hostile: HostileServer) -> None:
+    with fake_accountd() as accountd:
+        result = run_client(
+            "account", "0", settings=hostile.settings(), accountd=accountd, env={"DEBUG": "1"}
+        )
+    assert result.returncode == 0
+    assert hostile.user_agents == {f"lacme/{lacme.__version__}"}
+    assert ">>> GET " in result.stderr.decode()
+    assert '"onlyReturnExisting": true' in result.stderr.decode()
+
+
+# -- Perl lacme 0.8.2's master driving our client against Pebble ---------------
+
+OUR_CLIENT = [sys.executable, "-m", "lacme.client"]
+
+perl_master = pytest.mark.skipif(
+    os.geteuid() != 0 or not LACME.exists(),
+    reason=f"needs root and {LACME} (Debian package lacme)",
+)
+
+
+@pytest.fixture(params=["our-accountd", "perl-accountd"])
+def accountd_command(request: pytest.FixtureRequest) -> list[str]:
+    command = OUR_ACCOUNTD if request.param == "our-accountd" else PERL_ACCOUNTD
+    if not command.exists():
+        pytest.skip(f"{command} missing")
+    return [str(command)]
+
+
+def serial(setup: LacmeSetup) -> int:
+    return x509.load_pem_x509_certificate(setup.certificate.read_bytes()).serial_number
+
+
+@perl_master
+def test_perl_master_register_issue_revoke(
+    pebble: PebbleServer, accountd_command: list[str]
+) -> None:
+    with lacme_setup(pebble, accountd_command=accountd_command, client_command=OUR_CLIENT) as setup:
+        setup.register_and_issue()
+        # Looking the account up (no --register) prints it too.
+        assert json.loads(setup.run("account").stdout)["contact"] == [CONTACT]
+        updated = json.loads(setup.run("account", "mailto:new@example.test").stdout)
+        assert updated["contact"] == ["mailto:new@example.test"]
+        setup.run("revokeCert", str(setup.certificate))
+        assert pebble.cert_status(serial(setup))["Status"] == "Revoked"
+        deactivated = json.loads(setup.run("account", "--deactivate").stdout)
+        assert deactivated["status"] == "deactivated"
+        failed = setup.run("newOrder", "--force", check=False)
+        assert failed.returncode != 0
+        assert "unauthorized" in failed.stderr or "deactivated" in failed.stderr, failed.stderr
+
+
+@perl_master
+def test_perl_master_revoke_with_certificate_key(pebble: PebbleServer, tmp_path: Path) -> None:
+    """accountd holding the certificate's own key (no account): signed with jwk."""
+    with lacme_setup(
+        pebble, accountd_command=[str(OUR_ACCOUNTD)], client_command=OUR_CLIENT
+    ) as setup:
+        setup.register_and_issue()
+        with standalone_accountd(
+            [OUR_ACCOUNTD],
+            tmp_path / "S.lacme",
+            f"--privkey=file:{setup.directory / 'service.key'}",
+            "--quiet",
+        ) as accountd:
+            setup.run("revokeCert", str(setup.certificate), socket=accountd.socket)
+        assert pebble.cert_status(serial(setup))["Status"] == "Revoked"
+
+
+@perl_master
+def test_perl_master_accountd_with_keyid(pebble: PebbleServer, tmp_path: Path) -> None:
+    """accountd configured with the Key ID greets with it and an empty JWK:
+    no account lookup, every request signed with kid."""
+    with lacme_setup(
+        pebble, accountd_command=[str(OUR_ACCOUNTD)], client_command=OUR_CLIENT
+    ) as setup:
+        setup.run("account", "--register", "--tos-agreed", CONTACT)
+        kid = setup.run("account").stderr.split("Key ID: ", 1)[1].split()[0]
+        config = tmp_path / "lacme-accountd.conf"
+        config.write_text(f"privkey = file:{setup.account_key_path}\nkeyid = {kid}\n")
+        with standalone_accountd(
+            [OUR_ACCOUNTD], tmp_path / "S.lacme", f"--config={config}"
+        ) as accountd:
+            account = json.loads(setup.run("account", socket=accountd.socket).stdout)
+            assert account["contact"] == [CONTACT]
+            setup.run("newOrder", socket=accountd.socket)
+            setup.check_certificate()
+            log = accountd.output()
+        assert '"kid"' in log
+        assert '"jwk"' not in log
+
+
+@perl_master
+def test_perl_master_ten_certificates_half_nonces_rejected(
+    pebble_factory: PebbleFactory, accountd_command: list[str]
+) -> None:
+    """The acceptance test, with our client and webserver: Perl's own client
+    installs none of these."""
+    pebble = pebble_factory(nonce_reject=50)
+    with lacme_setup(
+        pebble,
+        accountd_command=accountd_command,
+        client_command=OUR_CLIENT,
+        webserver_command=[sys.executable, "-m", "lacme.webserver"],
+    ) as setup:
+        setup.register_and_issue()
+        serials = {serial(setup)}
+        for _ in range(9):
+            setup.run("newOrder", "--force")
+            setup.check_certificate()
+            serials.add(serial(setup))
+        assert len(serials) == 10
+
+
+@perl_master
+def test_perl_master_slow_validation(pebble_factory: PebbleFactory) -> None:
+    pebble = pebble_factory(va_sleep=True, env={"PEBBLE_VA_SLEEPTIME": "3"})
+    with lacme_setup(
+        pebble, accountd_command=[str(OUR_ACCOUNTD)], client_command=OUR_CLIENT
+    ) as setup:
+        setup.register_and_issue()
+
+
+@perl_master
+def test_perl_master_timeout(pebble_factory: PebbleFactory) -> None:
+    """Validation sleeps up to 15 s per name: with three names a 2 s timeout
+    is all but sure to pass before all are valid."""
+    pebble = pebble_factory(va_sleep=True)
+    names = ("a.example.test", "b.example.test", "c.example.test")
+    with lacme_setup(
+        pebble,
+        accountd_command=[str(OUR_ACCOUNTD)],
+        client_command=OUR_CLIENT,
+        client_timeout=2,
+        names=names,
+    ) as setup:
+        setup.run("account", "--register", "--tos-agreed", "mailto:admin@example.test")
+        start = time.monotonic()
+        result = setup.run("newOrder", check=False)
+        assert time.monotonic() - start < 10
+        assert result.returncode != 0
+        assert "timeout (2s)" in result.stderr
+        assert not setup.certificate.exists()
