@@ -41,6 +41,14 @@ from lacme.accountd_protocol import (
     parse_greeting,
 )
 from lacme.acme import USER_AGENT, AcmeError, AcmeSession, Deadline
+from lacme.client_contract import (
+    ACCOUNT,
+    ACCOUNT_DEACTIVATE,
+    ACCOUNT_REGISTER,
+    ACCOUNT_TOS_AGREED,
+    NEW_ORDER,
+    REVOKE_CERT,
+)
 
 NAME = "lacme-client"
 DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
@@ -53,7 +61,6 @@ TLS_VERSIONS = {
     "tlsv1_2": ssl.TLSVersion.TLSv1_2,
     "tlsv1_3": ssl.TLSVersion.TLSv1_3,
 }
-ACCOUNT_REGISTER, ACCOUNT_TOS_AGREED, ACCOUNT_DEACTIVATE = 1, 2, 4
 
 
 class Fatal(Exception):
@@ -272,7 +279,7 @@ def revoke_cert(session: AcmeSession, args: list[str]) -> None:
     session.revoke(certificate)
 
 
-COMMANDS = {"account": account, "newOrder": new_order, "revokeCert": revoke_cert}
+COMMANDS = {ACCOUNT: account, NEW_ORDER: new_order, REVOKE_CERT: revoke_cert}
 
 
 def run(argv: list[str]) -> None:
