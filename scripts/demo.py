@@ -1,8 +1,8 @@
-"""The README's demo: a certificate from a local Pebble, with our lacme-accountd.
+"""The README's demo: a certificate from a local Pebble, through our
+lacme-accountd, client and webserver.
 
-Our master, client and webserver don't exist yet (issues #3 and #4), so the
-demo drives Debian's Perl lacme 0.8.2 master, client and webserver with our
-lacme-accountd holding the account key, and says so.
+Our master doesn't exist yet (issue #4), so the demo has Debian's Perl
+lacme 0.8.2 master drive our three other processes, and says so.
 """
 
 import argparse
@@ -48,7 +48,13 @@ def main() -> int:
         print("Starting Pebble (test ACME server) and its mock DNS on 127.0.0.1 ...")
         pebble = stack.enter_context(running_pebble())
         setup = stack.enter_context(
-            lacme_setup(pebble, account_key_type="ec", accountd_command=[str(OUR_ACCOUNTD)])
+            lacme_setup(
+                pebble,
+                account_key_type="ec",
+                accountd_command=[str(OUR_ACCOUNTD)],
+                client_command=[sys.executable, "-I", "-m", "lacme.client"],
+                webserver_command=[sys.executable, "-I", "-m", "lacme.webserver"],
+            )
         )
         print(f"Configuration in {setup.directory}; account key: ECDSA P-256\n")
         print("Running, as root: lacme account --register --tos-agreed mailto:admin@example.test")
@@ -61,12 +67,9 @@ def main() -> int:
         print("\nProcesses:")
         print(f"  account key manager  our lacme-accountd {__version__} ({OUR_ACCOUNTD})")
         print("  master (root)        Perl lacme 0.8.2, /usr/sbin/lacme")
-        print("  client               Perl lacme 0.8.2, as _lacme-client")
-        print("  webserver            Perl lacme 0.8.2, as _lacme-www")
-        print(
-            "Our master, client and webserver are not written yet (issues #3, #4):"
-            " this demo stops at what exists."
-        )
+        print("  client               our python -m lacme.client, as _lacme-client")
+        print("  webserver            our python -m lacme.webserver, as _lacme-www")
+        print("Our master is not written yet (issue #4): this demo stops at what exists.")
         if args.keep:
             kept = Path(tempfile.mkdtemp(prefix="lacme-demo-"))
             shutil.copytree(setup.directory, kept, dirs_exist_ok=True)
