@@ -2,60 +2,75 @@
 
 Values depend on who runs the expansion (root or not, the current user and
 group), which is why callers expand some settings before and some after
-dropping privileges.
+dropping privileges.  An Identity stands for "after": the uid, gid and
+environment a child process will have, so the master can expand what the man
+page says is expanded after privilege drop without running code in the child.
 """
 
 import grp
 import os
 import pwd
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 
 class SpecifierError(ValueError):
     """A value holds an unknown or unexpandable %-specifier."""
 
 
-def _env_or(name: str, fallback: str) -> str:
-    value = os.environ.get(name, "")
+class Identity(NamedTuple):
+    """Whom an expansion is for: real uid and gid, and environment."""
+
+    uid: int
+    gid: int
+    environ: Mapping[str, str]
+
+
+def _env_or(who: Identity, name: str, fallback: str) -> str:
+    value = who.environ.get(name, "")
     return value if value else fallback
 
 
-def _home() -> str:
-    return pwd.getpwuid(os.getuid()).pw_dir
+def _home(who: Identity) -> str:
+    return pwd.getpwuid(who.uid).pw_dir
 
 
-def _env_home() -> str:
+def _env_home(who: Identity) -> str:
     # The XDG fallbacks follow $HOME, as the XDG specification says; only %h
     # is the password database's home.
-    return os.environ.get("HOME") or _home()
+    return who.environ.get("HOME") or _home(who)
 
 
-def _runtime_dir() -> str | None:
-    if os.getuid() == 0:
+def _runtime_dir(who: Identity) -> str | None:
+    if who.uid == 0:
         return "/run"
-    return os.environ.get("XDG_RUNTIME_DIR") or None
+    return who.environ.get("XDG_RUNTIME_DIR") or None
 
 
-_SPECIFIERS: dict[str, Callable[[], str | None]] = {
-    "C": lambda: (
-        "/var/cache" if os.getuid() == 0 else _env_or("XDG_CACHE_HOME", _env_home() + "/.cache")
+_SPECIFIERS: dict[str, Callable[[Identity], str | None]] = {
+    "C": lambda who: (
+        "/var/cache" if who.uid == 0 else _env_or(who, "XDG_CACHE_HOME", _env_home(who) + "/.cache")
     ),
-    "E": lambda: (
-        "/etc" if os.getuid() == 0 else _env_or("XDG_CONFIG_HOME", _env_home() + "/.config")
+    "E": lambda who: (
+        "/etc" if who.uid == 0 else _env_or(who, "XDG_CONFIG_HOME", _env_home(who) + "/.config")
     ),
-    "g": lambda: grp.getgrgid(os.getgid()).gr_name,
-    "G": lambda: str(os.getgid()),
+    "g": lambda who: grp.getgrgid(who.gid).gr_name,
+    "G": lambda who: str(who.gid),
     "h": _home,
     "t": _runtime_dir,
-    "T": lambda: _env_or("TMPDIR", "/tmp"),  # noqa: S108 - the documented default
-    "u": lambda: pwd.getpwuid(os.getuid()).pw_name,
-    "U": lambda: str(os.getuid()),
-    "%": lambda: "%",
+    "T": lambda who: _env_or(who, "TMPDIR", "/tmp"),  # noqa: S108 - the documented default
+    "u": lambda who: pwd.getpwuid(who.uid).pw_name,
+    "U": lambda who: str(who.uid),
+    "%": lambda who: "%",
 }
 
 
-def expand(value: str) -> str:
-    """Return VALUE with every %-specifier replaced, or raise SpecifierError."""
+def expand(value: str, identity: Identity | None = None) -> str:
+    """Return VALUE with every %-specifier replaced, or raise SpecifierError.
+
+    Specifiers expand for IDENTITY, by default the current process.
+    """
+    who = Identity(os.getuid(), os.getgid(), os.environ) if identity is None else identity
     out: list[str] = []
     i = 0
     while True:
@@ -70,7 +85,7 @@ def expand(value: str) -> str:
         resolve = _SPECIFIERS.get(spec)
         if resolve is None:
             raise SpecifierError(f'"{value}" has unknown specifier %{spec}')
-        expansion = resolve()
+        expansion = resolve(who)
         if expansion is None:
             raise SpecifierError(
                 f'undefined expansion %{spec} in "{value}" (XDG_RUNTIME_DIR is unset or empty)'

@@ -1,0 +1,161 @@
+"""Helpers for tests/test_spawn.py, and the master-like programs it runs.
+
+As a script, `python spawn_helpers.py MODE`:
+
+- `firewall`: meant to run inside `unshare -n`; brings up lo, runs
+  challenge_setup with `iptables = Yes` once on no tables at all, then after
+  adding an administrator's rule (fetching a token through each address),
+  then with an exception inside; prints a JSON report of the rules at each
+  step;
+- `hold LISTEN`: like the master during an order: installs SIGTERM/SIGINT
+  handlers raising an exception, enters challenge_setup, prints a JSON line
+  (directory, webserver pids) and waits to be signalled;
+- `orphan`: spawns `sleep` as _lacme-www, prints its pid, and waits to be
+  killed.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from lacme.spawn import challenge_setup, resolve_credentials, spawn
+
+WEBSERVER_COMMAND = f"{sys.executable} -m lacme.webserver"
+CHALLENGE = "/.well-known/acme-challenge/"
+FIREWALL_PROGRAMS = ("iptables", "ip6tables")
+
+
+@dataclass(frozen=True)
+class Webserver:
+    """[webserver] settings, as config.WebserverConfig holds them."""
+
+    listen: str = ""
+    challenge_directory: str | None = None
+    command: str = WEBSERVER_COMMAND
+    iptables: bool = False
+
+
+def http_get(family: socket.AddressFamily, address: str | tuple[str, int], path: str) -> bytes:
+    """The raw response to `GET PATH` on a webserver at ADDRESS."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(address)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def children(parent: int) -> list[int]:
+    """Pids of PARENT's children (zombies included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state, ppid, ...
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def firewall_rules() -> dict[str, list[str]]:
+    return {
+        program: subprocess.run(
+            [f"/usr/sbin/{program}", "-S"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        for program in FIREWALL_PROGRAMS
+    }
+
+
+class Interrupted(Exception):
+    """What the master's signal handlers raise."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _firewall() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    client = resolve_credentials("_lacme-client", "nogroup", "client")
+    www = resolve_credentials("_lacme-www", "nogroup", "webserver")
+    settings = Webserver(
+        listen="127.0.0.1 [::1]:8080, [::]:8081 [::ffff:127.0.0.1]:8082", iptables=True
+    )
+    # A fresh namespace has no filter table yet: iptables-save shows nothing.
+    with challenge_setup(settings, client, www, debug=False):
+        pass
+    report: dict[str, object] = {"after_fresh": firewall_rules()}
+    admin = ["-p", "tcp", "--dport", "9", "-j", "DROP"]
+    for program in FIREWALL_PROGRAMS:
+        subprocess.run([f"/usr/sbin/{program}", "-A", "INPUT", *admin], check=True)
+    report["before"] = firewall_rules()
+    with challenge_setup(settings, client, www, debug=False) as directory:
+        (Path(directory) / "tok").write_text("tok.key-authorization")
+        report["during"] = firewall_rules()
+        report["answers"] = [
+            http_get(family, address, CHALLENGE + "tok").decode(errors="replace")
+            for family, address in (
+                (socket.AF_INET, ("127.0.0.1", 80)),
+                (socket.AF_INET6, ("::1", 8080)),
+                (socket.AF_INET, ("127.0.0.1", 8081)),
+                (socket.AF_INET, ("127.0.0.1", 8082)),
+            )
+        ]
+    report["after"] = firewall_rules()
+    try:
+        with challenge_setup(settings, client, www, debug=False):
+            raise Interrupted("inside")
+    except Interrupted:
+        report["after_exception"] = firewall_rules()
+    print(json.dumps(report))
+
+
+def _hold(listen: str) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    client = resolve_credentials("_lacme-client", "nogroup", "client")
+    www = resolve_credentials("_lacme-www", "nogroup", "webserver")
+    try:
+        with challenge_setup(Webserver(listen=listen), client, www, debug=True) as directory:
+            (Path(directory) / "tok").write_text("held")
+            print(json.dumps({"directory": directory, "webservers": children(os.getpid())}))
+            sys.stdout.flush()
+            time.sleep(60)
+    except Interrupted as e:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
+        print(f"interrupted by {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+def _orphan() -> None:
+    www = resolve_credentials("_lacme-www", "nogroup", "webserver")
+    proc = spawn(["sleep", "60"], www)
+    print(proc.pid)
+    sys.stdout.flush()
+    time.sleep(60)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "firewall":
+        _firewall()
+    elif mode == "hold":
+        _hold(sys.argv[2])
+    elif mode == "orphan":
+        _orphan()
+    else:
+        sys.exit(f"unknown mode {mode}")
