@@ -1,0 +1,566 @@
+"""The lacme master's configuration: `lacme.conf` and the certificate files.
+
+Both are in the INI dialect of lacme 0.8.2 (lacme.inifile) and follow
+lacme(8) 0.8.2.  `lacme.conf` holds `config-certs` before any section and the
+sections [client], [webserver] and [accountd] with exactly their documented
+keys (plus `SSL_CAfile` in [client], the CA bundle our client trusts); any
+other section or key is an error naming file, section and key.
+
+The certificate files are read in `config-certs` order (directories: their
+`*.conf` files in lexicographic order).  A section defined again in a later
+file replaces the earlier definition, as in lacme 0.8.2; default-section keys
+merge, the later winning, and supply defaults to every section.  Values are
+checked per section (`parse_section`), so that one broken section does not
+stop the renewal of the others; a file that cannot be read, is not INI or has
+an unknown key stops everything, as in lacme 0.8.2.
+
+Nothing here imports `cryptography`: `lacme account` and `--help` do without.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import re
+import sys
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from lacme import inifile
+from lacme.specifiers import SpecifierError, expand
+
+DEFAULT_CONFIG = "%E/lacme/lacme.conf"
+DEFAULT_CONFIG_CERTS = ("lacme-certs.conf", "lacme-certs.conf.d/")
+DEFAULT_CAFILE = "/usr/share/lacme/ca-certificates.crt"
+DEFAULT_MIN_DAYS = 21
+HASHES = ("sha256", "sha384", "sha512")
+# x509v3_config(5ssl) names.
+KEY_USAGES = (
+    "digitalSignature",
+    "nonRepudiation",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+    "encipherOnly",
+    "decipherOnly",
+)
+TLS_FEATURES = ("status_request", "status_request_v2")
+CERT_KEYS = frozenset(
+    {
+        "certificate",
+        "certificate-chain",
+        "certificate-key",
+        "min-days",
+        "CAfile",
+        "hash",
+        "keyUsage",
+        "subject",
+        "subjectAltName",
+        "tlsfeature",
+        "owner",
+        "chown",
+        "mode",
+        "chmod",
+        "notify",
+    }
+)
+_COMMON_NAMES = frozenset({"cn", "commonname", "2.5.4.3"})
+_LABEL = r"[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+", re.ASCII | re.IGNORECASE)
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_OCTAL = re.compile(r"[0-7]+", re.ASCII)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message is one line naming what and where."""
+
+
+# -I: both run in the challenge directory, which the client may write to;
+# `python -m` would otherwise import modules from there first.
+def _default_client_command() -> str:
+    return f"{sys.executable} -I -m lacme.client"
+
+
+def _default_webserver_command() -> str:
+    return f"{sys.executable} -I -m lacme.webserver"
+
+
+def _default_accountd_command() -> str:
+    # The console script installed alongside this interpreter (a virtual
+    # environment's bin/), so that the default works right after installation.
+    return os.path.join(os.path.dirname(sys.executable), "lacme-accountd")
+
+
+def _yes(value: str) -> bool:
+    return value.lower() == "yes"
+
+
+def _not_no(value: str) -> bool:
+    return value.lower() != "no"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    socket: str = "%t/S.lacme"
+    user: str = "_lacme-client"
+    group: str = "nogroup"
+    command: str = field(default_factory=_default_client_command)
+    server: str | None = None
+    timeout: str | None = None
+    ssl_verify: str | None = None
+    ssl_version: str | None = None
+    ssl_cipher_list: str | None = None
+    ssl_cafile: str | None = None
+
+    def settings_json(self) -> bytes:
+        """The section as the client contract wants it on CONFIG_FD: every
+        documented key, null when unset, as lacme 0.8.2 sends it."""
+        settings: dict[str, str | None] = {
+            key: getattr(self, attribute) for key, attribute in _CLIENT_KEYS.items()
+        }
+        if self.ssl_cafile is None:
+            # Perl's client hands every SSL_* key to IO::Socket::SSL, where
+            # an explicit undef CA file is not the same as none given.
+            del settings["SSL_CAfile"]
+        return json.dumps(settings).encode()
+
+
+@dataclass(frozen=True)
+class WebserverConfig:
+    listen: str = "/run/lacme-www.socket"
+    challenge_directory: str | None = None
+    user: str = "_lacme-www"
+    group: str = "nogroup"
+    command: str = field(default_factory=_default_webserver_command)
+    iptables: bool = False
+
+
+@dataclass(frozen=True)
+class AccountdConfig:
+    user: str = ""
+    group: str = ""
+    command: str = field(default_factory=_default_accountd_command)
+    config: str = ""
+    quiet: bool = True
+
+
+_CLIENT_KEYS = {
+    "socket": "socket",
+    "user": "user",
+    "group": "group",
+    "command": "command",
+    "server": "server",
+    "timeout": "timeout",
+    "SSL_verify": "ssl_verify",
+    "SSL_version": "ssl_version",
+    "SSL_cipher_list": "ssl_cipher_list",
+    "SSL_CAfile": "ssl_cafile",
+}
+_WEBSERVER_KEYS = {
+    "listen": "listen",
+    "challenge-directory": "challenge_directory",
+    "user": "user",
+    "group": "group",
+    "command": "command",
+    "iptables": "iptables",
+}
+_ACCOUNTD_KEYS = {
+    "user": "user",
+    "group": "group",
+    "command": "command",
+    "config": "config",
+    "quiet": "quiet",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """`lacme.conf`, with the command line's `--socket` applied."""
+
+    path: str
+    client: ClientConfig
+    webserver: WebserverConfig
+    # None: connect to an existing accountd on client.socket instead.
+    accountd: AccountdConfig | None
+    # The `config-certs` items, unexpanded; None when unset.
+    config_certs: tuple[str, ...] | None
+
+
+def _known_keys(
+    filename: str, section: str, values: Mapping[str, str], known: Collection[str]
+) -> None:
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{filename}: unknown key {key!r} in {_section_label(section)}")
+
+
+def _section_label(section: str) -> str:
+    return "the default section" if section == inifile.DEFAULT_SECTION else f"[{section}]"
+
+
+def load(path: str | None = None, socket: str | None = None) -> Config:
+    """Read lacme.conf from PATH (%-expanded; default %E/lacme/lacme.conf).
+
+    SOCKET, the `--socket=` option, replaces [client] socket and drops
+    [accountd], as the man page says.
+    """
+    try:
+        filename = expand(path if path is not None else DEFAULT_CONFIG)
+    except SpecifierError as e:
+        raise ConfigError(f"--config: {e}") from None
+    try:
+        sections = inifile.read(filename)
+    except OSError as e:
+        raise ConfigError(f"can't read {filename}: {e.strerror}") from None
+    except inifile.IniError as e:
+        raise ConfigError(str(e)) from None
+    tables = {"client": _CLIENT_KEYS, "webserver": _WEBSERVER_KEYS, "accountd": _ACCOUNTD_KEYS}
+    for name, values in sections.items():
+        if name == inifile.DEFAULT_SECTION:
+            _known_keys(filename, name, values, {"config-certs"})
+        elif name in tables:
+            _known_keys(filename, name, values, tables[name])
+        else:
+            raise ConfigError(f"{filename}: unknown section [{name}]")
+
+    def section_values(name: str) -> dict[str, str]:
+        return {tables[name][k]: v for k, v in sections.get(name, {}).items()}
+
+    client = ClientConfig(**section_values("client"))
+    if socket is not None:
+        client = replace(client, socket=socket)
+    web = section_values("webserver")
+    webserver = WebserverConfig(
+        **{k: v for k, v in web.items() if k not in ("iptables", "challenge_directory")},
+        iptables=_yes(web.get("iptables", "No")),
+        # An empty value is as good as none: the man page requires it when
+        # `listen` is empty, where it must name a directory.
+        challenge_directory=web.get("challenge_directory") or None,
+    )
+    accountd: AccountdConfig | None = None
+    if "accountd" in sections and socket is None:
+        acc = section_values("accountd")
+        accountd = AccountdConfig(
+            **{k: v for k, v in acc.items() if k != "quiet"},
+            quiet=_not_no(acc.get("quiet", "Yes")),
+        )
+    config_certs = sections.get(inifile.DEFAULT_SECTION, {}).get("config-certs")
+    return Config(
+        path=filename,
+        client=client,
+        webserver=webserver,
+        accountd=accountd,
+        config_certs=None if config_certs is None else tuple(config_certs.split()),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Certificate configuration
+
+
+class Setting(NamedTuple):
+    key: str
+    value: str
+    filename: str  # where it was set, for error messages
+
+
+class CertSource(NamedTuple):
+    """A certificate section as read, defaults applied, not yet checked."""
+
+    name: str
+    filename: str
+    settings: Mapping[str, Setting]
+
+
+def certificate_files(config: Config, options: Sequence[str] = ()) -> list[str]:
+    """The certificate configuration files to read, in order.
+
+    OPTIONS are the `--config-certs=` values; they win over `config-certs`,
+    which wins over the default.  Items are %-expanded and taken relative to
+    lacme.conf's directory.  A default item may be missing; an item given on
+    the command line or in lacme.conf may not.
+    """
+    if options:
+        items, explicit = tuple(options), True
+    elif config.config_certs is not None:
+        items, explicit = config.config_certs, True
+    else:
+        items, explicit = DEFAULT_CONFIG_CERTS, False
+    base = os.path.dirname(config.path)
+    files: list[str] = []
+    for item in filter(None, items):  # `--config-certs=` would name lacme.conf's directory
+        try:
+            path = os.path.join(base, expand(item))
+        except SpecifierError as e:
+            raise ConfigError(f"config-certs: {e}") from None
+        if path.endswith("/") or os.path.isdir(path):
+            directory = path.rstrip("/") or "/"
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                if explicit:
+                    raise ConfigError(f"config-certs: no such directory {directory}") from None
+                continue
+            except OSError as e:
+                raise ConfigError(f"config-certs: can't list {directory}: {e.strerror}") from None
+            files.extend(
+                os.path.join(directory, name) for name in sorted(names) if name.endswith(".conf")
+            )
+        elif explicit or os.path.lexists(path):
+            files.append(path)
+    return files
+
+
+def load_certs(files: Sequence[str]) -> dict[str, CertSource]:
+    """Read FILES; ConfigError for an unreadable file, bad syntax or an unknown key."""
+    defaults: dict[str, Setting] = {}
+    sections: dict[str, tuple[str, dict[str, Setting]]] = {}
+    for filename in files:
+        try:
+            parsed = inifile.read(filename)
+        except OSError as e:
+            raise ConfigError(f"can't read {filename}: {e.strerror}") from None
+        except inifile.IniError as e:
+            raise ConfigError(str(e)) from None
+        for name, values in parsed.items():
+            _known_keys(filename, name, values, CERT_KEYS)
+            settings = {key: Setting(key, value, filename) for key, value in values.items()}
+            if name == inifile.DEFAULT_SECTION:
+                defaults.update(settings)
+            else:
+                sections[name] = (filename, settings)
+    return {
+        name: CertSource(name, filename, {**defaults, **settings})
+        for name, (filename, settings) in sections.items()
+    }
+
+
+@dataclass(frozen=True)
+class CertSection:
+    """A checked certificate section; see lacme(8) for each setting."""
+
+    name: str
+    filename: str
+    certificate_key: str
+    certificate: str | None
+    certificate_chain: str | None
+    min_days: int | None
+    cafile: str | None  # None: no verification (`CAfile` set empty)
+    hash: str | None  # None: the key type's default
+    key_usage: tuple[str, ...]
+    # Relative distinguished names, each a tuple of (attribute type, value),
+    # as `subject` spells them; the types are mapped to OIDs with the CSR.
+    subject: tuple[tuple[tuple[str, str], ...], ...]
+    tls_features: tuple[str, ...]
+    owner: str | None
+    mode: int | None
+    notify: str | None
+    # Lower-cased, deduplicated domain names to authorize, CN(s) first, then
+    # subjectAltName; the CSR's subjectAltName lists them all.
+    identifiers: tuple[str, ...]
+
+    def certificate_paths(self) -> tuple[str, ...]:
+        """Where the certificate goes, the chain first: the file whose expiry
+        decides renewal, as in lacme 0.8.2."""
+        return tuple(p for p in (self.certificate_chain, self.certificate) if p is not None)
+
+
+def valid_domain(name: str) -> bool:
+    return len(name) <= 253 and _DOMAIN.fullmatch(name) is not None
+
+
+def parse_subject(text: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """`/type0=value0/type1=value1+type2=value2...` as `openssl req -subj`
+    reads it: `\\` escapes the next character, `+` joins attributes into one
+    multi-valued RDN, and an attribute with an empty value is left out."""
+    if not text.startswith("/"):
+        raise ValueError("does not start with /")
+    rdns: list[tuple[tuple[str, str], ...]] = []
+    avas: list[tuple[str, str]] = []
+    chars: list[str] = []
+    attr_type: str | None = None
+
+    def end_ava() -> None:
+        nonlocal attr_type
+        if attr_type is None:
+            if chars:
+                raise ValueError(f"{''.join(chars)!r} has no '='")
+        elif not attr_type:
+            raise ValueError("attribute without a type")
+        elif chars:
+            avas.append((attr_type, "".join(chars)))
+        attr_type = None
+        chars.clear()
+
+    i = 1
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            if i + 1 == len(text):
+                raise ValueError("ends with a lone \\")
+            chars.append(text[i + 1])
+            i += 2
+            continue
+        if c == "=" and attr_type is None:
+            attr_type = "".join(chars).strip()
+            chars.clear()
+        elif c in "/+":
+            end_ava()
+            if c == "/" and avas:
+                rdns.append(tuple(avas))
+                avas.clear()
+        else:
+            chars.append(c)
+        i += 1
+    end_ava()
+    if avas:
+        rdns.append(tuple(avas))
+    return tuple(rdns)
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def resolve_owner(owner: str) -> tuple[int, int]:
+    """`user[:group]` as (uid, gid), gid -1 when no group is given."""
+    user, colon, group = owner.partition(":")
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ValueError(f"unknown user {user!r}") from None
+    if not colon:
+        return uid, -1
+    try:
+        return uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"unknown group {group!r}") from None
+
+
+def parse_section(source: CertSource) -> CertSection:
+    """Check SOURCE; ConfigError names the file, section, key and value."""
+    settings = source.settings
+
+    def get(*keys: str) -> Setting | None:
+        # Empty means unset, except for CAfile where it turns verification off.
+        for key in keys:
+            setting = settings.get(key)
+            if setting is not None and setting.value != "":
+                return setting
+        return None
+
+    def error(setting: Setting, reason: str) -> ConfigError:
+        return ConfigError(
+            f"{setting.filename}: [{source.name}] {setting.key} = {setting.value}: {reason}"
+        )
+
+    def missing(what: str) -> ConfigError:
+        return ConfigError(f"{source.filename}: [{source.name}] {what}")
+
+    def text(key: str) -> str | None:
+        setting = get(key)
+        return None if setting is None else setting.value
+
+    key_setting = get("certificate-key")
+    if key_setting is None:
+        raise missing("certificate-key is required")
+    if get("certificate") is None and get("certificate-chain") is None:
+        raise missing("certificate or certificate-chain is required")
+
+    min_days: int | None = None
+    if (setting := get("min-days")) is not None:
+        if not _INTEGER.fullmatch(setting.value):
+            raise error(setting, "not an integer")
+        min_days = int(setting.value)
+
+    cafile_setting = settings.get("CAfile")
+    cafile = DEFAULT_CAFILE if cafile_setting is None else (cafile_setting.value or None)
+
+    hash_name: str | None = None
+    if (setting := get("hash")) is not None:
+        hash_name = setting.value.lower()
+        if hash_name not in HASHES:
+            raise error(setting, f"unsupported hash (one of {', '.join(HASHES)})")
+
+    key_usage: list[str] = []
+    if (setting := get("keyUsage")) is not None:
+        names = {name.lower(): name for name in KEY_USAGES}
+        for item in _split_list(setting.value):
+            if item.lower() not in names:
+                raise error(setting, f"unknown key usage {item!r}")
+            key_usage.append(names[item.lower()])
+        if {"encipherOnly", "decipherOnly"} & set(key_usage) and "keyAgreement" not in key_usage:
+            raise error(setting, "encipherOnly and decipherOnly need keyAgreement")
+
+    tls_features: list[str] = []
+    if (setting := get("tlsfeature")) is not None:
+        for item in _split_list(setting.value):
+            if item.lower() not in TLS_FEATURES:
+                raise error(setting, f"unknown TLS feature {item!r}")
+            tls_features.append(item.lower())
+
+    dns_names: list[str] = []
+    if (setting := get("subjectAltName")) is not None:
+        for item in _split_list(setting.value):
+            kind, colon, name = item.partition(":")
+            if not colon or kind.strip().upper() != "DNS":
+                raise error(setting, f"{item!r} is not DNS:name")
+            name = name.strip()
+            if not valid_domain(name):
+                raise error(setting, f"{name!r} is not a valid domain name")
+            dns_names.append(name.lower())
+
+    subject_setting = get("subject")
+    if subject_setting is None:
+        raise missing("subject is required")
+    try:
+        subject = parse_subject(subject_setting.value)
+    except ValueError as e:
+        raise error(subject_setting, str(e)) from None
+    common_names: list[str] = []
+    for rdn in subject:
+        for attr_type, value in rdn:
+            if attr_type.lower() in _COMMON_NAMES:
+                if not valid_domain(value):
+                    raise error(subject_setting, f"CN {value!r} is not a domain name")
+                common_names.append(value.lower())
+    identifiers = tuple(dict.fromkeys(common_names + dns_names))
+    if not identifiers:
+        raise error(subject_setting, "no domain name in CN nor in subjectAltName")
+
+    owner: str | None = None
+    if (setting := get("owner", "chown")) is not None:
+        try:
+            resolve_owner(setting.value)
+        except ValueError as e:
+            raise error(setting, str(e)) from None
+        owner = setting.value
+
+    mode: int | None = None
+    if (setting := get("mode", "chmod")) is not None:
+        if not _OCTAL.fullmatch(setting.value) or int(setting.value, 8) > 0o7777:
+            raise error(setting, "not an octal mode")
+        mode = int(setting.value, 8)
+
+    return CertSection(
+        name=source.name,
+        filename=source.filename,
+        certificate_key=key_setting.value,
+        certificate=text("certificate"),
+        certificate_chain=text("certificate-chain"),
+        min_days=min_days,
+        cafile=cafile,
+        hash=hash_name,
+        key_usage=tuple(key_usage),
+        subject=subject,
+        tls_features=tuple(dict.fromkeys(tls_features)),
+        owner=owner,
+        mode=mode,
+        notify=text("notify"),
+        identifiers=identifiers,
+    )

@@ -1,0 +1,530 @@
+"""The `lacme` command: the master process, run as root.
+
+    lacme [--config=FILE] [--socket=PATH] [-q|--quiet] [--debug] [-h|--help] [--version]
+          COMMAND [ARGUMENT ...]
+
+    account [--register] [--tos-agreed] [--deactivate] [CONTACT ...]
+    newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|--force] [SECTION ...]
+    revokeCert (revoke-cert) FILE [FILE ...]
+
+Options go before or after the command, as with lacme 0.8.2's Getopt::Long
+(every option is accepted with every command, and ignored where it means
+nothing).
+
+What the master holds: the configuration, the service keys (read only to
+sign CSRs) and the certificates it installs.  What it touches: the
+`certificate` and `certificate-chain` files (replaced atomically), the
+challenge directory and webserver sockets (lacme.spawn sets them up and
+removes them), iptables rules when asked to (restored on exit), and the
+`notify` commands it runs as root.  Everything that talks to the network or
+holds the account key runs elsewhere: the ACME client and the webservers
+unprivileged (lacme.spawn), lacme-accountd as configured.  What the client
+brings back is checked (lacme.certificate) before any file is written.
+
+Exit status: 0 when everything asked for succeeded; for `account`, the
+client's; otherwise 1 (a section or file that failed does not stop the
+others).  SIGINT, SIGTERM and SIGHUP stop the run, undoing what it set up.
+
+`--help` and usage errors import nothing beyond the standard library's core:
+configuration, cryptography and process handling are imported when needed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
+
+from lacme import __version__
+from lacme.client_contract import (
+    ACCOUNT,
+    ACCOUNT_DEACTIVATE,
+    ACCOUNT_REGISTER,
+    ACCOUNT_TOS_AGREED,
+    NEW_ORDER,
+    REVOKE_CERT,
+)
+
+if TYPE_CHECKING:
+    import datetime
+    import socket
+    from contextlib import ExitStack
+    from types import FrameType
+
+    from cryptography.x509 import CertificateSigningRequest
+
+    from lacme.config import CertSection, CertSource, Config
+    from lacme.spawn import Credentials
+
+NAME = "lacme"
+USAGE = f"Usage: {NAME} [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND [ARGUMENT ..]"
+HELP = f"""{USAGE}
+
+Commands:
+  account [--register] [--tos-agreed] [--deactivate] [CONTACT ...]
+  newOrder [--config-certs=FILE]... [--min-days=INT|--force] [SECTION ...]
+                         (aliases: new-order, new-cert)
+  revokeCert FILE [FILE ...]  (alias: revoke-cert)
+
+Options:
+  --config=FILE          configuration file (default %E/lacme/lacme.conf)
+  --socket=PATH          connect to this lacme-accountd socket (ignores [accountd])
+  -q, --quiet            be quiet
+  --debug                turn on debug mode
+  -h, --help             show this help and exit
+  --version              show the version and exit
+
+Consult the manpage lacme(8) for more information.
+"""
+COMMANDS = {
+    "account": ACCOUNT,
+    "newOrder": NEW_ORDER,
+    "new-order": NEW_ORDER,
+    "new-cert": NEW_ORDER,
+    "revokeCert": REVOKE_CERT,
+    "revoke-cert": REVOKE_CERT,
+}
+# Getopt::Long spellings: options taking a value, and flags.
+VALUE_OPTIONS = frozenset({"config", "config-certs", "socket", "min-days"})
+FLAG_OPTIONS = frozenset(
+    {"register", "tos-agreed", "deactivate", "force", "quiet", "debug", "help", "version"}
+)
+SHORT_OPTIONS = {"q": "quiet", "h": "help"}
+# As lacme 0.8.2 cleans it for itself, and so for `notify`.
+NOTIFY_PATH = "/usr/bin:/bin"
+UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
+ACCOUNTD_GRACE = 5.0  # seconds accountd gets to exit once its conversation is over
+
+
+class Arguments(NamedTuple):
+    command: str
+    arguments: tuple[str, ...]
+    config: str | None = None
+    config_certs: tuple[str, ...] = ()
+    socket: str | None = None
+    register: bool = False
+    tos_agreed: bool = False
+    deactivate: bool = False
+    min_days: int | None = None
+    quiet: bool = False
+    debug: bool = False
+
+
+class UsageError(Exception):
+    pass
+
+
+class Interrupted(BaseException):
+    """A stop signal, raised where the master is so that everything unwinds."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _usage_error(message: str) -> NoReturn:
+    sys.stderr.write(
+        f"{NAME}: {message}\n{USAGE}\n"
+        f"Try '{NAME} --help' or consult the manpage for more information.\n"
+    )
+    sys.exit(1)
+
+
+def parse_args(argv: Sequence[str]) -> Arguments | str:
+    """ARGV as Getopt::Long (gnu_getopt, no abbreviations) reads lacme 0.8.2's
+    options; the text to print for --help or --version instead; UsageError."""
+    values: dict[str, list[str]] = {}
+    flags: set[str] = set()
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            positional.extend(argv[i:])
+            break
+        if arg.startswith("--"):
+            name, equals, value = arg[2:].partition("=")
+            if name in FLAG_OPTIONS:
+                if equals:
+                    raise UsageError(f"option --{name} does not take an argument")
+                flags.add(name)
+            elif name in VALUE_OPTIONS:
+                if not equals:
+                    if i == len(argv):
+                        raise UsageError(f"option --{name} requires an argument")
+                    value = argv[i]
+                    i += 1
+                values.setdefault(name, []).append(value)
+            else:
+                raise UsageError(f"unknown option: --{name}")
+        elif arg.startswith("-") and arg != "-":
+            for letter in arg[1:]:
+                if letter not in SHORT_OPTIONS:
+                    raise UsageError(f"unknown option: -{letter}")
+                flags.add(SHORT_OPTIONS[letter])
+        else:
+            positional.append(arg)
+    if "help" in flags:
+        return HELP
+    if "version" in flags:
+        return f"{NAME} (lacme) {__version__}\n"
+    if not positional:
+        raise UsageError("missing command")
+    command = COMMANDS.get(positional[0])
+    if command is None:
+        raise UsageError(f"invalid command: {positional[0]}")
+    min_days: int | None = None
+    if "min-days" in values:
+        text = values["min-days"][-1]
+        try:
+            min_days = int(text)
+        except ValueError:
+            raise UsageError(f"--min-days: not an integer: {text!r}") from None
+    if "force" in flags:
+        min_days = -1
+    debug = "debug" in flags
+    return Arguments(
+        command=command,
+        arguments=tuple(positional[1:]),
+        config=values.get("config", [None])[-1],
+        config_certs=tuple(values.get("config-certs", ())),
+        socket=values.get("socket", [None])[-1],
+        register="register" in flags,
+        tos_agreed="tos-agreed" in flags,
+        deactivate="deactivate" in flags,
+        min_days=min_days,
+        quiet="quiet" in flags and not debug,
+        debug=debug,
+    )
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+class _Lazy:
+    """The challenge directory, set up when the first section needs it."""
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._value: str | None = None
+
+    def get(self) -> str:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+
+class Master:
+    """One run: the configuration, the command line, and the children's identities."""
+
+    def __init__(self, args: Arguments, config: Config) -> None:
+        from lacme import spawn
+
+        self.args = args
+        self.config = config
+        self.client_credentials = spawn.resolve_credentials(
+            config.client.user, config.client.group, "client"
+        )
+        self.accountd_credentials: Credentials | None = None
+        if config.accountd is not None:
+            self.accountd_credentials = spawn.resolve_credentials(
+                config.accountd.user, config.accountd.group, "accountd"
+            )
+
+    def debug(self, message: str) -> None:
+        if self.args.debug:
+            _say(f"[{os.getpid()}] {message}")
+
+    def info(self, message: str) -> None:
+        if not self.args.quiet:
+            _say(message)
+
+    def run_client(
+        self,
+        arguments: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        capture: bool = False,
+        inherit_stdout: bool = False,
+        cwd: str = "/",
+    ) -> tuple[int, bytes]:
+        """Run the client for the command (lacme.client_contract), with its
+        own accountd conversation, as lacme 0.8.2's acme_client(); return its
+        exit status and (if CAPTURE) its stdout."""
+        import subprocess
+        import tempfile
+        from contextlib import ExitStack
+
+        from lacme import spawn, specifiers
+
+        argv = self.config.client.command.split()
+        if not argv:
+            raise ValueError("[client] command is empty")
+        with ExitStack() as stack:
+            accountd = self.config.accountd
+            if accountd is not None:
+                sock, proc = spawn.spawn_accountd(
+                    accountd.command,
+                    self.accountd_credentials,
+                    config=accountd.config,
+                    quiet=accountd.quiet,
+                    debug=self.args.debug,
+                )
+                # Last in, first out: the conversation ends (EOF), then accountd exits.
+                stack.callback(spawn.stop, proc, grace=ACCOUNTD_GRACE)
+                stack.callback(self._hang_up, sock)
+            else:
+                sock = stack.enter_context(
+                    spawn.connect_accountd(specifiers.expand(self.config.client.socket))
+                )
+            settings = stack.enter_context(tempfile.TemporaryFile())
+            settings.write(self.config.client.settings_json())
+            settings.flush()
+            settings.seek(0)
+            fds = (settings.fileno(), sock.fileno())
+            stdout: int | None = subprocess.PIPE if capture else subprocess.DEVNULL
+            if inherit_stdout:
+                sys.stdout.flush()
+                stdout = None
+            client = spawn.spawn(
+                [*argv, self.args.command, *map(str, fds), *arguments],
+                self.client_credentials,
+                cwd=cwd,
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=stdout,
+                env={"DEBUG": "1" if self.args.debug else "0"},
+            )
+            stack.callback(spawn.stop, client)
+            self.debug(f"Forking {argv[0]}, child PID {client.pid}")
+            output, _ = client.communicate(stdin)
+            status = client.wait()
+        # As lacme 0.8.2: the client's exit code, 1 when it was killed.
+        return (status if status > 0 else 1 if status < 0 else 0), output or b""
+
+    def _hang_up(self, sock: socket.socket) -> None:
+        import contextlib
+        import socket
+
+        self.debug("Shutting down lacme-accountd")
+        with contextlib.suppress(OSError):  # accountd is gone already
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+    # --- commands ---------------------------------------------------------
+
+    def account(self) -> int:
+        flags = (
+            (ACCOUNT_REGISTER if self.args.register else 0)
+            | (ACCOUNT_TOS_AGREED if self.args.tos_agreed else 0)
+            | (ACCOUNT_DEACTIVATE if self.args.deactivate else 0)
+        )
+        status, _ = self.run_client([str(flags), *self.args.arguments], inherit_stdout=True)
+        return status
+
+    def new_order(self) -> int:
+        from contextlib import ExitStack
+
+        from lacme import config as configuration
+
+        files = configuration.certificate_files(self.config, self.args.config_certs)
+        for filename in files:
+            self.debug(f"Reading {filename}")
+        sources = configuration.load_certs(files)
+        status = 0
+        with ExitStack() as stack:
+            challenges = _Lazy(lambda: self._challenge_directory(stack))
+            for name in self.args.arguments or sorted(sources):
+                source = sources.get(name)
+                if source is None:
+                    _say(f"Warning: No such section {name}, skipping")
+                    status = 1
+                    continue
+                if not self._issue(source, challenges):
+                    status = 1
+        return status
+
+    def _challenge_directory(self, stack: ExitStack) -> str:
+        from lacme import spawn
+
+        www = spawn.resolve_credentials(
+            self.config.webserver.user, self.config.webserver.group, "webserver"
+        )
+        return stack.enter_context(
+            spawn.challenge_setup(
+                self.config.webserver, self.client_credentials, www, self.args.debug
+            )
+        )
+
+    def _issue(self, source: CertSource, challenges: _Lazy) -> bool:
+        """Renew one section if it is due; False when that failed."""
+        import datetime
+
+        from lacme import certificate
+        from lacme.certificate import CertificateError
+        from lacme.config import ConfigError, parse_section
+
+        name = source.name
+        try:
+            section = parse_section(source)
+            if self.args.debug:
+                _say(f"Configuration option for {name}:")
+                for setting in sorted(source.settings.values()):
+                    _say(f"    {setting.key} = {setting.value}")
+            now = datetime.datetime.now(datetime.UTC)
+            if self._still_valid(section, now):
+                return True
+            key = certificate.load_key(section.certificate_key)
+            csr = certificate.build_csr(section, key)
+        except ConfigError as e:  # it names file and section itself
+            _say(f"Error: {e}")
+            return False
+        except CertificateError as e:
+            _say(f"[{name}] Error: {e}")
+            return False
+        return self._order(section, csr, challenges)
+
+    def _still_valid(self, section: CertSection, now: datetime.datetime) -> bool:
+        from lacme import certificate
+        from lacme.config import DEFAULT_MIN_DAYS
+
+        min_days = self.args.min_days
+        if min_days is None:
+            min_days = section.min_days if section.min_days is not None else DEFAULT_MIN_DAYS
+        expiry = certificate.valid_until(section.certificate_paths()[0], min_days, now)
+        if expiry is None:
+            return False
+        self.info(f"[{section.name}] Valid until {expiry:%Y-%m-%d %H:%M:%S} UTC, skipping")
+        return True
+
+    def _order(
+        self, section: CertSection, csr: CertificateSigningRequest, challenges: _Lazy
+    ) -> bool:
+        import datetime
+
+        from cryptography.hazmat.primitives import serialization
+
+        from lacme import certificate
+        from lacme.certificate import CertificateError
+
+        name = section.name
+        directory = challenges.get()
+        self.debug(f"[{name}] Will request authorization for: {', '.join(section.identifiers)}")
+        status, output = self.run_client(
+            section.identifiers,
+            stdin=csr.public_bytes(serialization.Encoding.DER),
+            capture=True,
+            cwd=directory,
+        )
+        if status != 0:
+            _say(f"[{name}] Error: Couldn't issue X.509 certificate!")
+            return False
+        try:
+            chain = certificate.parse_chain(output)
+            certificate.check_chain(chain, csr, section, datetime.datetime.now(datetime.UTC))
+            files: list[tuple[str, bytes]] = []
+            if section.certificate is not None:
+                _say(f"Installing X.509 certificate {section.certificate}")
+                files.append((section.certificate, certificate.pem(chain[:1])))
+            if section.certificate_chain is not None:
+                _say(f"Installing X.509 certificate chain {section.certificate_chain}")
+                files.append((section.certificate_chain, certificate.pem(chain)))
+            certificate.install(files, section.mode, section.owner)
+        except CertificateError as e:
+            _say(f"[{name}] Error: {e}")
+            return False
+        sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n{certificate.summary(chain[0])}\n")
+        sys.stdout.flush()
+        return self._notify(section)
+
+    def _notify(self, section: CertSection) -> bool:
+        import subprocess
+
+        if section.notify is None:
+            return True
+        _say(f"Running notification command `{section.notify}`")
+        environment = {k: v for k, v in os.environ.items() if k not in UNSAFE_ENVIRONMENT}
+        environment["PATH"] = NOTIFY_PATH
+        status = subprocess.run(["/bin/sh", "-c", section.notify], env=environment).returncode
+        if status != 0:
+            _say(f"Warning: notification command exited with value {status}")
+            return False
+        return True
+
+    def revoke_cert(self) -> int:
+        from cryptography.hazmat.primitives import serialization
+
+        from lacme import certificate
+        from lacme.certificate import CertificateError
+
+        if not self.args.arguments:
+            _say("Error: Nothing to revoke")
+            return 1
+        status = 0
+        for filename in self.args.arguments:
+            _say(f"Revoking {filename}")
+            try:
+                cert = certificate.read_certificate(filename)
+            except CertificateError as e:
+                _say(f"Error: {e}")
+                status = 1
+                continue
+            sys.stdout.write(f"{certificate.fingerprint(cert)}\n{certificate.summary(cert)}\n")
+            sys.stdout.flush()
+            revoked, _ = self.run_client([], stdin=cert.public_bytes(serialization.Encoding.DER))
+            if revoked != 0:
+                _say(f"Warning: Couldn't revoke {filename}")
+                status = 1
+        return status
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    import signal
+
+    # Once: a second signal must not cut the unwinding short.
+    for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parsed = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        _usage_error(str(e))
+    if isinstance(parsed, str):
+        sys.stdout.write(parsed)
+        return 0
+    import signal
+
+    from lacme import config
+    from lacme.certificate import CertificateError
+    from lacme.spawn import SpawnError
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        conf = config.load(parsed.config, parsed.socket)
+        if parsed.debug:
+            _say(f"Using configuration file: {conf.path}")
+        master = Master(parsed, conf)
+        commands: dict[str, Callable[[], int]] = {
+            ACCOUNT: master.account,
+            NEW_ORDER: master.new_order,
+            REVOKE_CERT: master.revoke_cert,
+        }
+        return commands[parsed.command]()
+    except (ValueError, SpawnError, CertificateError, OSError) as e:
+        _say(f"Error: {e}")
+        return 1
+    except Interrupted as e:
+        _say(f"{NAME}: interrupted by {signal.Signals(e.signum).name}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""A stand-in ACME client for the master's tests: no ACME server, a chosen answer.
+
+    python fake_client.py MODE CA_DIR COMMAND CONFIG_FD SOCKET_FD [DOMAIN ...]
+
+For newOrder it reads the CSR (DER) on stdin and, by MODE, writes on stdout:
+good (a chain for the CSR's key from the CA in CA_DIR), wrong-key (the same
+for another key), rogue (for the CSR's key, from a CA nobody trusts), garbage,
+empty; or hang: write a challenge file in the working directory, announce
+it on stderr and wait to be killed.  Other commands succeed silently.  It
+reads accountd's greeting, but never asks for a signature.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from ca import IssuingCA, make_ca
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+
+def save_ca(ca: IssuingCA, directory: Path) -> None:
+    """What this stand-in needs of CA, readable by the client user."""
+    (directory / "root.pem").write_bytes(ca.root_pem())
+    (directory / "intermediate.pem").write_bytes(ca.intermediate_pem())
+    (directory / "intermediate.key").write_bytes(
+        ca.intermediate_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    for path in directory.iterdir():
+        path.chmod(0o644)
+
+
+def load_ca(directory: Path) -> IssuingCA:
+    key = serialization.load_pem_private_key(
+        (directory / "intermediate.key").read_bytes(), password=None
+    )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    root = x509.load_pem_x509_certificate((directory / "root.pem").read_bytes())
+    intermediate = x509.load_pem_x509_certificate((directory / "intermediate.pem").read_bytes())
+    return IssuingCA(root, key, intermediate, key)
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def main() -> int:
+    mode, ca_dir, command, _config_fd, socket_fd, *domains = sys.argv[1:]
+    # As a real client: take accountd's greeting (two lines), then hang up.
+    with open(int(socket_fd), "rb", buffering=0) as accountd:
+        greeting = b""
+        while greeting.count(b"\n") < 2:
+            byte = accountd.read(1)
+            if not byte:
+                raise SystemExit(f"fake client: no greeting from accountd: {greeting!r}")
+            greeting += byte
+    if not greeting.startswith(b"1 OK "):
+        raise SystemExit(f"fake client: bad greeting from accountd: {greeting!r}")
+    if command != "newOrder":
+        return 0
+    csr = x509.load_der_x509_csr(sys.stdin.buffer.read())
+    if mode == "hang":
+        Path("token").write_text("key authorization\n")
+        sys.stderr.write("fake client: waiting\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(60)
+    ca = load_ca(Path(ca_dir))
+    if mode == "good":
+        out = pem(ca.issue(csr.public_key(), domains), ca.intermediate)
+    elif mode == "wrong-key":
+        other = ec.generate_private_key(ec.SECP256R1()).public_key()
+        out = pem(ca.issue(other, domains), ca.intermediate)
+    elif mode == "rogue":
+        rogue = make_ca("rogue")
+        out = pem(rogue.issue(csr.public_key(), domains), rogue.intermediate)
+    elif mode == "garbage":
+        out = b"<html>certificate</html>\n"
+    elif mode == "empty":
+        out = b""
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    sys.stdout.buffer.write(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

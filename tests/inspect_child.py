@@ -1,0 +1,67 @@
+"""Stand-in `command` for lacme's client or webserver, for the privilege tests.
+
+    python inspect_child.py REPORT_DIR KIND SECRET ARGS...
+
+Records what the process was given by the master (ids, groups, the
+environment it was executed with, open file descriptors, NoNewPrivs, umask,
+working directory, whether it can open SECRET) as REPORT_DIR/KIND-PID.json,
+then becomes the real `python -I -m lacme.KIND ARGS...`.
+"""
+
+import json
+import os
+import sys
+
+
+def open_fds() -> list[int]:
+    listed = [int(name) for name in os.listdir("/proc/self/fd")]
+    alive = []
+    for fd in listed:
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the one listdir used
+        alive.append(fd)
+    return sorted(alive)
+
+
+def status_field(name: str) -> str:
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == name:
+                return value.strip()
+    raise KeyError(name)
+
+
+def main() -> None:
+    report_dir, kind, secret, *args = sys.argv[1:]
+    fds = open_fds()
+    with open("/proc/self/environ", "rb") as f:
+        environ = dict(item.decode().split("=", 1) for item in f.read().split(b"\0") if item)
+    try:
+        with open(secret, "rb"):
+            readable = True
+    except PermissionError:
+        readable = False
+    report = {
+        "args": args,
+        "resuid": os.getresuid(),
+        "resgid": os.getresgid(),
+        "groups": os.getgroups(),
+        "environ": environ,
+        "fds": fds,
+        "no_new_privs": status_field("NoNewPrivs"),
+        "umask": status_field("Umask"),
+        "cwd": os.getcwd(),
+        "secret_readable": readable,
+        "sid_is_pid": os.getsid(0) == os.getpid(),
+    }
+    path = os.path.join(report_dir, f"{kind}-{os.getpid()}.json")
+    with open(path, "w") as f:
+        json.dump(report, f)
+    os.execv(sys.executable, [sys.executable, "-I", "-m", f"lacme.{kind}", *args])
+
+
+if __name__ == "__main__":
+    main()

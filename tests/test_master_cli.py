@@ -1,0 +1,165 @@
+"""The `lacme` command line: lacme 0.8.2's options, commands and usage errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lacme import __version__
+from lacme.master import Arguments, UsageError, parse_args
+
+LACME = Path(sys.executable).parent / "lacme"
+
+
+def test_options_before_or_after_the_command() -> None:
+    expected = Arguments(
+        command="newOrder",
+        arguments=("www", "smtp"),
+        config="/c.conf",
+        config_certs=("a.conf", "b.d/"),
+        socket="/s",
+        min_days=10,
+        quiet=True,
+    )
+    assert (
+        parse_args(
+            [
+                *("--config=/c.conf", "newOrder", "--config-certs", "a.conf", "www", "-q"),
+                *("--config-certs=b.d/", "--socket", "/s", "smtp", "--min-days=10"),
+            ]
+        )
+        == expected
+    )
+    assert (
+        parse_args(
+            [
+                *("-q", "--socket=/s", "--min-days", "10", "--config", "/c.conf", "new-cert"),
+                *("--config-certs=a.conf", "--config-certs=b.d/", "www", "smtp"),
+            ]
+        )
+        == expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("alias", "command"),
+    [
+        ("account", "account"),
+        ("newOrder", "newOrder"),
+        ("new-order", "newOrder"),
+        ("new-cert", "newOrder"),
+        ("revokeCert", "revokeCert"),
+        ("revoke-cert", "revokeCert"),
+    ],
+)
+def test_aliases(alias: str, command: str) -> None:
+    parsed = parse_args([alias])
+    assert isinstance(parsed, Arguments)
+    assert parsed.command == command
+
+
+def test_account_flags_and_contacts() -> None:
+    assert parse_args(
+        ["account", "--register", "mailto:a@example.org", "--tos-agreed", "mailto:b@example.org"]
+    ) == Arguments(
+        "account", ("mailto:a@example.org", "mailto:b@example.org"), register=True, tos_agreed=True
+    )
+    parsed = parse_args(["--deactivate", "account"])
+    assert isinstance(parsed, Arguments)
+    assert parsed.deactivate
+
+
+def test_force_debug_and_double_dash() -> None:
+    parsed = parse_args(["newOrder", "--min-days=30", "--force", "--debug", "-q", "--", "-x"])
+    assert parsed == Arguments("newOrder", ("-x",), min_days=-1, debug=True, quiet=False)
+    parsed = parse_args(["newOrder", "--min-days", "-5"])
+    assert isinstance(parsed, Arguments)
+    assert parsed.min_days == -5
+
+
+def test_help_and_version_win() -> None:
+    for argv in (["--help"], ["-h"], ["newOrder", "-qh"], ["bogus", "--help"]):
+        text = parse_args(argv)
+        assert isinstance(text, str)
+        assert text.startswith("Usage: lacme [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND")
+    assert parse_args(["--version"]) == f"lacme (lacme) {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "missing command"),
+        (["-q"], "missing command"),
+        (["newCert"], "invalid command: newCert"),
+        (["newOrder", "--min-day=3"], "unknown option: --min-day"),
+        (["account", "--reg"], "unknown option: --reg"),
+        (["account", "-x"], "unknown option: -x"),
+        (["account", "-debug"], "unknown option: -d"),
+        (["newOrder", "--min-days=soon"], "--min-days: not an integer: 'soon'"),
+        (["newOrder", "--min-days"], "option --min-days requires an argument"),
+        (["account", "--quiet=yes"], "option --quiet does not take an argument"),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_args(argv)
+    assert str(caught.value) == message
+
+
+def test_usage_error_exit_status_and_stderr() -> None:
+    result = subprocess.run([str(LACME), "frobnicate"], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[:2] == [
+        "lacme: invalid command: frobnicate",
+        "Usage: lacme [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND [ARGUMENT ..]",
+    ]
+
+
+def test_help_is_fast_and_imports_neither_cryptography_nor_ssl() -> None:
+    code = (
+        "import sys; from lacme.master import main; main(['--help']); "
+        "heavy = {'cryptography', 'ssl', 'lacme.config', 'lacme.spawn', 'json', 'socket'}; "
+        "print(sorted(heavy & set(sys.modules)), file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stderr == "[]\n"
+    assert "newOrder" in result.stdout
+    best = min(_elapsed([str(LACME), "--help"]) for _ in range(5))
+    # Perl lacme 0.8.2 takes about 35 ms here.
+    assert best < 0.035
+
+
+def _elapsed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def test_missing_configuration_is_a_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(LACME), f"--config={tmp_path}/none.conf", "account"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"Error: can't read {tmp_path}/none.conf: No such file or directory\n"
+
+
+def test_unknown_section_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "lacme.conf").write_text("[clent]\nserver = x\n")
+    result = subprocess.run(
+        [str(LACME), f"--config={tmp_path}/lacme.conf", "newOrder"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"Error: {tmp_path}/lacme.conf: unknown section [clent]\n"

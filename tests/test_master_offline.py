@@ -1,0 +1,377 @@
+"""Our `lacme` master without an ACME server: a stand-in client (fake_client.py)
+brings back hostile chains, configurations are broken on purpose, and runs are
+interrupted.  Whatever happens, old certificates stay byte-identical and
+nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ca import make_ca
+from fake_client import save_ca
+from keys import new_key_file
+from master_helpers import LACME, OUR_ACCOUNTD
+from pebble import free_ports, temporary_directory, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
+
+FAKE_CLIENT = Path(__file__).with_name("fake_client.py")
+OLD_CERT = b"-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n"
+
+
+@dataclass
+class Offline:
+    directory: Path
+    config: Path
+    certs_config: Path
+    tmp: Path  # the master's TMPDIR: its challenge directories go there
+
+    def lacme_conf(self, mode: str, listen: str | None = None, extra: str = "") -> None:
+        self.config.write_text(
+            "[client]\n"
+            f"command = {sys.executable} {FAKE_CLIENT} {mode} {self.directory / 'ca'}\n"
+            "[webserver]\n"
+            f"listen = {listen or self.directory / 'www.sock'}\n"
+            "[accountd]\n"
+            f"command = {OUR_ACCOUNTD}\n"
+            f"config = {self.directory / 'lacme-accountd.conf'}\n" + extra
+        )
+
+    def section(self, extra: str = "") -> None:
+        self.certs_config.write_text(
+            "[s]\n"
+            f"certificate-key = {self.directory / 's.key'}\n"
+            f"certificate = {self.directory / 's.crt'}\n"
+            f"certificate-chain = {self.directory / 's.chain'}\n"
+            "subject = /CN=s.example.test\n"
+            "subjectAltName = DNS:t.example.test\n"
+            f"CAfile = {self.directory / 'ca' / 'root.pem'}\n" + extra
+        )
+
+    def argv(self, *args: str) -> list[str]:
+        return [str(LACME), f"--config={self.config}", *args]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "TMPDIR": str(self.tmp)},
+        )
+
+    def files(self) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in self.directory.iterdir() if p.is_file()}
+
+
+@pytest.fixture
+def offline() -> Iterator[Offline]:
+    with ExitStack() as stack:
+        directory = temporary_directory(stack, "lacme-offline-")
+        (directory / "ca").mkdir(mode=0o755)
+        save_ca(make_ca(), directory / "ca")
+        new_key_file(directory / "account.key", "p256")
+        (directory / "lacme-accountd.conf").write_text(
+            f"privkey = file:{directory / 'account.key'}\nquiet = Yes\n"
+        )
+        new_key_file(directory / "s.key", "p256")
+        (directory / "s.crt").write_bytes(OLD_CERT)
+        (directory / "s.chain").write_bytes(OLD_CERT * 2)
+        tmp = directory / "tmp"
+        tmp.mkdir()
+        setup = Offline(directory, directory / "lacme.conf", directory / "lacme-certs.conf", tmp)
+        setup.lacme_conf("good")
+        setup.section()
+        yield setup
+
+
+def test_the_stand_in_client_works(offline: Offline) -> None:
+    result = offline.run("newOrder")
+    assert result.returncode == 0, result.stderr
+    assert offline.files()["s.crt"] != OLD_CERT
+    assert "SHA256 Fingerprint=" in result.stdout
+    assert list(offline.tmp.iterdir()) == []
+    assert not (offline.directory / "www.sock").exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("wrong-key", "the issued certificate is not for the CSR's key"),
+        ("rogue", "the issued certificate does not verify for s.example.test against "),
+        ("garbage", "the ACME server's answer is not a PEM certificate chain"),
+        ("empty", "the ACME server's answer is not a PEM certificate chain"),
+    ],
+)
+def test_hostile_chains_install_nothing(offline: Offline, mode: str, message: str) -> None:
+    offline.lacme_conf(mode)
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    line = result.stderr.rstrip("\n")
+    assert line.startswith(f"[s] Error: {message}")
+    assert offline.files() == before
+
+
+def test_no_verification_with_an_empty_cafile(offline: Offline) -> None:
+    offline.lacme_conf("rogue")
+    offline.certs_config.write_text(offline.certs_config.read_text() + "CAfile =\n")
+    result = offline.run("newOrder")
+    assert result.returncode == 0, result.stderr
+    offline.lacme_conf("wrong-key")
+    result = offline.run("newOrder", "--force")
+    assert result.returncode == 1
+    assert "not for the CSR's key" in result.stderr
+
+
+def test_a_failing_section_does_not_stop_the_others(offline: Offline) -> None:
+    d = offline.directory
+    offline.certs_config.write_text(
+        "[a]\ncertificate-key = /nonexistent.key\ncertificate = /nonexistent.crt\n"
+        "subject = /CN=a.example.test\n"
+        f"[b]\ncertificate-key = {d / 's.key'}\ncertificate = {d / 'b.crt'}\n"
+        f"subject = /CN=b.example.test\nCAfile = {d / 'ca/root.pem'}\n"
+        f"notify = exit 3\n"
+        f"[c]\ncertificate-key = {d / 's.key'}\ncertificate = {d / 'c.crt'}\n"
+        f"subject = /CN=c.example.test\nmode = 9\n"
+    )
+    result = offline.run("newOrder", "a", "b", "c", "d")
+    assert result.returncode == 1
+    assert (d / "b.crt").exists()
+    assert result.stderr.splitlines() == [
+        "[a] Error: can't read certificate-key /nonexistent.key: No such file or directory",
+        f"Installing X.509 certificate {d / 'b.crt'}",
+        "Running notification command `exit 3`",
+        "Warning: notification command exited with value 3",
+        f"Error: {offline.certs_config}: [c] mode = 9: not an octal mode",
+        "Warning: No such section d, skipping",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("conf", "section", "message"),
+    [
+        ("[client]\nusr = x\n", "", r"^Error: .*/lacme\.conf: unknown key 'usr' in \[client\]$"),
+        ("[www]\n", "", r"^Error: .*/lacme\.conf: unknown section \[www\]$"),
+        ("[webserver]\nlisten = 1.2.3\n", "", r"^Error: \[webserver\] listen: .*'1\.2\.3'$"),
+        ("[client]\nuser = nosuchuser\n", "", r"^Error: \[client\] user: .*'nosuchuser'$"),
+        ("", "hash = sha1\n", r"^Error: .*/lacme-certs\.conf: \[s\] hash = sha1: unsupported"),
+        ("", "chmod = rw\n", r"^Error: .*/lacme-certs\.conf: \[s\] chmod = rw: not an octal"),
+        (
+            "",
+            "subject = /O=Acme\nsubjectAltName =\n",
+            r"\[s\] subject = /O=Acme: no domain name in CN nor in",
+        ),
+        ("", "certificat = x\n", r"^Error: .*s\.conf: unknown key 'certificat' in \[s\]$"),
+        ("", "owner = nobody:nosuch\n", r"\[s\] owner = nobody:nosuch: unknown group 'nosuch'$"),
+        ("", "certificate-key = /no.key\n", r"^\[s\] Error: can't read certificate-key /no\.key"),
+    ],
+)
+def test_configuration_errors_are_one_line(
+    offline: Offline, conf: str, section: str, message: str
+) -> None:
+    # A repeated section merges into the first, as in Config::Tiny.
+    offline.config.write_text(offline.config.read_text() + conf)
+    offline.section(section)
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert re.search(message, line), line
+    assert offline.files() == before
+
+
+def test_non_empty_challenge_directory(offline: Offline) -> None:
+    challenges = offline.directory / "challenges"
+    challenges.mkdir()
+    (challenges / "stale").write_text("")
+    offline.lacme_conf(
+        "good", listen="", extra=f"[webserver]\nchallenge-directory = {challenges}\n"
+    )
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert result.returncode == 1
+    assert result.stderr == f"Error: refusing to use non-empty challenge directory {challenges}\n"
+    assert offline.files() == before
+    assert sorted(p.name for p in challenges.iterdir()) == ["stale"]
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def firewall() -> list[str]:
+    """The rules, IPv4 and IPv6 (an empty table that was not there before is no rule)."""
+    rules = []
+    for program in ("iptables-save", "ip6tables-save"):
+        out = subprocess.run([program], capture_output=True, text=True, check=True).stdout
+        rules += [line for line in out.splitlines() if line.startswith("-")]
+    return rules
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_during_an_order_leaves_nothing_behind(offline: Offline, signum: int) -> None:
+    port, mapped = free_ports(2)
+    offline.lacme_conf(
+        "hang",
+        listen=f"{offline.directory / 'www.sock'}, 127.0.0.1:{port} [::ffff:127.0.0.1]:{mapped}",
+        extra="[webserver]\niptables = Yes\n",
+    )
+    before = offline.files()
+    rules = firewall()
+    master = subprocess.Popen(
+        offline.argv("newOrder"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(offline.tmp)},
+    )
+    try:
+        token = wait_for(
+            lambda: next(offline.tmp.glob("acme-challenge.*/token"), None),
+            "the challenge file",
+            alive=lambda: None if master.poll() is None else pytest.fail(str(master.communicate())),
+        )
+        children = descendants(master.pid)
+        # client, accountd and three webservers
+        assert len(children) >= 5, children
+        assert (offline.directory / "www.sock").exists()
+        assert firewall() != rules
+        master.send_signal(signum)
+        _, stderr = master.communicate(timeout=30)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+    assert master.returncode == 1, stderr
+    assert (
+        stderr.decode().splitlines()[-1] == f"lacme: interrupted by {signal.Signals(signum).name}"
+    )
+    assert [pid for pid in children if alive(pid)] == []
+    assert not token.exists()
+    assert list(offline.tmp.iterdir()) == []
+    assert not (offline.directory / "www.sock").exists()
+    assert firewall() == rules
+    assert offline.files() == before
+
+
+def test_min_days_from_the_section_the_command_line_or_21(offline: Offline) -> None:
+    assert offline.run("newOrder").returncode == 0  # a fresh 90-day certificate
+    issued = offline.files()["s.crt"]
+
+    result = offline.run("newOrder")
+    assert result.returncode == 0
+    assert re.fullmatch(
+        r"\[s\] Valid until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, skipping\n", result.stderr
+    )
+    assert offline.run("newOrder", "-q").stderr == ""
+    assert offline.run("newOrder", "--min-days=89").stderr.endswith("skipping\n")
+    assert offline.files()["s.crt"] == issued
+
+    offline.section("min-days = 90\n")
+    assert offline.run("newOrder", "--min-days=0").stderr.endswith("skipping\n")
+    result = offline.run("newOrder")
+    assert result.returncode == 0, result.stderr
+    renewed = offline.files()["s.crt"]
+    assert renewed != issued
+    offline.section()
+    assert offline.run("newOrder", "--force").returncode == 0
+    assert offline.files()["s.crt"] not in (issued, renewed)
+
+
+def test_debug_says_what_happens(offline: Offline) -> None:
+    result = offline.run("newOrder", "--debug", "-q")
+    assert result.returncode == 0, result.stderr
+    for expected in (
+        f"Using configuration file: {offline.config}",
+        f"Reading {offline.certs_config}",
+        "Configuration option for s:",
+        "    subject = /CN=s.example.test",
+        "Forking ACME webserver bound to ",
+        "Forking lacme-accountd, child PID ",
+        "Will request authorization for: s.example.test, t.example.test",
+        "Shutting down lacme-accountd",
+    ):
+        assert expected in result.stderr, result.stderr
+
+
+def test_revoke_cert_goes_on_after_a_bad_file(offline: Offline) -> None:
+    assert offline.run("newOrder").returncode == 0
+    good = offline.directory / "s.chain"
+    garbage = offline.directory / "garbage.pem"
+    garbage.write_text("garbage\n")
+    missing = offline.directory / "missing.pem"
+    result = offline.run("revoke-cert", str(missing), str(garbage), str(good))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Revoking {missing}",
+        f"Error: can't read {missing}: No such file or directory",
+        f"Revoking {garbage}",
+        f"Error: {garbage} holds no PEM certificate",
+        f"Revoking {good}",
+    ]
+    assert result.stdout.startswith("SHA256 Fingerprint=")
+    assert "subject CN=s.example.test (s.example.test, t.example.test)" in result.stdout
+    assert offline.run("revokeCert", str(good)).returncode == 0
+    nothing = offline.run("revokeCert")
+    assert (nothing.returncode, nothing.stderr) == (1, "Error: Nothing to revoke\n")
+
+
+def test_a_failing_client_fails_the_section(offline: Offline) -> None:
+    offline.lacme_conf("unknown-mode")  # the stand-in exits non-zero
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "[s] Error: Couldn't issue X.509 certificate!"
+    assert offline.files() == before
+
+
+def test_accountd_command_with_arguments_as_another_user(offline: Offline) -> None:
+    # As `command = ssh -T host lacme-accountd`: split on whitespace, each word
+    # %-expanded for the user it runs as.
+    (offline.directory / "account.key").chmod(0o644)
+    (offline.directory / "lacme-accountd.conf").chmod(0o644)
+    text = offline.config.read_text().replace(
+        f"command = {OUR_ACCOUNTD}\n",
+        f"command = /usr/bin/env LACME_TEST=%u {OUR_ACCOUNTD}\nuser = nobody\ngroup = nogroup\n",
+    )
+    offline.config.write_text(text)
+    result = offline.run("newOrder", "--debug")
+    assert result.returncode == 0, result.stderr
+    # The stand-in client checks accountd's greeting.
+    assert "Forking lacme-accountd" in result.stderr
