@@ -54,19 +54,37 @@ def http_get(family: socket.AddressFamily, address: str | tuple[str, int], path:
     return b"".join(chunks)
 
 
-def children(parent: int) -> list[int]:
-    """Pids of PARENT's children (zombies included)."""
-    found = []
+def parents() -> dict[int, int]:
+    """Every process's parent pid, zombies included, from /proc."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
-            continue
+            continue  # gone meanwhile
         # Fields after the parenthesised command name: state, ppid, ...
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            found.append(int(entry.name))
+        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def children(parent: int) -> list[int]:
+    """Pids of PARENT's children (zombies included)."""
+    return [pid for pid, ppid in parents().items() if ppid == parent]
+
+
+def descendants(ancestor: int) -> set[int]:
+    """Pids of ANCESTOR's children, their children, and so on."""
+    by_parent: dict[int, list[int]] = {}
+    for pid, ppid in parents().items():
+        by_parent.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = [ancestor]
+    while todo:
+        for child in by_parent.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
     return found
 
 

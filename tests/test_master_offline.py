@@ -21,6 +21,7 @@ from fake_client import save_ca
 from keys import new_key_file
 from master_helpers import LACME, OUR_ACCOUNTD
 from pebble import free_ports, temporary_directory, wait_for
+from spawn_helpers import descendants
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
 
@@ -206,26 +207,6 @@ def test_non_empty_challenge_directory(offline: Offline) -> None:
     assert result.stderr == f"Error: refusing to use non-empty challenge directory {challenges}\n"
     assert offline.files() == before
     assert sorted(p.name for p in challenges.iterdir()) == ["stale"]
-
-
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def firewall() -> list[str]:
