@@ -1,4 +1,5 @@
-"""Shared fixtures: the Pebble ACME test bench (see tests/pebble.py), and test options."""
+"""Shared fixtures: the Pebble and acme2certifier ACME test benches (see
+tests/pebble.py, tests/acme2certifier.py), and test options."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
+from acme2certifier import A2CServer, network_namespace, running_acme2certifier
 from lacme_perl import OUR_ACCOUNTD
 from pebble import PebbleFactory, PebbleServer, missing_commands, running_pebble
 
@@ -37,3 +39,18 @@ def pebble_factory() -> Iterator[PebbleFactory]:
 def pebble(pebble_factory: PebbleFactory) -> PebbleServer:
     """A Pebble server with the bench's defaults (no nonce rejects, no authz reuse)."""
     return pebble_factory()
+
+
+@pytest.fixture
+def a2c_namespace() -> Iterator[ExitStack]:
+    """A network namespace of the test's own (tests/acme2certifier.py);
+    servers entered on the stack are stopped before it is left.  Skip
+    unless acme2certifier.missing() is None."""
+    with network_namespace(), ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def a2c(a2c_namespace: ExitStack) -> A2CServer:
+    """acme2certifier with the bench's defaults (profiles, ARI), in its namespace."""
+    return a2c_namespace.enter_context(running_acme2certifier())

@@ -6,8 +6,10 @@ For newOrder it reads the CSR (DER) on stdin and, by MODE, writes on stdout:
 good (a chain for the CSR's key from the CA in CA_DIR), wrong-key (the same
 for another key), rogue (for the CSR's key, from a CA nobody trusts), garbage,
 empty; or hang: write a challenge file in the working directory, announce
-it on stderr and wait to be killed.  Other commands succeed silently.  It
-reads accountd's greeting, but never asks for a signature.
+it on stderr and wait to be killed.  `directory` prints an empty directory
+(no profiles, no renewal information).  Other commands succeed silently.
+It reads accountd's greeting (but for `directory`, which has no accountd
+behind SOCKET_FD), but never asks for a signature.
 """
 
 import sys
@@ -51,6 +53,9 @@ def pem(*certs: x509.Certificate) -> bytes:
 
 def main() -> int:
     mode, ca_dir, command, _config_fd, socket_fd, *domains = sys.argv[1:]
+    if command == "directory":
+        print("{}")
+        return 0
     # As a real client: take accountd's greeting (two lines), then hang up.
     with open(int(socket_fd), "rb", buffering=0) as accountd:
         greeting = b""

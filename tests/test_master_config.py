@@ -267,8 +267,8 @@ def test_subject_without_cn_but_with_sans(tmp_path: Path) -> None:
         ("keyUsage = encipherOnly\n", r"keyUsage = .*: encipherOnly and decipherOnly need"),
         ("tlsfeature = must_staple\n", r"tlsfeature = must_staple: unknown TLS feature"),
         (
-            "subjectAltName = IP:127.0.0.1\n",
-            r"subjectAltName = .*: 'IP:127.0.0.1' is not DNS:name$",
+            "subjectAltName = email:a@b.example\n",
+            r"subjectAltName = .*: 'email:a@b.example' is not DNS:name or IP:address$",
         ),
         ("subjectAltName = DNS:*.example.org\n", r"subjectAltName = .*: '\*\.example\.org' is not"),
         ("subjectAltName = DNS:localhost\n", r"subjectAltName = .*: 'localhost' is not a valid"),
@@ -355,3 +355,13 @@ def test_default_commands_import_nothing_from_their_working_directory(tmp_path: 
     for command in (config.ClientConfig().command, config.WebserverConfig().command):
         result = subprocess.run(command.split(), cwd=tmp_path, capture_output=True, check=False)
         assert result.returncode not in (0, 99), result
+
+
+def test_default_cafile_falls_back_to_the_system_trust_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    perl_bundle = tmp_path / "ca-certificates.crt"
+    monkeypatch.setattr(config, "PERL_LACME_CAFILE", str(perl_bundle))
+    assert config.default_cafile() == config.SYSTEM_CAFILE
+    perl_bundle.write_text("")
+    assert config.default_cafile() == str(perl_bundle)

@@ -1,7 +1,8 @@
 """lacme-accountd: the account key manager.
 
-Holds the account's private key and nothing else of value.  It reads its
-configuration file and the key file (or what gpg(1) decrypts for it),
+Holds the account's private key, and the CA's external account binding
+HMAC key if configured, and nothing else of value.  It reads its
+configuration file and the key files (or what gpg(1) decrypts for it),
 appends to its log file, and talks on one UNIX-domain socket it binds, or on
 stdin/stdout when lacme spawns it (locally or through `ssh -T`).  It never
 touches the network: it signs the JWS signing inputs an ACME client sends
@@ -17,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple, NoReturn, TextIO
 
@@ -24,6 +26,7 @@ from lacme import __version__, inifile, specifiers
 from lacme.accountd_protocol import (
     EOL,
     MAX_LINE,
+    Binding,
     Greeting,
     ProtocolError,
     b64url_encode,
@@ -37,7 +40,18 @@ NAME = "lacme-accountd"
 DEFAULT_CONFIG = "%E/lacme/lacme-accountd.conf"
 DEFAULT_SOCKET = "%t/S.lacme"
 DEFAULT_GPG = "gpg --quiet"
-CONFIG_KEYS = ("privkey", "gpg", "socket", "logfile", "keyid", "quiet")
+CONFIG_KEYS = (
+    "privkey",
+    "gpg",
+    "socket",
+    "logfile",
+    "keyid",
+    "quiet",
+    "eab-kid",
+    "eab-hmac-key",
+    "eab-alg",
+)
+DEFAULT_EAB_ALG = "HS256"
 
 
 class Fatal(Exception):
@@ -124,6 +138,8 @@ class Settings(NamedTuple):
     socket: str | None
     keyid: str | None
     quiet: bool
+    # External account binding: (HS256/384/512, key identifier, HMAC key file).
+    eab: tuple[str, str, str] | None = None
 
 
 def _yes_no(value: str, where: str) -> bool:
@@ -167,12 +183,19 @@ def load_settings(args: argparse.Namespace, log: Log) -> Settings:
     privkey = args.privkey if args.privkey is not None else values.get("privkey")
     if not privkey:
         raise Fatal(f"no account key: set 'privkey' in {path} or use --privkey=")
+    eab: tuple[str, str, str] | None = None
+    eab_kid, eab_key = values.get("eab-kid"), values.get("eab-hmac-key")
+    if eab_kid or eab_key:
+        if not (eab_kid and eab_key):
+            raise Fatal(f"{path}: eab-kid and eab-hmac-key go together")
+        eab = (values.get("eab-alg") or DEFAULT_EAB_ALG, eab_kid, specifiers.expand(eab_key))
     return Settings(
         privkey=privkey,
         gpg=values.get("gpg") or DEFAULT_GPG,
         socket=args.socket if args.socket is not None else values.get("socket") or None,
         keyid=values.get("keyid") or None,
         quiet=quiet,
+        eab=eab,
     )
 
 
@@ -191,14 +214,31 @@ def load_account_key(privkey: str, gpg: str, log: Log) -> "AccountKey":
         raise Fatal(str(e)) from None
 
 
+def load_eab(alg: str, kid: str, path: str) -> tuple[Binding, Callable[[bytes], bytes]]:
+    from lacme import accountkey
+
+    try:
+        return Binding(alg, kid), accountkey.load_eab_signer(path, alg)
+    except accountkey.AccountKeyError as e:
+        raise Fatal(str(e)) from None
+
+
 class Signer:
     """What every conversation shares: the key, the greeting and the log."""
 
-    def __init__(self, key: "AccountKey", keyid: str | None, log: Log) -> None:
+    def __init__(
+        self,
+        key: "AccountKey",
+        keyid: str | None,
+        log: Log,
+        eab: tuple[Binding, Callable[[bytes], bytes]] | None = None,
+    ) -> None:
         self.key = key
         self.log = log
+        self.binding: Binding | None = None if eab is None else eab[0]
+        self.mac: Callable[[bytes], bytes] | None = None if eab is None else eab[1]
         self.greeting = Greeting(
-            alg=key.alg, jwk_thumbprint=key.thumbprint, kid=keyid, jwk=key.jwk
+            alg=key.alg, jwk_thumbprint=key.thumbprint, kid=keyid, jwk=key.jwk, eab=self.binding
         ).encode()
 
     def answer(self, line: bytes, conn_id: str) -> bytes | None:
@@ -207,11 +247,14 @@ class Signer:
         try:
             if len(line) > MAX_LINE:
                 raise ProtocolError(f"line longer than {MAX_LINE} bytes")
-            request = parse_signing_request(line, self.key.alg)
+            request = parse_signing_request(line, self.key.alg, jwk=self.key.jwk, eab=self.binding)
         except ProtocolError as e:
             self.log.info(f"[{conn_id}] NOSIGN [{e}]")
             return None
-        signature = self.key.sign(request.signing_input)
+        if request.binding and self.mac is not None:
+            signature = self.mac(request.signing_input)
+        else:
+            signature = self.key.sign(request.signing_input)
         if self.log.wants(Log.VERBOSE):
             self.log.verbose(f"[{conn_id}] SIGNED {request.describe()}")
         return b64url_encode(signature) + EOL
@@ -397,7 +440,12 @@ def run(args: argparse.Namespace, log: Log) -> None:
     settings = load_settings(args, log)
     if not args.debug:
         log.level = Log.INFO if settings.quiet else Log.VERBOSE
-    signer = Signer(load_account_key(settings.privkey, settings.gpg, log), settings.keyid, log)
+    signer = Signer(
+        load_account_key(settings.privkey, settings.gpg, log),
+        settings.keyid,
+        log,
+        None if settings.eab is None else load_eab(*settings.eab),
+    )
     if args.stdio:
         serve_stdio(signer)
     else:

@@ -13,6 +13,20 @@ line, `BASE64URL(protected header).BASE64URL(payload)`, and accountd answers
 each with `BASE64URL(signature)`.  accountd refuses, by closing the
 connection, any line that is not such a signing input for an RFC 8555
 request signed with its own algorithm.
+
+Beyond 0.8.2, two nonce-less signing inputs are signed, both RFC 8555 inner
+JWS that bind something to this accountd's own key and nothing else (a
+lacme 0.8.2 client never sends them, and everything else is as before):
+
+- the inner JWS of a key change (section 7.3.5): `alg` (the key's own),
+  `url` and `jwk`, the latter this accountd's own public key, and a payload
+  naming an `account` and an `oldKey` other than this key: signed with the
+  account key, so that an account can move to this key;
+- the external account binding (section 7.3.4), when accountd holds an EAB
+  key: `alg` (its HS256/HS384/HS512), `kid` (its key identifier) and `url`,
+  and as payload this accountd's own public key: signed with the HMAC key.
+  The greeting then carries `"eab-alg"` and `"eab-kid"` so the client knows
+  to ask for it.
 """
 
 import base64
@@ -55,16 +69,26 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+class Binding(NamedTuple):
+    """An external account binding key's algorithm and identifier (not the key)."""
+
+    alg: str
+    kid: str
+
+
 class Greeting(NamedTuple):
     alg: str
     jwk_thumbprint: str
     kid: str | None
     jwk: dict[str, Any]
+    eab: Binding | None = None
 
     def encode(self) -> bytes:
         extra: dict[str, str] = {"alg": self.alg, "jwk-thumbprint": self.jwk_thumbprint}
         if self.kid is not None:
             extra["kid"] = self.kid
+        if self.eab is not None:
+            extra["eab-alg"], extra["eab-kid"] = self.eab
         jwk: dict[str, Any] = {} if self.kid is not None else self.jwk
         return (
             f"{PROTOCOL_VERSION} OK ".encode()
@@ -102,11 +126,13 @@ def parse_greeting(first: bytes, second: bytes) -> Greeting:
         import hashlib  # only for peers of 0.8.2 vintage; accountd starts faster without it
 
         thumbprint = b64url_encode(hashlib.sha256(canonical_json(jwk)).digest()).decode()
+    eab_alg, eab_kid = extra.get("eab-alg"), extra.get("eab-kid")
     return Greeting(
         alg=str(extra.get("alg", "RS256")),
         jwk_thumbprint=str(thumbprint),
         kid=None if extra.get("kid") is None else str(extra["kid"]),
         jwk=jwk,
+        eab=None if eab_alg is None or eab_kid is None else Binding(str(eab_alg), str(eab_kid)),
     )
 
 
@@ -116,15 +142,21 @@ class SigningRequest(NamedTuple):
     signing_input: bytes
     header: dict[str, Any]
     payload: bytes
+    # An external account binding, signed with the HMAC key, not the account key.
+    binding: bool = False
 
     def describe(self) -> str:
         payload = self.payload.decode("utf-8", errors="backslashreplace")
         return f"header={json.dumps(self.header, sort_keys=True)} payload={payload}"
 
 
-def parse_signing_request(line: bytes, alg: str) -> SigningRequest:
+def parse_signing_request(
+    line: bytes, alg: str, *, jwk: dict[str, Any] | None = None, eab: Binding | None = None
+) -> SigningRequest:
     """Validate one request line (with its CRLF) for a key signing with ALG.
 
+    JWK, the key's public JWK, allows the inner JWS of a key change to it;
+    EAB, that of an external account binding of it (JWK required then).
     Raises ProtocolError naming what is wrong; nothing may be signed then.
     """
     if not line.endswith(EOL):
@@ -150,6 +182,15 @@ def parse_signing_request(line: bytes, alg: str) -> SigningRequest:
         raise ProtocolError("invalid JWS Protected Header (not JSON)") from None
     if not isinstance(header, dict):
         raise ProtocolError("invalid JWS Protected Header (not a JSON object)")
+    if header.get("nonce") is None and header.get("url") is not None and jwk is not None:
+        if header.get("jwk") is not None:
+            _check_key_change(header, payload, alg, jwk)
+            return SigningRequest(signing_input=signing_input, header=header, payload=payload)
+        if eab is not None and header.get("alg") == eab.alg:
+            _check_binding(header, payload, eab, jwk)
+            return SigningRequest(
+                signing_input=signing_input, header=header, payload=payload, binding=True
+            )
     # RFC 8555 section 6.2: alg, nonce, url, and jwk or kid.
     missing = [field for field in ("alg", "nonce", "url") if header.get(field) is None]
     if missing:
@@ -159,3 +200,46 @@ def parse_signing_request(line: bytes, alg: str) -> SigningRequest:
     if header["alg"] != alg:
         raise ProtocolError(f"JWS Protected Header has alg {header['alg']!r}, the key signs {alg}")
     return SigningRequest(signing_input=signing_input, header=header, payload=payload)
+
+
+def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except ValueError:
+        raise ProtocolError(f"{what}: payload is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what}: payload is not a JSON object")
+    return obj
+
+
+def _check_key_change(
+    header: dict[str, Any], payload: bytes, alg: str, jwk: dict[str, Any]
+) -> None:
+    """RFC 8555 section 7.3.5: the inner JWS may only move an account TO this key."""
+    what = "inner keyChange JWS"
+    if header["alg"] != alg:
+        raise ProtocolError(f"{what} has alg {header['alg']!r}, the key signs {alg}")
+    if header.get("kid") is not None:
+        raise ProtocolError(f"{what} has a kid")
+    if canonical_json(header["jwk"]) != canonical_json(jwk):
+        raise ProtocolError(f"{what}: jwk is not this accountd's key")
+    obj = _json_object(payload, what)
+    account = obj.get("account")
+    if not isinstance(account, str) or not account:
+        raise ProtocolError(f"{what}: payload names no account")
+    old_key = obj.get("oldKey")
+    if not isinstance(old_key, dict) or not old_key:
+        raise ProtocolError(f"{what}: payload names no oldKey")
+    if canonical_json(old_key) == canonical_json(jwk):
+        raise ProtocolError(f"{what}: oldKey is this accountd's key")
+
+
+def _check_binding(
+    header: dict[str, Any], payload: bytes, eab: Binding, jwk: dict[str, Any]
+) -> None:
+    """RFC 8555 section 7.3.4: the HMAC key only ever vouches for this key."""
+    what = "external account binding"
+    if header.get("kid") != eab.kid:
+        raise ProtocolError(f"{what}: kid is not this accountd's EAB key identifier")
+    if _json_object(payload, what) != jwk:
+        raise ProtocolError(f"{what}: payload is not this accountd's key")

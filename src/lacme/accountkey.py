@@ -1,7 +1,8 @@
-"""The account key inside lacme-accountd: loading it, its public JWK, signing.
+"""The account key inside lacme-accountd: loading it, its public JWK, signing;
+and the external account binding HMAC key, if any.
 
 Only lacme-accountd imports this module; no other process ever holds the
-account's private key.
+account's private key or the HMAC key.
 """
 
 import hashlib
@@ -177,3 +178,38 @@ def load_gpg(path: str, gpg_command: str) -> AccountKey:
     if done.returncode != 0:
         raise AccountKeyError(f"{argv[0]} failed to decrypt {path} (exit status {done.returncode})")
     return from_pem(done.stdout, path, ask_passphrase_on_tty(path))
+
+
+# RFC 7518 section 3.2: the MAC algorithms an external account binding may use.
+EAB_ALGORITHMS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+
+
+def load_eab_signer(path: str, alg: str) -> Callable[[bytes], bytes]:
+    """The external account binding MAC with the base64url HMAC key in PATH,
+    a file only its owner may access: CAs hand these keys out like passwords."""
+    import hmac
+
+    from lacme.accountd_protocol import b64url_decode
+
+    if alg not in EAB_ALGORITHMS:
+        raise AccountKeyError(f"eab-alg {alg!r}: expected one of {', '.join(EAB_ALGORITHMS)}")
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            text = f.read(4096)
+    except OSError as e:
+        raise AccountKeyError(f"can't read EAB HMAC key {path}: {e.strerror}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or st.st_uid != os.geteuid():
+        raise AccountKeyError(
+            f"EAB HMAC key {path} must be owned by uid {os.geteuid()} and accessible to "
+            f"nobody else (it is uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})"
+        )
+    try:
+        # CAs show the key base64url-encoded, sometimes padded.
+        secret = b64url_decode(text.strip().rstrip(b"="))
+    except ValueError:
+        raise AccountKeyError(f"EAB HMAC key {path} is not base64url") from None
+    if not secret:
+        raise AccountKeyError(f"EAB HMAC key {path} is empty")
+    digest = EAB_ALGORITHMS[alg]
+    return lambda data: hmac.digest(secret, data, digest)

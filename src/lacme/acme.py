@@ -7,8 +7,10 @@ signing input into a signature (lacme's client asks accountd for it).
 
 Resources and states are named as in RFC 8555 (and certbot's acme library):
 directory, newNonce, newAccount, newOrder, authorization, challenge,
-finalize, certificate, revokeCert; orders go pending -> ready -> processing
--> valid, or invalid.
+finalize, certificate, revokeCert, keyChange; orders go pending -> ready ->
+processing -> valid, or invalid.  The inner JWS of keyChange and of an
+external account binding are signed through callbacks too: accountd holds
+the new key and the HMAC key, never this process.
 
 What real servers do is expected and handled here: a fresh nonce comes with
 every response, `badNonce` is retried with it, connection errors and 5xx
@@ -20,9 +22,11 @@ of an unexpected Content-Type are refused.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import re
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,6 +73,12 @@ REQUEST_TIMEOUT = 30.0
 # RFC 8555 section 8.3: tokens are base64url.  Whoever publishes one makes a
 # file of that name, so anything else ('/', '..', NUL) is refused.
 TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+# RFC 9773 section 4.1: base64url(AKI keyIdentifier) "." base64url(serial);
+# it goes into a URL path, so nothing else.
+CERT_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+ALREADY_REPLACED = ERROR_NS + "alreadyReplaced"
+# RFC 8288 links: <target>; param; param=value...
+LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 
 # sign(signing input) -> base64url signature
 Signer = Callable[[bytes], str]
@@ -256,6 +266,7 @@ class AcmeSession:
         kid: str | None,
         deadline: Deadline,
         trace: Trace | None = None,
+        eab: tuple[str, str] | None = None,
     ) -> None:
         self.directory_url = directory_url
         self.http = http
@@ -266,6 +277,8 @@ class AcmeSession:
         self.kid = kid
         self.deadline = deadline
         self.trace = trace
+        # (alg, kid) of the external account binding `sign` makes, if any.
+        self.eab = eab
         self.nonce: str | None = None
         self._directory: dict[str, Any] | None = None
 
@@ -430,9 +443,12 @@ class AcmeSession:
             raise AcmeError(f"the directory {self.directory_url} has no {name!r} resource")
         return url
 
-    def terms_of_service(self) -> str | None:
+    def _meta(self) -> dict[str, Any]:
         meta = self.directory.get("meta")
-        tos = meta.get("termsOfService") if isinstance(meta, dict) else None
+        return meta if isinstance(meta, dict) else {}
+
+    def terms_of_service(self) -> str | None:
+        tos = self._meta().get("termsOfService")
         return tos if isinstance(tos, str) else None
 
     def new_nonce(self) -> None:
@@ -442,8 +458,24 @@ class AcmeSession:
             raise AcmeError(f"HEAD {response.url}: no Replay-Nonce")
 
     def new_account(self, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """newAccount; sets `kid`.  Returns the account and whether it is new (201)."""
-        response = self.post(self.resource("newAccount"), payload, use_jwk=True)
+        """newAccount; sets `kid`.  Returns the account and whether it is new (201).
+        A registration carries the external account binding, if there is one."""
+        url = self.resource("newAccount")
+        if not payload.get("onlyReturnExisting"):
+            if self.eab is not None:
+                alg, eab_kid = self.eab
+                payload = {
+                    **payload,
+                    "externalAccountBinding": self._inner_jws(
+                        {"alg": alg, "kid": eab_kid, "url": url}, self.jwk, self.sign
+                    ),
+                }
+            elif self._meta().get("externalAccountRequired") is True:
+                raise AcmeError(
+                    f"{self.directory_url} requires an external account binding: "
+                    "set eab-kid and eab-hmac-key in lacme-accountd.conf"
+                )
+        response = self.post(url, payload, use_jwk=True)
         account = response.json()
         self.kid = response.location
         return account, response.status == 201
@@ -462,6 +494,37 @@ class AcmeSession:
             self.kid = response.location
         return self.kid
 
+    def key_change(self, alg: str, jwk: dict[str, Any], thumbprint: str, sign: Signer) -> None:
+        """Move the account to the key JWK (with its THUMBPRINT), which SIGN
+        signs for with ALG (RFC 8555 section 7.3.5); from then on the session
+        uses that key."""
+        url = self.resource("keyChange")
+        kid = self.account_kid()
+        if not self.jwk:
+            raise AcmeError(
+                "accountd sent an empty JWK (it has a Key ID configured), "
+                "but a key change must name the old key"
+            )
+        inner = self._inner_jws(
+            {"alg": alg, "jwk": jwk, "url": url}, {"account": kid, "oldKey": self.jwk}, sign
+        )
+        self.post(url, inner).check()
+        self.alg, self.jwk, self.thumbprint, self.sign = alg, jwk, thumbprint, sign
+
+    def _inner_jws(
+        self, header: dict[str, Any], payload: dict[str, Any], sign: Signer
+    ) -> dict[str, str]:
+        """A nonce-less JWS carried in a request's payload (RFC 8555 sections 7.3.4, 7.3.5)."""
+        if self.trace:
+            self.trace(f">>> inner {json.dumps(header)} {json.dumps(payload)}")
+        protected = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+        encoded_payload = b64url_encode(json.dumps(payload, separators=(",", ":")).encode())
+        return {
+            "protected": protected.decode(),
+            "payload": encoded_payload.decode(),
+            "signature": sign(protected + b"." + encoded_payload),
+        }
+
     def account_kid(self) -> str:
         kid = self.find_account()
         if kid is None:
@@ -472,13 +535,40 @@ class AcmeSession:
         """Update the account (RFC 8555 section 7.3.2), or fetch it if `payload` is None."""
         return self.post(self.account_kid(), payload).json()
 
-    def new_order(self, domains: Iterable[str]) -> tuple[str, dict[str, Any]]:
-        """newOrder for DNS identifiers; (order URL, order)."""
-        identifiers = [{"type": "dns", "value": domain} for domain in domains]
+    def new_order(
+        self, domains: Iterable[str], *, profile: str | None = None, replaces: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """newOrder for DNS identifiers, and IP ones (RFC 8738); (order URL, order).
+        PROFILE names one of the directory's meta.profiles; REPLACES is the
+        ARI certID (RFC 9773 section 5) of the certificate the order renews."""
+        identifiers = [{"type": identifier_type(domain), "value": domain} for domain in domains]
+        payload: dict[str, Any] = {"identifiers": identifiers}
+        if profile is not None:
+            payload["profile"] = profile
+        if replaces is not None:
+            payload["replaces"] = replaces
         self.account_kid()
-        response = self.post(self.resource("newOrder"), {"identifiers": identifiers})
+        response = self.post(self.resource("newOrder"), payload)
+        problem = response.problem()
+        if replaces is not None and problem is not None and problem.type == ALREADY_REPLACED:
+            # That certificate was renewed already (by a run whose installation
+            # failed, say): a new certificate is still wanted, just not as its
+            # replacement.
+            print(f"Warning: {problem}; ordering without `replaces`", file=sys.stderr)
+            del payload["replaces"]
+            response = self.post(self.resource("newOrder"), payload)
         order = response.json()
         return response.location, order
+
+    def renewal_info(self, cert_id: str) -> tuple[dict[str, Any], float | None]:
+        """The renewal information of the certificate with ARI certID CERT_ID
+        (RFC 9773 section 4.1, an unsigned GET) and the Retry-After it came
+        with, in seconds."""
+        if not CERT_ID.fullmatch(cert_id):
+            raise AcmeError(f"not an ARI certID: {cert_id[:100]!r}")
+        url = self.resource("renewalInfo").rstrip("/") + "/" + cert_id
+        response = self._request("GET", url)
+        return response.json(), response.retry_after()
 
     def authorization(self, url: str) -> dict[str, Any]:
         return self.post(url).json()
@@ -491,8 +581,30 @@ class AcmeSession:
         url = _text(order.get("finalize"), "finalize URL of the order")
         return self.post(url, {"csr": b64url_encode(csr_der).decode()})
 
-    def certificate(self, url: str) -> str:
-        """Download the certificate chain (section 7.4.2), PEM."""
+    def certificate(self, url: str, preferred_chain: str | None = None) -> str:
+        """Download the certificate chain (section 7.4.2), PEM: the first of
+        the default chain and its alternates whose topmost certificate was
+        issued by PREFERRED_CHAIN (a common name), else the default one."""
+        chain, response = self._chain(url)
+        if preferred_chain is None:
+            return chain
+        issuers = [_chain_issuer(chain)]
+        if _same_name(issuers[0], preferred_chain):
+            return chain
+        for alternate in _alternate_links(response):
+            alternate_chain, _ = self._chain(alternate)
+            issuers.append(_chain_issuer(alternate_chain))
+            if _same_name(issuers[-1], preferred_chain):
+                return alternate_chain
+        offered = ", ".join(repr(issuer) for issuer in issuers)
+        print(
+            f"Warning: no chain issued by {preferred_chain!r} (offered: {offered}); "
+            "using the default chain",
+            file=sys.stderr,
+        )
+        return chain
+
+    def _chain(self, url: str) -> tuple[str, Response]:
         response = self.post(url, limit=MAX_CERTIFICATE_BODY, accept=PEM_CHAIN).check()
         if response.media_type != PEM_CHAIN:
             raise AcmeError(
@@ -504,21 +616,35 @@ class AcmeSession:
             raise AcmeError(f"POST {url}: certificate chain is not PEM (not ASCII)") from None
         if not chain.lstrip().startswith("-----BEGIN CERTIFICATE-----"):
             raise AcmeError(f"POST {url}: certificate chain is not PEM")
-        return chain
+        return chain, response
 
-    def revoke(self, certificate_der: bytes) -> None:
+    def revoke(self, certificate_der: bytes, reason: int | None = None) -> None:
         """revokeCert, with the account's Key ID if the key has an account,
-        else with the JWK (accountd then holds the certificate's own key)."""
-        payload = {"certificate": b64url_encode(certificate_der).decode()}
+        else with the JWK (accountd then holds the certificate's own key);
+        REASON is an RFC 5280 reason code."""
+        payload: dict[str, Any] = {"certificate": b64url_encode(certificate_der).decode()}
+        if reason is not None:
+            payload["reason"] = reason
         use_jwk = self.find_account() is None
         self.post(self.resource("revokeCert"), payload, use_jwk=use_jwk).check()
 
     # -- Issuance -----------------------------------------------------------
 
-    def issue(self, domains: Iterable[str], csr_der: bytes, provision: Provision) -> str:
+    def issue(
+        self,
+        domains: Iterable[str],
+        csr_der: bytes,
+        provision: Provision,
+        *,
+        preferred_chain: str | None = None,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> str:
         """Order a certificate for DOMAINS with the CSR, having `provision`
-        publish each pending http-01 key authorization; the PEM chain."""
-        url, order = self.new_order(domains)
+        publish each pending http-01 key authorization; the PEM chain
+        (see `certificate` for PREFERRED_CHAIN, `new_order` for PROFILE and
+        REPLACES)."""
+        url, order = self.new_order(domains, profile=profile, replaces=replaces)
         for authz_url in _list(order, "authorizations", "order"):
             authz = self.authorization(_text(authz_url, "authorization URL"))
             identifier = _identifier(authz)
@@ -542,7 +668,9 @@ class AcmeSession:
             provision(token, f"{token}.{self.thumbprint}")
             self.answer_challenge(_text(challenge.get("url"), f"challenge URL for {identifier}"))
         order = self.wait_for_order(url, order, csr_der)
-        return self.certificate(_text(order.get("certificate"), "certificate URL of the order"))
+        return self.certificate(
+            _text(order.get("certificate"), "certificate URL of the order"), preferred_chain
+        )
 
     def wait_for_order(self, url: str, order: dict[str, Any], csr_der: bytes) -> dict[str, Any]:
         """Poll the order through pending, ready (finalizing it then),
@@ -595,6 +723,45 @@ class AcmeSession:
                     if (sub.type, sub.detail) != (problem.type, problem.detail)
                 ]
         return AcmeError("the order is invalid", problem)
+
+
+def identifier_type(value: str) -> str:
+    """RFC 8738: an IP address is an `ip` identifier, anything else `dns`."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "dns"
+    return "ip"
+
+
+def _alternate_links(response: Response) -> list[str]:
+    """The targets of the response's `Link: <...>;rel="alternate"` headers."""
+    urls: list[str] = []
+    for value in response.headers.get_list("link"):
+        for match in LINK.finditer(value):
+            for param in match.group(2).split(";"):
+                name, _, rel = param.partition("=")
+                if name.strip().lower() == "rel" and "alternate" in rel.strip().strip('"').split():
+                    urls.append(str(httpx.URL(response.url).join(match.group(1))))
+    return urls
+
+
+def _chain_issuer(chain: str) -> str | None:
+    """The issuer common name of the chain's topmost certificate: the root it leads to."""
+    # Only newOrder with a preferred chain needs X.509 in the client.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        top = x509.load_pem_x509_certificates(chain.encode())[-1]
+    except ValueError:
+        return None
+    names = top.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
+def _same_name(issuer: str | None, preferred: str) -> bool:
+    return issuer is not None and issuer.casefold() == preferred.casefold()
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:

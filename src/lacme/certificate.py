@@ -14,6 +14,7 @@ Every refusal is a CertificateError whose message is one line.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import tempfile
@@ -27,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from lacme.config import CertSection, resolve_owner
+from lacme.accountd_protocol import b64url_encode
+from lacme.config import CertSection, Percent, resolve_owner
 
 ServiceKey: TypeAlias = (
     rsa.RSAPrivateKey
@@ -177,7 +179,7 @@ def build_csr(section: CertSection, key: ServiceKey) -> x509.CertificateSigningR
     # these names (the CA/Browser Forum wants the CN among them), and RFC 5280
     # 4.2.1.6 makes the extension critical when the subject is empty.
     builder = builder.add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(name) for name in section.identifiers]),
+        x509.SubjectAlternativeName([general_name(name) for name in section.identifiers]),
         critical=len(subject) == 0,
     )
     if section.tls_features:
@@ -198,24 +200,47 @@ def build_csr(section: CertSection, key: ServiceKey) -> x509.CertificateSigningR
         raise CertificateError(f"can't sign the CSR: {e}") from None
 
 
+def general_name(identifier: str) -> x509.DNSName | x509.IPAddress:
+    """An identifier of a CertSection as a subjectAltName entry."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(identifier))
+    except ValueError:
+        return x509.DNSName(identifier)
+
+
+def _validity(path: str) -> tuple[datetime.datetime, datetime.datetime] | None:
+    try:
+        with open(path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return None
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
 def not_after(path: str) -> datetime.datetime | None:
     """When the (first) certificate in PATH expires; None when there is no
     readable certificate there, which calls for issuing one."""
-    try:
-        with open(path, "rb") as f:
-            return x509.load_pem_x509_certificate(f.read()).not_valid_after_utc
-    except (OSError, ValueError):
-        return None
+    validity = _validity(path)
+    return None if validity is None else validity[1]
 
 
-def valid_until(path: str, min_days: int, now: datetime.datetime) -> datetime.datetime | None:
+def valid_until(
+    path: str, min_days: int | Percent, now: datetime.datetime
+) -> datetime.datetime | None:
     """The expiry of the certificate at PATH when it is more than MIN_DAYS
-    away (so that renewal can wait), else None; a negative MIN_DAYS always
-    renews."""
-    if min_days < 0:
+    away, or more than that percentage of its lifetime (so that renewal can
+    wait), else None; a negative MIN_DAYS always renews."""
+    if not isinstance(min_days, Percent) and min_days < 0:
         return None
-    expiry = not_after(path)
-    if expiry is None or expiry - now <= datetime.timedelta(days=min_days):
+    validity = _validity(path)
+    if validity is None:
+        return None
+    not_before, expiry = validity
+    if isinstance(min_days, Percent):
+        margin = (expiry - not_before) * (min_days.value / 100)
+    else:
+        margin = datetime.timedelta(days=min_days)
+    if expiry - now <= margin:
         return None
     return expiry
 
@@ -264,7 +289,7 @@ def check_chain(
         return
     verifier_builder = PolicyBuilder().store(Store(load_roots(section.cafile))).time(now)
     for identifier in section.identifiers:
-        verifier = verifier_builder.build_server_verifier(x509.DNSName(identifier))
+        verifier = verifier_builder.build_server_verifier(general_name(identifier))
         try:
             verifier.verify(leaf, list(chain[1:]))
         except VerificationError as e:
@@ -356,7 +381,12 @@ def summary(certificate: x509.Certificate) -> str:
     """Subject, names, issuer, serial and validity, on one line."""
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = ", ".join(san.get_values_for_type(x509.DNSName))
+        names = ", ".join(
+            [
+                *san.get_values_for_type(x509.DNSName),
+                *map(str, san.get_values_for_type(x509.IPAddress)),
+            ]
+        )
     except (x509.ExtensionNotFound, ValueError):
         names = ""
     when = "%Y-%m-%d %H:%M:%S UTC"
@@ -378,3 +408,19 @@ def read_certificate(path: str) -> x509.Certificate:
         raise CertificateError(f"can't read {path}: {e.strerror}") from None
     except ValueError:
         raise CertificateError(f"{path} holds no PEM certificate") from None
+
+
+def ari_cert_id(certificate: x509.Certificate) -> str | None:
+    """The certificate's ARI certID (RFC 9773 section 4.1): the base64url
+    keyIdentifier of its Authority Key Identifier, a dot, and the base64url
+    content octets of its DER serial number (with the leading zero a high
+    bit calls for); None without a keyIdentifier, which ARI cannot name."""
+    try:
+        aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    if not aki.key_identifier:
+        return None
+    serial = certificate.serial_number
+    serial_octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True)
+    return f"{b64url_encode(aki.key_identifier).decode()}.{b64url_encode(serial_octets).decode()}"

@@ -16,6 +16,18 @@ Commands, as lacme 0.8.2's internal client:
     newOrder DOMAIN ...           CSR (DER) on stdin, certificate chain (PEM) on stdout
     revokeCert                    certificate (DER) on stdin
 
+and beyond it (lacme.client_contract):
+
+    revokeCert REASON             REASON: an RFC 5280 reason code
+    keyChange NEW_SOCKET_FD       the account moves to the key of the accountd
+                                  on NEW_SOCKET_FD; the account object on stdout
+    directory                     the directory object (JSON) on stdout
+    renewalInfo CERTID            the certificate's ARI renewal information (RFC
+                                  9773) on stdout: {"renewalInfo", "retryAfter"}
+
+and, in the settings, `profile` and `replaces` (an ARI certID) for newOrder.
+directory and renewalInfo sign nothing and leave SOCKET_FD alone.
+
 Environment: DEBUG=1 traces requests and responses on stderr;
 SSL_CERT_FILE names the CA bundle to trust, as for OpenSSL's tools.
 """
@@ -46,8 +58,12 @@ from lacme.client_contract import (
     ACCOUNT_DEACTIVATE,
     ACCOUNT_REGISTER,
     ACCOUNT_TOS_AGREED,
+    DIRECTORY,
+    KEY_CHANGE,
     NEW_ORDER,
+    RENEWAL_INFO,
     REVOKE_CERT,
+    UNSIGNED,
 )
 
 NAME = "lacme-client"
@@ -75,6 +91,9 @@ class Settings:
     cafile: str | None = None
     tls_version: str | None = None
     cipher_list: str | None = None
+    preferred_chain: str | None = None
+    profile: str | None = None
+    replaces: str | None = None
 
 
 def read_settings(fd: int) -> Settings:
@@ -97,6 +116,9 @@ def read_settings(fd: int) -> Settings:
         "SSL_CAfile",
         "SSL_version",
         "SSL_cipher_list",
+        "preferred-chain",
+        "profile",
+        "replaces",
     }
     if unknown:
         raise Fatal(f"unknown setting(s) in [client]: {', '.join(sorted(unknown))}")
@@ -114,6 +136,9 @@ def read_settings(fd: int) -> Settings:
         cafile=None if "SSL_CAfile" not in values else str(values["SSL_CAfile"]),
         tls_version=None if "SSL_version" not in values else str(values["SSL_version"]),
         cipher_list=None if "SSL_cipher_list" not in values else str(values["SSL_cipher_list"]),
+        preferred_chain=None if "preferred-chain" not in values else str(values["preferred-chain"]),
+        profile=None if "profile" not in values else str(values["profile"]),
+        replaces=None if "replaces" not in values else str(values["replaces"]),
     )
 
 
@@ -204,7 +229,7 @@ def open_accountd(fd: int) -> Accountd:
     return Accountd(sock)
 
 
-def account(session: AcmeSession, args: list[str]) -> None:
+def account(session: AcmeSession, args: list[str], settings: Settings) -> None:
     """`account FLAGS [CONTACT ...]`: print the account object on stdout."""
     if not args or not args[0].isdigit():
         raise Fatal("usage: account FLAGS [CONTACT ...]")
@@ -262,24 +287,90 @@ def write_key_authorization(token: str, key_authorization: str) -> None:
         file.write(key_authorization)
 
 
-def new_order(session: AcmeSession, domains: list[str]) -> None:
+def new_order(session: AcmeSession, domains: list[str], settings: Settings) -> None:
     """`newOrder DOMAIN ...`: CSR (DER) on stdin, certificate chain (PEM) on stdout."""
     if not domains:
         raise Fatal("usage: newOrder DOMAIN ...")
     csr = read_stdin("CSR")
-    chain = session.issue(domains, csr, write_key_authorization)
+    chain = session.issue(
+        domains,
+        csr,
+        write_key_authorization,
+        preferred_chain=settings.preferred_chain,
+        profile=settings.profile,
+        replaces=settings.replaces,
+    )
     sys.stdout.write(chain)
 
 
-def revoke_cert(session: AcmeSession, args: list[str]) -> None:
-    """`revokeCert`: the certificate (DER) on stdin."""
-    if args:
-        raise Fatal("usage: revokeCert (the certificate on stdin)")
+def revoke_cert(session: AcmeSession, args: list[str], settings: Settings) -> None:
+    """`revokeCert [REASON]`: the certificate (DER) on stdin, REASON a reason code."""
+    if len(args) > 1 or not all(arg.isdigit() for arg in args):
+        raise Fatal("usage: revokeCert [REASON] (the certificate on stdin)")
     certificate = read_stdin("certificate")
-    session.revoke(certificate)
+    session.revoke(certificate, int(args[0]) if args else None)
 
 
-COMMANDS = {ACCOUNT: account, NEW_ORDER: new_order, REVOKE_CERT: revoke_cert}
+def key_change(session: AcmeSession, args: list[str], settings: Settings) -> None:
+    """`keyChange NEW_SOCKET_FD`: move the account to the key of the
+    lacme-accountd on NEW_SOCKET_FD, which signs the inner JWS (RFC 8555
+    section 7.3.5); print the account object, fetched with the new key."""
+    if len(args) != 1 or not args[0].isdigit():
+        raise Fatal("usage: keyChange NEW_SOCKET_FD")
+    new = open_accountd(int(args[0]))
+    greeting = new.greeting
+    if greeting.kid is not None or not greeting.jwk:
+        raise Fatal("the new key's lacme-accountd has a Key ID configured: it must send its key")
+    if greeting.jwk == session.jwk:
+        raise Fatal("the new key is the account's current key")
+    print(f"Key ID: {session.account_kid()}", file=sys.stderr)
+
+    def sign(signing_input: bytes) -> str:
+        try:
+            return new.sign(signing_input, session.deadline)
+        except AcmeError as e:
+            # Perl's refuses every nonce-less line, the inner JWS included.
+            raise AcmeError(
+                f"the new key's {e} (0.8.2's lacme-accountd signs no key change)"
+            ) from None
+
+    session.key_change(greeting.alg, greeting.jwk, greeting.jwk_thumbprint, sign)
+    print(f"Account key changed to {greeting.jwk_thumbprint}", file=sys.stderr)
+    json.dump(session.update_account(None), sys.stdout, indent=2, sort_keys=True)
+    print()
+
+
+def directory(session: AcmeSession, args: list[str], settings: Settings) -> None:
+    """`directory`: print the server's directory object."""
+    if args:
+        raise Fatal("usage: directory")
+    json.dump(session.directory, sys.stdout, indent=2, sort_keys=True)
+    print()
+
+
+def renewal_info(session: AcmeSession, args: list[str], settings: Settings) -> None:
+    """`renewalInfo CERTID`: print the certificate's renewal information
+    (RFC 9773) and the Retry-After it came with, for the master to decide."""
+    if len(args) != 1:
+        raise Fatal("usage: renewalInfo CERTID")
+    info, retry_after = session.renewal_info(args[0])
+    json.dump({"renewalInfo": info, "retryAfter": retry_after}, sys.stdout, indent=2)
+    print()
+
+
+def refuse_to_sign(signing_input: bytes) -> str:
+    """The signer of the lookups (UNSIGNED), which have no accountd."""
+    raise AcmeError("this command has no lacme-accountd to sign with")
+
+
+COMMANDS = {
+    ACCOUNT: account,
+    NEW_ORDER: new_order,
+    REVOKE_CERT: revoke_cert,
+    KEY_CHANGE: key_change,
+    DIRECTORY: directory,
+    RENEWAL_INFO: renewal_info,
+}
 
 
 def run(argv: list[str]) -> None:
@@ -290,7 +381,9 @@ def run(argv: list[str]) -> None:
         )
     command, config_fd, socket_fd, args = argv[0], int(argv[1]), int(argv[2]), argv[3:]
     settings = read_settings(config_fd)
-    accountd = open_accountd(socket_fd)
+    # Lookups sign nothing, and the master puts no accountd behind their
+    # SOCKET_FD (one could ask for a passphrase): it is left alone.
+    accountd = None if command in UNSIGNED else open_accountd(socket_fd)
     deadline = Deadline(settings.timeout)
     trace: Callable[[str], None] | None = None
     if os.environ.get("DEBUG", "0") not in ("", "0"):
@@ -298,7 +391,8 @@ def run(argv: list[str]) -> None:
         def trace(message: str) -> None:
             print(f"[{os.getpid()}] {message}", file=sys.stderr)
 
-        trace(f"accountd greeting: {accountd.greeting}")
+        if accountd is not None:
+            trace(f"accountd greeting: {accountd.greeting}")
 
     http = httpx.Client(
         verify=ssl_context(settings),
@@ -309,6 +403,20 @@ def run(argv: list[str]) -> None:
         trust_env=False,
         follow_redirects=False,
     )
+    if accountd is None:
+        with AcmeSession(
+            settings.server,
+            http=http,
+            sign=refuse_to_sign,
+            alg="",
+            jwk={},
+            thumbprint="",
+            kid=None,
+            deadline=deadline,
+            trace=trace,
+        ) as session:
+            COMMANDS[command](session, args, settings)
+        return
     greeting = accountd.greeting
     with AcmeSession(
         settings.server,
@@ -320,8 +428,9 @@ def run(argv: list[str]) -> None:
         kid=greeting.kid,
         deadline=deadline,
         trace=trace,
+        eab=greeting.eab,
     ) as session:
-        COMMANDS[command](session, args)
+        COMMANDS[command](session, args, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ Nothing here imports `cryptography`: `lacme account` and `--help` do without.
 from __future__ import annotations
 
 import grp
+import ipaddress
 import json
 import os
 import pwd
@@ -34,7 +35,17 @@ from lacme.specifiers import SpecifierError, expand
 
 DEFAULT_CONFIG = "%E/lacme/lacme.conf"
 DEFAULT_CONFIG_CERTS = ("lacme-certs.conf", "lacme-certs.conf.d/")
-DEFAULT_CAFILE = "/usr/share/lacme/ca-certificates.crt"
+# lacme 0.8.2's default, shipped by Debian's Perl lacme package; without that
+# package, the system's trust store (Debian's ca-certificates) rather than a
+# path that does not exist, which would refuse every certificate issued.
+PERL_LACME_CAFILE = "/usr/share/lacme/ca-certificates.crt"
+SYSTEM_CAFILE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def default_cafile() -> str:
+    return PERL_LACME_CAFILE if os.path.exists(PERL_LACME_CAFILE) else SYSTEM_CAFILE
+
+
 DEFAULT_MIN_DAYS = 21
 HASHES = ("sha256", "sha384", "sha512")
 # x509v3_config(5ssl) names.
@@ -67,6 +78,8 @@ CERT_KEYS = frozenset(
         "mode",
         "chmod",
         "notify",
+        "preferred-chain",
+        "profile",
     }
 )
 _COMMON_NAMES = frozenset({"cn", "commonname", "2.5.4.3"})
@@ -74,10 +87,29 @@ _LABEL = r"[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+", re.ASCII | re.IGNORECASE)
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _OCTAL = re.compile(r"[0-7]+", re.ASCII)
+_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]*)?)%", re.ASCII)
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message is one line naming what and where."""
+
+
+class Percent(NamedTuple):
+    """`min-days` as a percentage of the certificate's lifetime (`33%`), so
+    that short-lived certificates are not renewed on every run."""
+
+    value: float
+
+
+def parse_percent(text: str) -> Percent | None:
+    """`N%` (0 to 100) as a Percent; None if TEXT is not a percentage."""
+    match = _PERCENT.fullmatch(text)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    if value > 100:
+        raise ValueError("a percentage of the lifetime can't be over 100%")
+    return Percent(value)
 
 
 # -I: both run in the challenge directory, which the client may write to;
@@ -117,12 +149,14 @@ class ClientConfig:
     ssl_cipher_list: str | None = None
     ssl_cafile: str | None = None
 
-    def settings_json(self) -> bytes:
+    def settings_json(self, extra: Mapping[str, str] | None = None) -> bytes:
         """The section as the client contract wants it on CONFIG_FD: every
-        documented key, null when unset, as lacme 0.8.2 sends it."""
+        documented key, null when unset, as lacme 0.8.2 sends it; then EXTRA,
+        the contract's optional per-run keys (e.g. `preferred-chain`)."""
         settings: dict[str, str | None] = {
             key: getattr(self, attribute) for key, attribute in _CLIENT_KEYS.items()
         }
+        settings.update(extra or {})
         if self.ssl_cafile is None:
             # Perl's client hands every SSL_* key to IO::Socket::SSL, where
             # an explicit undef CA file is not the same as none given.
@@ -349,7 +383,7 @@ class CertSection:
     certificate_key: str
     certificate: str | None
     certificate_chain: str | None
-    min_days: int | None
+    min_days: int | Percent | None
     cafile: str | None  # None: no verification (`CAfile` set empty)
     hash: str | None  # None: the key type's default
     key_usage: tuple[str, ...]
@@ -360,9 +394,14 @@ class CertSection:
     owner: str | None
     mode: int | None
     notify: str | None
-    # Lower-cased, deduplicated domain names to authorize, CN(s) first, then
-    # subjectAltName; the CSR's subjectAltName lists them all.
+    # Lower-cased, deduplicated domain names and IP addresses (RFC 5952
+    # text) to authorize, CN(s) first, then subjectAltName; the CSR's
+    # subjectAltName lists them all.
     identifiers: tuple[str, ...]
+    # The issuer common name of the chain to install, among those offered.
+    preferred_chain: str | None = None
+    # The certificate profile to order, one of the directory's meta.profiles.
+    profile: str | None = None
 
     def certificate_paths(self) -> tuple[str, ...]:
         """Where the certificate goes, the chain first: the file whose expiry
@@ -372,6 +411,24 @@ class CertSection:
 
 def valid_domain(name: str) -> bool:
     return len(name) <= 253 and _DOMAIN.fullmatch(name) is not None
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _ip_address(name: str, invalid: ConfigError) -> str:
+    """NAME in the text form RFC 8738 identifiers use (RFC 5952 for IPv6)."""
+    if "%" in name:  # a scoped address names no host a CA could reach
+        raise invalid
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        raise invalid from None
 
 
 def parse_subject(text: str) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -472,14 +529,19 @@ def parse_section(source: CertSource) -> CertSection:
     if get("certificate") is None and get("certificate-chain") is None:
         raise missing("certificate or certificate-chain is required")
 
-    min_days: int | None = None
+    min_days: int | Percent | None = None
     if (setting := get("min-days")) is not None:
-        if not _INTEGER.fullmatch(setting.value):
-            raise error(setting, "not an integer")
-        min_days = int(setting.value)
+        try:
+            min_days = parse_percent(setting.value)
+        except ValueError as e:
+            raise error(setting, str(e)) from None
+        if min_days is None:
+            if not _INTEGER.fullmatch(setting.value):
+                raise error(setting, "not an integer")
+            min_days = int(setting.value)
 
     cafile_setting = settings.get("CAfile")
-    cafile = DEFAULT_CAFILE if cafile_setting is None else (cafile_setting.value or None)
+    cafile = default_cafile() if cafile_setting is None else (cafile_setting.value or None)
 
     hash_name: str | None = None
     if (setting := get("hash")) is not None:
@@ -504,16 +566,23 @@ def parse_section(source: CertSource) -> CertSection:
                 raise error(setting, f"unknown TLS feature {item!r}")
             tls_features.append(item.lower())
 
-    dns_names: list[str] = []
+    alt_names: list[str] = []
     if (setting := get("subjectAltName")) is not None:
         for item in _split_list(setting.value):
             kind, colon, name = item.partition(":")
-            if not colon or kind.strip().upper() != "DNS":
-                raise error(setting, f"{item!r} is not DNS:name")
-            name = name.strip()
+            kind, name = kind.strip().upper(), name.strip()
+            if colon and kind == "IP":
+                alt_names.append(
+                    _ip_address(name, error(setting, f"{name!r} is not an IP address"))
+                )
+                continue
+            if not colon or kind != "DNS":
+                raise error(setting, f"{item!r} is not DNS:name or IP:address")
             if not valid_domain(name):
                 raise error(setting, f"{name!r} is not a valid domain name")
-            dns_names.append(name.lower())
+            if _is_ip_address(name):
+                raise error(setting, f"{name!r} is an IP address: write IP:{name}")
+            alt_names.append(name.lower())
 
     subject_setting = get("subject")
     if subject_setting is None:
@@ -529,7 +598,7 @@ def parse_section(source: CertSource) -> CertSection:
                 if not valid_domain(value):
                     raise error(subject_setting, f"CN {value!r} is not a domain name")
                 common_names.append(value.lower())
-    identifiers = tuple(dict.fromkeys(common_names + dns_names))
+    identifiers = tuple(dict.fromkeys(common_names + alt_names))
     if not identifiers:
         raise error(subject_setting, "no domain name in CN nor in subjectAltName")
 
@@ -563,4 +632,6 @@ def parse_section(source: CertSource) -> CertSection:
         mode=mode,
         notify=text("notify"),
         identifiers=identifiers,
+        preferred_chain=text("preferred-chain"),
+        profile=text("profile"),
     )

@@ -3,9 +3,11 @@
     lacme [--config=FILE] [--socket=PATH] [-q|--quiet] [--debug] [-h|--help] [--version]
           COMMAND [ARGUMENT ...]
 
-    account [--register] [--tos-agreed] [--deactivate] [CONTACT ...]
-    newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|--force] [SECTION ...]
-    revokeCert (revoke-cert) FILE [FILE ...]
+    account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
+    account --rollover=FILE|--rollover-socket=PATH [--json]
+    newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|PCT%|--force]
+             [SECTION ...]
+    revokeCert (revoke-cert) [--reason=NAME|CODE] FILE [FILE ...]
 
 Options go before or after the command, as with lacme 0.8.2's Getopt::Long
 (every option is accepted with every command, and ignored where it means
@@ -13,13 +15,16 @@ nothing).
 
 What the master holds: the configuration, the service keys (read only to
 sign CSRs) and the certificates it installs.  What it touches: the
-`certificate` and `certificate-chain` files (replaced atomically), the
-challenge directory and webserver sockets (lacme.spawn sets them up and
-removes them), iptables rules when asked to (restored on exit), and the
-`notify` commands it runs as root.  Everything that talks to the network or
-holds the account key runs elsewhere: the ACME client and the webservers
-unprivileged (lacme.spawn), lacme-accountd as configured.  What the client
-brings back is checked (lacme.certificate) before any file is written.
+`certificate` and `certificate-chain` files (replaced atomically) and the
+renewal information kept beside them (lacme.ari), the challenge directory
+and webserver sockets (lacme.spawn sets them up and removes them), iptables
+rules when asked to (restored on exit), and the `notify` commands it runs
+as root.  Everything that talks to the network or holds the account key
+runs elsewhere: the ACME client and the webservers unprivileged
+(lacme.spawn), lacme-accountd as configured.  What the client
+brings back is checked (lacme.certificate) before any file is written;
+what it looks up (the directory's profiles, renewal information) the master
+weighs before ordering.
 
 Exit status: 0 when everything asked for succeeded; for `account`, the
 client's; otherwise 1 (a section or file that failed does not stop the
@@ -31,10 +36,11 @@ configuration, cryptography and process handling are imported when needed.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from lacme import __version__
 from lacme.client_contract import (
@@ -42,7 +48,11 @@ from lacme.client_contract import (
     ACCOUNT_DEACTIVATE,
     ACCOUNT_REGISTER,
     ACCOUNT_TOS_AGREED,
+    DIRECTORY,
+    KEY_CHANGE,
     NEW_ORDER,
+    RENEWAL_INFO,
+    REVOCATION_REASONS,
     REVOKE_CERT,
 )
 
@@ -54,7 +64,8 @@ if TYPE_CHECKING:
 
     from cryptography.x509 import CertificateSigningRequest
 
-    from lacme.config import CertSection, CertSource, Config
+    from lacme import ari
+    from lacme.config import CertSection, CertSource, Config, Percent
     from lacme.spawn import Credentials
 
 NAME = "lacme"
@@ -62,10 +73,13 @@ USAGE = f"Usage: {NAME} [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND [ARGUM
 HELP = f"""{USAGE}
 
 Commands:
-  account [--register] [--tos-agreed] [--deactivate] [CONTACT ...]
-  newOrder [--config-certs=FILE]... [--min-days=INT|--force] [SECTION ...]
+  account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
+  account --rollover=FILE|--rollover-socket=PATH [--json]
+                         move the account to the key of a second lacme-accountd,
+                         spawned with configuration FILE or listening on PATH
+  newOrder [--config-certs=FILE]... [--min-days=INT|PCT%|--force] [SECTION ...]
                          (aliases: new-order, new-cert)
-  revokeCert FILE [FILE ...]  (alias: revoke-cert)
+  revokeCert [--reason=NAME|CODE] FILE [FILE ...]  (alias: revoke-cert)
 
 Options:
   --config=FILE          configuration file (default %E/lacme/lacme.conf)
@@ -86,9 +100,11 @@ COMMANDS = {
     "revoke-cert": REVOKE_CERT,
 }
 # Getopt::Long spellings: options taking a value, and flags.
-VALUE_OPTIONS = frozenset({"config", "config-certs", "socket", "min-days"})
+VALUE_OPTIONS = frozenset(
+    {"config", "config-certs", "socket", "min-days", "rollover", "rollover-socket", "reason"}
+)
 FLAG_OPTIONS = frozenset(
-    {"register", "tos-agreed", "deactivate", "force", "quiet", "debug", "help", "version"}
+    {"register", "tos-agreed", "deactivate", "force", "quiet", "debug", "help", "version", "json"}
 )
 SHORT_OPTIONS = {"q": "quiet", "h": "help"}
 # As lacme 0.8.2 cleans it for itself, and so for `notify`.
@@ -106,9 +122,13 @@ class Arguments(NamedTuple):
     register: bool = False
     tos_agreed: bool = False
     deactivate: bool = False
-    min_days: int | None = None
+    min_days: int | Percent | None = None
     quiet: bool = False
     debug: bool = False
+    rollover: str | None = None  # the new key's lacme-accountd configuration
+    rollover_socket: str | None = None  # or its socket
+    reason: str | None = None  # RFC 5280 reason name or code
+    json: bool = False
 
 
 class UsageError(Exception):
@@ -175,16 +195,35 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
     command = COMMANDS.get(positional[0])
     if command is None:
         raise UsageError(f"invalid command: {positional[0]}")
-    min_days: int | None = None
+    min_days: int | Percent | None = None
     if "min-days" in values:
         text = values["min-days"][-1]
         try:
             min_days = int(text)
         except ValueError:
-            raise UsageError(f"--min-days: not an integer: {text!r}") from None
+            if not text.endswith("%"):
+                raise UsageError(f"--min-days: not an integer: {text!r}") from None
+            from lacme.config import parse_percent
+
+            try:
+                min_days = parse_percent(text)
+            except ValueError as e:
+                raise UsageError(f"--min-days: {e}: {text!r}") from None
+            if min_days is None:
+                raise UsageError(f"--min-days: not a percentage: {text!r}") from None
     if "force" in flags:
         min_days = -1
     debug = "debug" in flags
+    rollover = values.get("rollover", [None])[-1]
+    rollover_socket = values.get("rollover-socket", [None])[-1]
+    if rollover is not None and rollover_socket is not None:
+        raise UsageError("--rollover and --rollover-socket exclude each other")
+    if rollover == "" or rollover_socket == "":
+        raise UsageError("--rollover and --rollover-socket need the new key's accountd")
+    if (rollover is not None or rollover_socket is not None) and (
+        flags & {"register", "tos-agreed", "deactivate"} or len(positional) > 1
+    ):
+        raise UsageError("a key rollover takes no other account change")
     return Arguments(
         command=command,
         arguments=tuple(positional[1:]),
@@ -197,7 +236,19 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         min_days=min_days,
         quiet="quiet" in flags and not debug,
         debug=debug,
+        rollover=rollover,
+        rollover_socket=rollover_socket,
+        reason=values.get("reason", [None])[-1],
+        json="json" in flags,
     )
+
+
+def revocation_reason(text: str) -> int | None:
+    """The RFC 5280 reason code TEXT names (case aside) or is; None if none."""
+    codes = {name.lower(): code for name, code in REVOCATION_REASONS.items()}
+    if text.isdigit() and int(text) in codes.values():
+        return int(text)
+    return codes.get(text.lower())
 
 
 def _say(message: str) -> None:
@@ -249,12 +300,19 @@ class Master:
         *,
         stdin: bytes | None = None,
         capture: bool = False,
-        inherit_stdout: bool = False,
         cwd: str = "/",
+        command: str | None = None,
+        extra_fds: Sequence[int] = (),
+        settings_extra: Mapping[str, str] | None = None,
+        lookup: bool = False,
     ) -> tuple[int, bytes]:
         """Run the client for the command (lacme.client_contract), with its
         own accountd conversation, as lacme 0.8.2's acme_client(); return its
-        exit status and (if CAPTURE) its stdout."""
+        exit status and (if CAPTURE) its stdout.  COMMAND replaces the
+        command line's, EXTRA_FDS are passed on too, SETTINGS_EXTRA goes
+        into the settings on CONFIG_FD.  LOOKUP: the command signs nothing
+        (client_contract.UNSIGNED), so there is no accountd conversation."""
+        import socket
         import subprocess
         import tempfile
         from contextlib import ExitStack
@@ -266,7 +324,13 @@ class Master:
             raise ValueError("[client] command is empty")
         with ExitStack() as stack:
             accountd = self.config.accountd
-            if accountd is not None:
+            if lookup:
+                # A stream with nobody behind it: no accountd to start, nor
+                # a passphrase to ask, for a request that needs no signature.
+                sock, peer = socket.socketpair()
+                peer.close()
+                stack.callback(sock.close)
+            elif accountd is not None:
                 sock, proc = spawn.spawn_accountd(
                     accountd.command,
                     self.accountd_credentials,
@@ -282,16 +346,13 @@ class Master:
                     spawn.connect_accountd(specifiers.expand(self.config.client.socket))
                 )
             settings = stack.enter_context(tempfile.TemporaryFile())
-            settings.write(self.config.client.settings_json())
+            settings.write(self.config.client.settings_json(settings_extra))
             settings.flush()
             settings.seek(0)
-            fds = (settings.fileno(), sock.fileno())
-            stdout: int | None = subprocess.PIPE if capture else subprocess.DEVNULL
-            if inherit_stdout:
-                sys.stdout.flush()
-                stdout = None
+            fds = (settings.fileno(), sock.fileno(), *extra_fds)
+            stdout = subprocess.PIPE if capture else subprocess.DEVNULL
             client = spawn.spawn(
-                [*argv, self.args.command, *map(str, fds), *arguments],
+                [*argv, command or self.args.command, *map(str, fds[:2]), *arguments],
                 self.client_credentials,
                 cwd=cwd,
                 pass_fds=fds,
@@ -318,13 +379,75 @@ class Master:
     # --- commands ---------------------------------------------------------
 
     def account(self) -> int:
+        if self.args.rollover is not None or self.args.rollover_socket is not None:
+            return self._key_change()
         flags = (
             (ACCOUNT_REGISTER if self.args.register else 0)
             | (ACCOUNT_TOS_AGREED if self.args.tos_agreed else 0)
             | (ACCOUNT_DEACTIVATE if self.args.deactivate else 0)
         )
-        status, _ = self.run_client([str(flags), *self.args.arguments], inherit_stdout=True)
+        status, output = self.run_client([str(flags), *self.args.arguments], capture=True)
+        self._show_account(output)
         return status
+
+    def _key_change(self) -> int:
+        """Move the account to the key of a second accountd, which signs
+        the inner keyChange JWS: neither key is ever read by master or client."""
+        from contextlib import ExitStack
+
+        from lacme import spawn, specifiers
+        from lacme.config import AccountdConfig
+
+        with ExitStack() as stack:
+            if self.args.rollover_socket is not None:
+                path = specifiers.expand(self.args.rollover_socket)
+                sock = stack.enter_context(spawn.connect_accountd(path))
+            else:
+                # The old key's [accountd] settings, but the new key's configuration.
+                accountd = self.config.accountd or AccountdConfig()
+                credentials = spawn.resolve_credentials(accountd.user, accountd.group, "accountd")
+                sock, proc = spawn.spawn_accountd(
+                    accountd.command,
+                    credentials,
+                    config=self.args.rollover or "",
+                    quiet=accountd.quiet,
+                    debug=self.args.debug,
+                )
+                stack.callback(spawn.stop, proc, grace=ACCOUNTD_GRACE)
+                stack.callback(self._hang_up, sock)
+            status, output = self.run_client(
+                [str(sock.fileno())], capture=True, command=KEY_CHANGE, extra_fds=(sock.fileno(),)
+            )
+        self._show_account(output)
+        if status == 0:
+            self.info("Account key changed: from now on, configure lacme-accountd with the new key")
+        return status
+
+    def _show_account(self, output: bytes) -> None:
+        """The account object as the client printed it (JSON) when asked
+        for, or for a script as lacme 0.8.2 prints it; for a human at a
+        terminal, its status, contacts and orders URL."""
+        import json
+
+        try:
+            account = json.loads(output) if output.strip() else None
+        except ValueError:
+            account = None
+        if self.args.json or not isinstance(account, dict) or not sys.stdout.isatty():
+            sys.stdout.buffer.write(output)
+            sys.stdout.flush()
+            return
+        contacts = account.get("contact")
+        lines = [
+            f"Status:   {account.get('status', 'unknown')}",
+            *(
+                f"Contact:  {contact}"
+                for contact in (contacts if isinstance(contacts, list) else [])
+            ),
+            *([f"Orders:   {account['orders']}"] if account.get("orders") else []),
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
 
     def new_order(self) -> int:
         from contextlib import ExitStack
@@ -375,8 +498,10 @@ class Master:
                 _say(f"Configuration option for {name}:")
                 for setting in sorted(source.settings.values()):
                     _say(f"    {setting.key} = {setting.value}")
+            self._check_profile(section)
             now = datetime.datetime.now(datetime.UTC)
-            if self._still_valid(section, now):
+            due, replaces = self._renewal_due(section, now)
+            if not due:
                 return True
             key = certificate.load_key(section.certificate_key)
             csr = certificate.build_csr(section, key)
@@ -386,13 +511,119 @@ class Master:
         except CertificateError as e:
             _say(f"[{name}] Error: {e}")
             return False
-        return self._order(section, csr, challenges)
+        return self._order(section, csr, challenges, replaces)
+
+    @functools.cached_property
+    def server_directory(self) -> dict[str, Any] | None:
+        """The ACME server's directory, asked of the client once a run for
+        profiles and renewal information; None, after a warning, if that fails."""
+        import json
+
+        status, output = self.run_client([], command=DIRECTORY, capture=True, lookup=True)
+        try:
+            directory = json.loads(output) if status == 0 else None
+        except ValueError:
+            directory = None
+        if not isinstance(directory, dict):
+            _say(
+                "Warning: can't get the ACME server's directory: "
+                "profiles go unchecked, renewal goes by min-days"
+            )
+            return None
+        return directory
+
+    def _check_profile(self, section: CertSection) -> None:
+        """ConfigError unless the server offers the section's profile, if any.
+        Without a directory the server is left to judge."""
+        from lacme.config import ConfigError
+
+        if section.profile is None or self.server_directory is None:
+            return
+        meta = self.server_directory.get("meta")
+        profiles = meta.get("profiles") if isinstance(meta, dict) else None
+        if not isinstance(profiles, dict):
+            profiles = {}
+        if section.profile not in profiles:
+            raise ConfigError(
+                f"{section.filename}: [{section.name}] profile = {section.profile}: "
+                "the ACME server offers no such profile "
+                f"(it offers: {', '.join(sorted(profiles)) or 'none'})"
+            )
+
+    def _renewal_due(self, section: CertSection, now: datetime.datetime) -> tuple[bool, str | None]:
+        """Whether the section is due for renewal, and the ARI certID of the
+        certificate its new order replaces.  The server's renewal
+        information decides when it gives some for the installed
+        certificate; otherwise min-days does, as in lacme 0.8.2."""
+        from lacme import certificate
+        from lacme.certificate import CertificateError
+
+        name = section.name
+        cert_id: str | None = None
+        try:
+            cert = certificate.read_certificate(section.certificate_paths()[0])
+        except CertificateError:
+            cert = None  # none yet, or a broken one: issue
+        directory = None if cert is None else self.server_directory
+        if cert is not None and directory is not None and "renewalInfo" in directory:
+            cert_id = certificate.ari_cert_id(cert)
+        state = None if cert_id is None else self._renewal_info(section, cert_id, now)
+        if state is None:
+            # `replaces` only names a certificate the server said it knows.
+            return not self._still_valid(section, now), None
+        if state.explanation_url is not None:
+            self.info(f"[{name}] The CA explains its renewal window at {state.explanation_url}")
+        when = "%Y-%m-%d %H:%M:%S UTC"
+        window = f"renewal window {state.start:{when}} to {state.end:{when}}"
+        if self.args.min_days == -1 or state.renew_at <= now:
+            self.debug(f"[{name}] Renewing: {window}, chosen time {state.renew_at:{when}}")
+            return True, cert_id
+        self.info(f"[{name}] Renewal at {state.renew_at:{when}} ({window}), skipping")
+        return False, cert_id
+
+    def _renewal_info(
+        self, section: CertSection, cert_id: str, now: datetime.datetime
+    ) -> ari.State | None:
+        """The certificate's renewal information (lacme.ari): as last saved
+        until the server's Retry-After has passed, else asked of the
+        client; None, after a warning, if that fails."""
+        from lacme import ari
+
+        name = section.name
+        path = ari.state_path(section.certificate_paths()[0])
+        previous = ari.load_state(path, cert_id)
+        if previous is not None and now < previous.next_check:
+            self.debug(f"[{name}] Renewal information from {path}")
+            return previous
+        status, output = self.run_client([cert_id], command=RENEWAL_INFO, capture=True, lookup=True)
+        try:
+            if status != 0:
+                raise ValueError("the client failed")
+            info = ari.parse_client_output(output)
+        except ValueError as e:
+            _say(f"[{name}] Warning: no renewal information ({e}), renewal goes by min-days")
+            return None
+        state = ari.next_state(previous, cert_id, info, now)
+        try:
+            ari.save_state(path, state)
+        except OSError as e:
+            _say(f"[{name}] Warning: can't save {path}: {e.strerror}")
+        return state
+
+    def _order_settings(self, section: CertSection, replaces: str | None) -> dict[str, str]:
+        """The client contract's optional newOrder keys on CONFIG_FD, those set."""
+        settings = {
+            "preferred-chain": section.preferred_chain,
+            "profile": section.profile,
+            "replaces": replaces,
+        }
+        return {key: value for key, value in settings.items() if value is not None}
 
     def _still_valid(self, section: CertSection, now: datetime.datetime) -> bool:
         from lacme import certificate
         from lacme.config import DEFAULT_MIN_DAYS
 
-        min_days = self.args.min_days
+        min_days: int | Percent | None = self.args.min_days
         if min_days is None:
             min_days = section.min_days if section.min_days is not None else DEFAULT_MIN_DAYS
         expiry = certificate.valid_until(section.certificate_paths()[0], min_days, now)
@@ -402,13 +633,18 @@ class Master:
         return True
 
     def _order(
-        self, section: CertSection, csr: CertificateSigningRequest, challenges: _Lazy
+        self,
+        section: CertSection,
+        csr: CertificateSigningRequest,
+        challenges: _Lazy,
+        replaces: str | None,
     ) -> bool:
+        import contextlib
         import datetime
 
         from cryptography.hazmat.primitives import serialization
 
-        from lacme import certificate
+        from lacme import ari, certificate
         from lacme.certificate import CertificateError
 
         name = section.name
@@ -419,6 +655,7 @@ class Master:
             stdin=csr.public_bytes(serialization.Encoding.DER),
             capture=True,
             cwd=directory,
+            settings_extra=self._order_settings(section, replaces),
         )
         if status != 0:
             _say(f"[{name}] Error: Couldn't issue X.509 certificate!")
@@ -437,6 +674,9 @@ class Master:
         except CertificateError as e:
             _say(f"[{name}] Error: {e}")
             return False
+        # What it says is about the certificate just replaced.
+        with contextlib.suppress(OSError):
+            os.unlink(ari.state_path(section.certificate_paths()[0]))
         sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n{certificate.summary(chain[0])}\n")
         sys.stdout.flush()
         return self._notify(section)
@@ -461,6 +701,14 @@ class Master:
         from lacme import certificate
         from lacme.certificate import CertificateError
 
+        reason = None if self.args.reason is None else revocation_reason(self.args.reason)
+        if reason is None and self.args.reason is not None:
+            _say(
+                f"Error: --reason={self.args.reason}: unknown revocation reason (one of "
+                + ", ".join(f"{name} ({code})" for name, code in REVOCATION_REASONS.items())
+                + ")"
+            )
+            return 1
         if not self.args.arguments:
             _say("Error: Nothing to revoke")
             return 1
@@ -475,7 +723,10 @@ class Master:
                 continue
             sys.stdout.write(f"{certificate.fingerprint(cert)}\n{certificate.summary(cert)}\n")
             sys.stdout.flush()
-            revoked, _ = self.run_client([], stdin=cert.public_bytes(serialization.Encoding.DER))
+            revoked, _ = self.run_client(
+                [] if reason is None else [str(reason)],
+                stdin=cert.public_bytes(serialization.Encoding.DER),
+            )
             if revoked != 0:
                 _say(f"Warning: Couldn't revoke {filename}")
                 status = 1

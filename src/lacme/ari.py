@@ -1,0 +1,168 @@
+"""ACME Renewal Information (RFC 9773) for the master: when to renew.
+
+The client fetches a certificate's renewal information (`renewalInfo
+CERTID`, lacme.client_contract); the master decides with what is here.  RFC
+9773 section 4.2's algorithm, for a program run from cron or a timer:
+choose a uniformly random time within the suggested window, and renew once
+it has come (a time in the past, a window wholly in the past included,
+means now).
+
+Retry-After says when to ask again; lacme runs and exits, so what it learnt
+is kept in a small JSON file beside the certificate (`state_path`): the
+certID it is about, the window, the chosen time and when to ask next.  Until
+then runs decide from that file without asking the server; a new window
+gets a new random time, the same one keeps it, so that runs do not draw
+again and again (which would favour the window's start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+# When the server gives no Retry-After: RFC 9773's example interval.
+DEFAULT_RETRY_AFTER = datetime.timedelta(hours=6)
+STATE_SUFFIX = ".ari"
+
+
+@dataclass(frozen=True)
+class RenewalInfo:
+    """What the client brought back for one certificate."""
+
+    start: datetime.datetime
+    end: datetime.datetime
+    explanation_url: str | None
+    retry_after: float | None  # seconds
+
+
+@dataclass(frozen=True)
+class State:
+    cert_id: str
+    start: datetime.datetime
+    end: datetime.datetime
+    renew_at: datetime.datetime
+    next_check: datetime.datetime
+    explanation_url: str | None
+
+
+def _timestamp(value: Any, what: str) -> datetime.datetime:
+    """An RFC 3339 timestamp, which must say its offset."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a timestamp: {value!r:.100}")
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{what} is not a timestamp: {value!r:.100}") from None
+    if when.tzinfo is None:
+        raise ValueError(f"{what} has no time zone: {value!r:.100}")
+    return when.astimezone(datetime.UTC)
+
+
+def parse_client_output(output: bytes) -> RenewalInfo:
+    """The client's `renewalInfo` answer; ValueError if it is malformed,
+    an end not after the start included (RFC 9773 section 4.2)."""
+    try:
+        answer = json.loads(output)
+    except ValueError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    info = answer.get("renewalInfo") if isinstance(answer, dict) else None
+    window = info.get("suggestedWindow") if isinstance(info, dict) else None
+    if not isinstance(info, dict) or not isinstance(window, dict):
+        raise ValueError("no suggestedWindow")
+    start = _timestamp(window.get("start"), "suggestedWindow start")
+    end = _timestamp(window.get("end"), "suggestedWindow end")
+    if end <= start:
+        raise ValueError(f"suggestedWindow ends ({end}) before it starts ({start})")
+    explanation = info.get("explanationURL")
+    retry_after = answer.get("retryAfter")
+    return RenewalInfo(
+        start=start,
+        end=end,
+        explanation_url=explanation if isinstance(explanation, str) else None,
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+    )
+
+
+def random_time(start: datetime.datetime, end: datetime.datetime) -> datetime.datetime:
+    """A uniformly random time in [start, end), to the millisecond."""
+    span = int((end - start) / datetime.timedelta(milliseconds=1))
+    return start + datetime.timedelta(milliseconds=secrets.randbelow(max(span, 1)))
+
+
+def next_state(
+    previous: State | None, cert_id: str, info: RenewalInfo, now: datetime.datetime
+) -> State:
+    """The state after asking the server at NOW."""
+    if previous is not None and (previous.start, previous.end) == (info.start, info.end):
+        renew_at = previous.renew_at
+    else:
+        renew_at = random_time(info.start, info.end)
+    wait = (
+        DEFAULT_RETRY_AFTER
+        if info.retry_after is None
+        else datetime.timedelta(seconds=info.retry_after)
+    )
+    return State(
+        cert_id=cert_id,
+        start=info.start,
+        end=info.end,
+        renew_at=renew_at,
+        next_check=now + wait,
+        explanation_url=info.explanation_url,
+    )
+
+
+def state_path(certificate_path: str) -> str:
+    return certificate_path + STATE_SUFFIX
+
+
+def load_state(path: str, cert_id: str) -> State | None:
+    """The state at PATH if it is about CERT_ID; None if there is none, it
+    is about another certificate (renewed since) or it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or data.get("certID") != cert_id:
+            return None
+        explanation = data.get("explanationURL")
+        return State(
+            cert_id=cert_id,
+            start=_timestamp(data.get("start"), "start"),
+            end=_timestamp(data.get("end"), "end"),
+            renew_at=_timestamp(data.get("renewAt"), "renewAt"),
+            next_check=_timestamp(data.get("nextCheck"), "nextCheck"),
+            explanation_url=explanation if isinstance(explanation, str) else None,
+        )
+    except (OSError, ValueError):
+        return None
+
+
+def save_state(path: str, state: State) -> None:
+    """Replace the state at PATH atomically (it holds nothing secret: 0644);
+    OSError if that fails."""
+    data = {
+        "certID": state.cert_id,
+        "start": state.start.isoformat(),
+        "end": state.end.isoformat(),
+        "renewAt": state.renew_at.isoformat(),
+        "nextCheck": state.next_check.isoformat(),
+        "explanationURL": state.explanation_url,
+    }
+    directory, name = os.path.split(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
