@@ -1,0 +1,576 @@
+"""scripts/install and scripts/uninstall, and what they install: the
+configuration files (read by our own parsers), the systemd units, and a
+certificate issued by the installed commands with the shipped configuration.
+
+The real installation runs with a private copy of /etc bind-mounted over
+/etc (a mount namespace per command), without lacme's users and
+configuration: the install creates both there, and the host's /etc is never
+touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from cryptography import x509
+from keys import new_key_file
+from pebble import PebbleServer, temporary_directory
+
+import lacme as lacme_package
+from lacme import accountd, client, config, inifile
+
+TOP = Path(__file__).parent.parent
+INSTALL = TOP / "scripts" / "install"
+UNINSTALL = TOP / "scripts" / "uninstall"
+VENV = "/usr/local/lib/lacme/venv"  # the default, for PREFIX=/usr/local
+CONFIG_FILES = ("lacme.conf", "lacme-certs.conf", "lacme-accountd.conf")
+SNIPPETS = ("nginx.conf", "nginx-static.conf", "apache2.conf", "apache2-static.conf")
+MANUALS = ("man8/lacme.8", "man1/lacme-accountd.1")
+USERS = ("_lacme-client", "_lacme-www")
+TIMEOUT = 300
+
+
+# ---------------------------------------------------------------------------
+# The shipped configuration files, read by our parsers
+
+
+class Documented(NamedTuple):
+    """A commented-out `#key = value` line of a shipped configuration file."""
+
+    section: str
+    key: str
+    example: bool  # an example, not the default
+
+
+_SETTING = re.compile(r"#([A-Za-z][A-Za-z0-9_-]*) =(?: .*)?")
+_HEADER = re.compile(r"(#?)\[(.+)\]")
+
+
+def documented(text: str) -> list[Documented]:
+    """The settings TEXT shows commented out; an example is one in a
+    paragraph saying "Example", or in a commented-out section."""
+    settings: list[Documented] = []
+    section, example_section, paragraph = inifile.DEFAULT_SECTION, False, ""
+    for line in text.splitlines():
+        if header := _HEADER.fullmatch(line):
+            section, example_section = header[2], bool(header[1])
+        elif setting := _SETTING.fullmatch(line):
+            example = example_section or "Example" in paragraph
+            settings.append(Documented(section, setting[1], example))
+        elif line.startswith("#"):
+            paragraph += line
+        else:
+            paragraph = ""
+    return settings
+
+
+def uncommented(text: str, examples: bool) -> str:
+    """TEXT with its documented defaults uncommented, and, if EXAMPLES, its
+    examples and commented-out sections too."""
+    lines = text.splitlines()
+    settings = iter(documented(text))
+    for i, line in enumerate(lines):
+        if _SETTING.fullmatch(line):
+            setting = next(settings)
+            if examples or not setting.example:
+                lines[i] = line[1:]
+        elif examples and _HEADER.fullmatch(line):
+            lines[i] = line.removeprefix("#")
+    return "\n".join(lines) + "\n"
+
+
+def shipped(name: str) -> str:
+    # As installed, for the interpreter running the tests, which is a
+    # virtual environment's like the installed one.
+    text = (TOP / "etc" / name).read_text()
+    return text.replace("@PYTHON@", sys.executable).replace("@VENV@", sys.prefix)
+
+
+def keys_by_section(text: str) -> dict[str, set[str]]:
+    sections: dict[str, set[str]] = {}
+    for setting in documented(text):
+        sections.setdefault(setting.section, set()).add(setting.key)
+    return sections
+
+
+def client_settings(conf: config.Config) -> client.Settings:
+    """What the client makes of the [client] section the master hands it."""
+    read, write = os.pipe()
+    os.write(write, conf.client.settings_json())
+    os.close(write)
+    return client.read_settings(read)
+
+
+def test_lacme_conf_documents_every_key() -> None:
+    assert keys_by_section(shipped("lacme.conf")) == {
+        inifile.DEFAULT_SECTION: {"config-certs"},
+        "client": set(config._CLIENT_KEYS),
+        "webserver": set(config._WEBSERVER_KEYS),
+        "accountd": set(config._ACCOUNTD_KEYS),
+    }
+
+
+def test_lacme_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
+    # As installed: set explicitly, `config-certs` items must exist.
+    (tmp_path / "lacme-certs.conf").write_text(shipped("lacme-certs.conf"))
+    (tmp_path / "lacme-certs.conf.d").mkdir()
+    path = tmp_path / "lacme.conf"
+    path.write_text(shipped("lacme.conf"))
+    as_shipped = config.load(str(path))
+    # [accountd] is there, empty: lacme starts lacme-accountd.
+    assert as_shipped == config.Config(
+        str(path), config.ClientConfig(), config.WebserverConfig(), config.AccountdConfig(), None
+    )
+    path.write_text(uncommented(shipped("lacme.conf"), examples=False))
+    with_defaults = config.load(str(path))
+    assert with_defaults.config_certs is not None
+    assert config.certificate_files(with_defaults) == config.certificate_files(as_shipped)
+    # The client applies its own defaults to what the master passes on.
+    assert client_settings(with_defaults) == client_settings(as_shipped)
+    assert (
+        dataclasses.replace(with_defaults, config_certs=None, client=as_shipped.client)
+        == as_shipped
+    )
+    assert (
+        dataclasses.replace(with_defaults.client, server=None, timeout=None, ssl_verify=None)
+        == as_shipped.client
+    )
+
+
+def test_lacme_conf_examples_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "lacme.conf"
+    path.write_text(uncommented(shipped("lacme.conf"), examples=True))
+    loaded = config.load(str(path))
+    assert loaded.client.ssl_cafile is not None
+    client.ssl_context(client_settings(loaded))
+
+
+def test_lacme_certs_conf_documents_every_key() -> None:
+    text = shipped("lacme-certs.conf")
+    keys = set().union(*keys_by_section(text).values())
+    aliases = {"chown", "chmod"}
+    assert keys == config.CERT_KEYS - aliases
+    assert all(f"`{alias}`" in text for alias in aliases)
+
+
+def effective(section: config.CertSection) -> config.CertSection:
+    """SECTION with an unset min-days as the one lacme then uses."""
+    if section.min_days is not None:
+        return section
+    return dataclasses.replace(section, min_days=config.DEFAULT_MIN_DAYS)
+
+
+def test_lacme_certs_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
+    path = tmp_path / "lacme-certs.conf"
+    path.write_text(shipped("lacme-certs.conf"))
+    assert config.load_certs([str(path)]) == {}
+    probe = "[probe]\ncertificate-key = /k\ncertificate = /c\nsubject = /CN=probe.example.org\n"
+    sections = []
+    for text in (shipped("lacme-certs.conf"), uncommented(shipped("lacme-certs.conf"), False)):
+        path.write_text(text + probe)
+        sections.append(effective(config.parse_section(config.load_certs([str(path)])["probe"])))
+    assert sections[0] == sections[1]
+
+
+def test_lacme_certs_conf_examples_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "lacme-certs.conf"
+    path.write_text(uncommented(shipped("lacme-certs.conf"), examples=True))
+    (source,) = config.load_certs([str(path)]).values()
+    section = config.parse_section(source)
+    assert section.identifiers == ("www.example.org", "example.org")
+
+
+def accountd_settings(path: Path, *options: str) -> accountd.Settings:
+    args = accountd.parse_args([f"--config={path}", *options])
+    settings = accountd.load_settings(args, accountd.Log(accountd.Log.INFO))
+    # An unset socket is the default one.
+    return settings._replace(socket=settings.socket or accountd.DEFAULT_SOCKET)
+
+
+def test_lacme_accountd_conf_documents_every_key() -> None:
+    assert keys_by_section(shipped("lacme-accountd.conf")) == {
+        inifile.DEFAULT_SECTION: set(accountd.CONFIG_KEYS)
+    }
+
+
+def test_lacme_accountd_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
+    path = tmp_path / "lacme-accountd.conf"
+    path.write_text(shipped("lacme-accountd.conf"))
+    with pytest.raises(accountd.Fatal, match="no account key"):
+        accountd_settings(path)
+    as_shipped = accountd_settings(path, "--privkey=file:/k")
+    path.write_text(uncommented(shipped("lacme-accountd.conf"), examples=False))
+    assert accountd_settings(path, "--privkey=file:/k") == as_shipped
+
+
+def test_lacme_accountd_conf_examples_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "lacme-accountd.conf"
+    text = uncommented(shipped("lacme-accountd.conf"), examples=True)
+    # lacme-accountd opens its log file first thing.
+    text = re.sub(r"(?m)^logfile = .*", f"logfile = {tmp_path / 'log'}", text)
+    path.write_text(text)
+    settings = accountd_settings(path)
+    assert settings.privkey == "file:%E/lacme/account.key"
+    assert settings.keyid is not None
+
+
+# ---------------------------------------------------------------------------
+# Staged installation (DESTDIR)
+
+
+def install(*settings: str, uninstall: bool = False, wrap: Sequence[str] = ()) -> str:
+    """Run scripts/install (or uninstall) with SETTINGS (NAME=VALUE) under
+    the WRAP command; its stderr, or the test fails showing it."""
+    result = subprocess.run(
+        [*wrap, str(UNINSTALL if uninstall else INSTALL), *settings],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.args} exited {result.returncode}:\n{result.stderr}"
+    return result.stderr
+
+
+def tree(root: Path) -> dict[str, Path]:
+    """Every path under ROOT (relative name -> path), the venv's insides left out."""
+    found: dict[str, Path] = {}
+    for directory, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(directory, name)
+            relative = str(path.relative_to(root))
+            found[relative] = path
+        if Path(directory) == root / VENV.lstrip("/"):
+            dirnames.clear()
+    return found
+
+
+@pytest.fixture(scope="module")
+def staged() -> Iterator[Path]:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        install(f"DESTDIR={destdir}")
+        yield destdir
+
+
+def test_staged_file_list(staged: Path) -> None:
+    venv = VENV.lstrip("/")
+    expected = {
+        "etc",
+        "etc/lacme",
+        "etc/lacme/lacme-certs.conf.d",
+        *(f"etc/lacme/{name}" for name in CONFIG_FILES + SNIPPETS),
+        "usr",
+        "usr/local",
+        "usr/local/bin",
+        "usr/local/bin/lacme-accountd",
+        "usr/local/sbin",
+        "usr/local/sbin/lacme",
+        "usr/local/lib",
+        "usr/local/lib/lacme",
+        venv,
+        *(f"{venv}/{name}" for name in os.listdir(staged / venv)),
+        "usr/local/lib/systemd",
+        "usr/local/lib/systemd/system",
+        "usr/local/lib/systemd/system/lacme.service",
+        "usr/local/lib/systemd/system/lacme.timer",
+        "usr/local/share",
+        "usr/local/share/man",
+        *(f"usr/local/share/man/{Path(manual).parent}" for manual in MANUALS),
+        *(f"usr/local/share/man/{manual}" for manual in MANUALS),
+    }
+    assert set(tree(staged)) == expected
+    assert {"bin", "lib", "pyvenv.cfg"} <= set(os.listdir(staged / venv))
+
+
+def test_staged_modes(staged: Path) -> None:
+    venv = staged / VENV.lstrip("/")
+    for name, path in tree(staged).items():
+        if path.is_symlink() or path.is_relative_to(venv):
+            continue
+        # Configuration files and snippets, units, manuals.
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), name
+    for command in ("lacme", "lacme-accountd"):
+        assert stat.S_IMODE((venv / "bin" / command).stat().st_mode) == 0o755
+    # Every user can read and run the virtual environment; nobody else can write it.
+    for directory, dirnames, filenames in os.walk(staged / VENV.lstrip("/")):
+        for name in [*dirnames, *filenames]:
+            path = Path(directory, name)
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                assert mode & 0o044 == 0o044, path
+                assert not mode & 0o022, path
+                if path.is_dir():
+                    assert mode & 0o011 == 0o011, path
+
+
+def test_staged_commands(staged: Path) -> None:
+    for name, directory in (("lacme", "sbin"), ("lacme-accountd", "bin")):
+        link = staged / "usr/local" / directory / name
+        assert os.readlink(link) == f"{VENV}/bin/{name}"
+        script = staged / VENV.lstrip("/") / "bin" / name
+        assert script.read_text().splitlines()[0] == f"#!{VENV}/bin/python3"
+    service = (staged / "usr/local/lib/systemd/system/lacme.service").read_text()
+    assert "ExecStart=/usr/local/sbin/lacme newOrder\n" in service
+    conf = (staged / "etc/lacme/lacme.conf").read_text()
+    assert f"#command = {VENV}/bin/python3 -I -m lacme.client\n" in conf
+
+
+def test_staged_installation_holds_no_key_and_no_staging_path(staged: Path) -> None:
+    venv = staged / VENV.lstrip("/")
+    for name, path in tree(staged).items():
+        if path.is_file() and not path.is_symlink() and not name.startswith(VENV.lstrip("/")):
+            assert b"PRIVATE KEY" not in path.read_bytes(), name
+    for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:
+        if path.is_file() and not path.is_symlink():
+            assert str(staged).encode() not in path.read_bytes(), path
+
+
+def test_staged_reinstall_and_uninstall() -> None:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        install(f"DESTDIR={destdir}")
+        etc = destdir / "etc/lacme"
+        edited = "[client]\nserver = https://acme.example.test/directory\n"
+        (etc / "lacme.conf").write_text(edited)
+        (etc / "nginx.conf").unlink()
+        (etc / "account.key").touch(mode=0o600)
+        (etc / "lacme-certs.conf.d/www.conf").write_text("[www]\n")
+
+        stderr = install(f"DESTDIR={destdir}")
+        assert (etc / "lacme.conf").read_text() == edited
+        assert f"keeping the existing {etc}/lacme.conf" in stderr
+        assert (etc / "nginx.conf").read_text() == (TOP / "snippets/nginx.conf").read_text()
+
+        before = set(tree(destdir))
+        install(f"DESTDIR={destdir}", uninstall=True)
+        after = set(tree(destdir))
+        assert {name for name in after if (destdir / name).is_file()} == {
+            *(f"etc/lacme/{name}" for name in CONFIG_FILES + SNIPPETS),
+            "etc/lacme/account.key",
+            "etc/lacme/lacme-certs.conf.d/www.conf",
+        }
+        assert after < before
+        assert not any(name.startswith("usr/local/lib/lacme") for name in after)
+
+        stderr = install(f"DESTDIR={destdir}", "PURGE=1", uninstall=True)
+        assert {name for name in tree(destdir) if name.startswith("etc/")} == {
+            "etc/lacme",
+            "etc/lacme/account.key",
+            "etc/lacme/lacme-certs.conf.d",
+            "etc/lacme/lacme-certs.conf.d/www.conf",
+        }
+        assert f"{etc}/account.key" in stderr
+
+
+def test_install_refuses_to_replace_another_lacme() -> None:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        (destdir / "usr/sbin").mkdir(parents=True)
+        (destdir / "usr/sbin/lacme").write_text("#!/usr/bin/perl\n")
+        result = subprocess.run(
+            [INSTALL, "PREFIX=/usr", f"DESTDIR={destdir}"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "refusing to replace" in result.stderr
+        assert (destdir / "usr/sbin/lacme").read_text() == "#!/usr/bin/perl\n"
+        assert not (destdir / "usr/lib").exists()
+
+
+# ---------------------------------------------------------------------------
+# Real installation, and an issuance by the installed commands
+
+
+def private_etc(directory: Path) -> Path:
+    """A copy of /etc without lacme's users and configuration."""
+    etc = directory / "etc"
+    subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
+    shutil.rmtree(etc / "lacme", ignore_errors=True)
+    for name in ("passwd", "shadow"):
+        path = etc / name
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if line.split(":")[0] not in USERS))
+    return etc
+
+
+def namespace(etc: Path) -> list[str]:
+    """A command prefix: run in a new mount namespace with ETC over /etc."""
+    return [
+        "unshare",
+        "--mount",
+        "--propagation=private",
+        "sh",
+        "-ec",
+        'mount --bind "$0" /etc && exec "$@"',
+        str(etc),
+    ]
+
+
+def sandbox(etc: Path, unit: str) -> list[str]:
+    """A command prefix approximating UNIT's sandboxing as it matters to
+    lacme: its capability bounding set, NoNewPrivileges and ProtectSystem=full
+    (read-only /usr and /etc)."""
+    values = dict(line.split("=", 1) for line in unit.splitlines() if re.match(r"[A-Za-z]+=", line))
+    assert values["NoNewPrivileges"] == "yes"
+    assert values["ProtectSystem"] == "full"
+    capabilities = ",".join(
+        "+" + name.removeprefix("CAP_").lower() for name in values["CapabilityBoundingSet"].split()
+    )
+    return [
+        "unshare",
+        "--mount",
+        "--propagation=private",
+        "sh",
+        "-ec",
+        'mount --bind "$0" /etc; mount --bind /usr /usr; '
+        'for d in /usr /etc; do mount -o remount,bind,ro "$d"; done; exec "$@"',
+        str(etc),
+        "setpriv",
+        "--no-new-privs",
+        f"--bounding-set=-all,{capabilities}",
+    ]
+
+
+def set_setting(path: Path, section: str, key: str, value: str) -> None:
+    """Uncomment KEY in SECTION of PATH, with VALUE."""
+    lines = path.read_text().splitlines()
+    current, done = inifile.DEFAULT_SECTION, False
+    for i, line in enumerate(lines):
+        if header := _HEADER.fullmatch(line):
+            current = header[2]
+        elif current == section and re.fullmatch(rf"#{re.escape(key)} =.*", line):
+            lines[i], done = f"{key} = {value}", True
+    assert done, f"no #{key} in [{section}] of {path}"
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run(
+    argv: Sequence[str | Path], env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env
+    )
+    assert result.returncode == 0, (
+        f"{result.args} exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    )
+    return result
+
+
+class RealInstall(NamedTuple):
+    prefix: Path
+    etc: Path  # the private /etc
+    inside: list[str]  # a command prefix running with it as /etc
+
+
+@pytest.fixture
+def real_install() -> Iterator[RealInstall]:
+    """scripts/install as root with PREFIX under a temporary directory, and a
+    private /etc without lacme's users and configuration."""
+    if os.geteuid() != 0:
+        pytest.skip("installs as root, creating users")
+    if not all(shutil.which(command) for command in ("unshare", "setpriv")):
+        pytest.skip("unshare and setpriv missing (Debian package util-linux)")
+    with ExitStack() as stack:
+        top = temporary_directory(stack, "lacme-install-")
+        etc = private_etc(top)
+        installed = RealInstall(top / "usr", etc, namespace(etc))
+        install(f"PREFIX={installed.prefix}", wrap=installed.inside)
+        yield installed
+
+
+def test_install_issue_and_uninstall(real_install: RealInstall, pebble: PebbleServer) -> None:
+    prefix, etc, inside = real_install
+    for user in USERS:
+        entry = run([*inside, "getent", "passwd", user]).stdout.strip().split(":")
+        assert entry[3] == "65534"  # nogroup
+        assert entry[5:] == ["/nonexistent", "/usr/sbin/nologin"]
+    lacme, lacme_accountd = prefix / "sbin/lacme", prefix / "bin/lacme-accountd"
+    for command in (lacme, lacme_accountd):
+        assert run([command, "--version"]).stdout.split()[-1] == lacme_package.__version__
+    # The commands lacme.conf shows are the defaults of the installed lacme.
+    python = (prefix / "lib/lacme/venv/bin/lacme").read_text().splitlines()[0][2:]
+    defaults = run(
+        [
+            python,
+            "-I",
+            "-c",
+            "from lacme import config\n"
+            "for section in config.ClientConfig, config.WebserverConfig, config.AccountdConfig:\n"
+            "    print(section().command)",
+        ]
+    ).stdout.splitlines()
+    shown = re.findall(r"(?m)^#command = (.*)$", (etc / "lacme/lacme.conf").read_text())
+    assert shown == defaults
+
+    # The shipped configuration, with only the server, the listen address,
+    # the CA trust and the account key set; a certificate in lacme-certs.conf.d/.
+    conf = etc / "lacme"
+    set_setting(conf / "lacme.conf", "client", "server", pebble.directory_url)
+    set_setting(conf / "lacme.conf", "client", "SSL_CAfile", str(pebble.ca_bundle))
+    set_setting(conf / "lacme.conf", "webserver", "listen", f"127.0.0.1:{pebble.http_port}")
+    new_key_file(conf / "account.key", "p256")
+    set_setting(
+        conf / "lacme-accountd.conf",
+        inifile.DEFAULT_SECTION,
+        "privkey",
+        "file:/etc/lacme/account.key",
+    )
+    with ExitStack() as stack:
+        certificates = temporary_directory(stack, "lacme-certificates-")
+        service_key = new_key_file(certificates / "www.key", "p256")
+        (conf / "lacme-certs.conf.d/www.conf").write_text(
+            "[www]\n"
+            f"certificate-key = {certificates / 'www.key'}\n"
+            f"certificate-chain = {certificates / 'www.pem'}\n"
+            "subject = /CN=www.example.test\n"
+            "subjectAltName = DNS:example.test\n"
+            f"CAfile = {pebble.roots_file}\n"
+        )
+        run([*inside, lacme, "account", "--register", "--tos-agreed", "mailto:admin@example.test"])
+        # Renewal as lacme.service runs it, sandboxed.
+        unit = (prefix / "lib/systemd/system/lacme.service").read_text()
+        (exec_start,) = re.findall(r"(?m)^ExecStart=(.*)$", unit)
+        assert exec_start.split() == [str(lacme), "newOrder"]
+        # Not even a warning: cleaning up needs the capabilities too.
+        assert "Warning" not in run([*sandbox(etc, unit), *exec_start.split()]).stderr
+        chain = x509.load_pem_x509_certificates((certificates / "www.pem").read_bytes())
+    assert chain[0].public_key() == service_key.public_key()
+    names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(names.get_values_for_type(x509.DNSName)) == ["example.test", "www.example.test"]
+
+    install(f"PREFIX={prefix}", uninstall=True, wrap=inside)
+    assert [path for path in prefix.rglob("*") if not path.is_dir()] == []
+    assert {path.name for path in conf.iterdir()} >= {*CONFIG_FILES, *SNIPPETS}
+    for user in USERS:  # they may still own files: left in place
+        run([*inside, "getent", "passwd", user])
+    install(f"PREFIX={prefix}", "PURGE=1", uninstall=True, wrap=inside)
+    assert {path.name for path in conf.iterdir()} == {"account.key", "lacme-certs.conf.d"}
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze missing (Debian package systemd)",
+)
+def test_systemd_units_verify(real_install: RealInstall) -> None:
+    # Installed for real: verify checks that ExecStart= and the manual exist.
+    units = real_install.prefix / "lib/systemd/system"
+    run(
+        ["systemd-analyze", "verify", units / "lacme.service", units / "lacme.timer"],
+        env={**os.environ, "MANPATH": str(real_install.prefix / "share/man")},
+    )
