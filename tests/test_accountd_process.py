@@ -95,6 +95,10 @@ def test_unknown_option_is_refused() -> None:
     refused(accountd("--bogus"), "unrecognized arguments: --bogus")
 
 
+def test_abbreviated_option_is_refused() -> None:
+    refused(accountd("--priv=file:/k", "--stdio"), "unrecognized arguments: --priv=file:/k")
+
+
 # -- stdio mode: greeting and signatures -----------------------------------
 
 

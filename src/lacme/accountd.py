@@ -101,6 +101,8 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _Parser(
         prog=NAME,
+        # As lacme 0.8.2's Getopt::Long in POSIX mode: no abbreviated options.
+        allow_abbrev=False,
         usage=f"{NAME} [--config=FILE] [--privkey=ARG] [--socket=PATH] [--stdio] "
         "[-q|--quiet] [--debug]",
         description="lacme account key manager: signs ACME requests for lacme's client, "
