@@ -92,11 +92,11 @@ def test_version_and_help() -> None:
 
 
 def test_unknown_option_is_refused() -> None:
-    refused(accountd("--bogus"), "unrecognized arguments: --bogus")
+    refused(accountd("--bogus"), "unknown option: --bogus")
 
 
 def test_abbreviated_option_is_refused() -> None:
-    refused(accountd("--priv=file:/k", "--stdio"), "unrecognized arguments: --priv=file:/k")
+    refused(accountd("--priv=file:/k", "--stdio"), "unknown option: --priv")
 
 
 # -- stdio mode: greeting and signatures -----------------------------------

@@ -10,7 +10,6 @@ it, after checking that each is an RFC 8555 request for its key, and logs
 every request.  The key never leaves this process.
 """
 
-import argparse
 import itertools
 import os
 import selectors
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple, NoReturn, TextIO
 
-from lacme import __version__, inifile, specifiers
+from lacme import __version__, cli, inifile, specifiers
 from lacme.accountd_protocol import (
     EOL,
     MAX_LINE,
@@ -93,45 +92,66 @@ class Log:
         self.emit(self.DEBUG, message)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(1, f"{NAME}: {message} (try '{NAME} --help')\n")
+USAGE = (
+    f"Usage: {NAME} [--config=FILE] [--privkey=ARG] [--socket=PATH] [--stdio] "
+    "[-q|--quiet] [--debug]"
+)
+HELP = f"""{USAGE}
+
+lacme's account key manager: signs the ACME requests of lacme's client,
+keeping the account key in this process.
+
+Options:
+  --config=FILE    configuration file (default {DEFAULT_CONFIG})
+  --privkey=ARG    account key: file:PATH (PEM) or gpg:PATH (gpg-encrypted PEM)
+  --socket=PATH    UNIX-domain socket to bind (default {DEFAULT_SOCKET})
+  --stdio          serve one client on stdin/stdout (how lacme spawns it)
+  -q, --quiet      be quiet
+  --debug          turn on debug messages
+  -h, --help       show this help and exit
+  --version        show the version and exit
+
+Consult the manpage lacme-accountd(1) for more information.
+"""
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(
-        prog=NAME,
-        # As lacme 0.8.2's Getopt::Long in POSIX mode: no abbreviated options.
-        allow_abbrev=False,
-        usage=f"{NAME} [--config=FILE] [--privkey=ARG] [--socket=PATH] [--stdio] "
-        "[-q|--quiet] [--debug]",
-        description="lacme account key manager: signs ACME requests for lacme's client, "
-        "keeping the account key in this process.  See lacme-accountd(1).",
+class Options(NamedTuple):
+    config: str | None
+    privkey: str | None
+    socket: str | None
+    stdio: bool
+    quiet: bool | None  # None: as the configuration file says
+    debug: bool
+
+
+def parse_args(argv: list[str]) -> Options:
+    """The options, or exit after --help, --version or a usage error."""
+    try:
+        scanned = cli.scan(
+            argv,
+            value_options=("config", "privkey", "socket"),
+            flag_options=("stdio", "quiet", "debug", "help", "version"),
+            short_flags={"q": "quiet", "h": "help"},
+        )
+        if scanned.positional:
+            raise cli.UsageError(f"unexpected argument: {scanned.positional[0]}")
+    except cli.UsageError as e:
+        sys.stderr.write(f"{NAME}: {e} (try '{NAME} --help')\n")
+        sys.exit(1)
+    if "help" in scanned.flags:
+        sys.stdout.write(HELP)
+        sys.exit(0)
+    if "version" in scanned.flags:
+        sys.stdout.write(f"{NAME} (lacme) {__version__}\n")
+        sys.exit(0)
+    return Options(
+        config=scanned.last("config"),
+        privkey=scanned.last("privkey"),
+        socket=scanned.last("socket"),
+        stdio="stdio" in scanned.flags,
+        quiet=True if "quiet" in scanned.flags else None,
+        debug="debug" in scanned.flags,
     )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"configuration file (default {DEFAULT_CONFIG})".replace("%", "%%"),
-    )
-    parser.add_argument(
-        "--privkey",
-        metavar="ARG",
-        help="account key: file:PATH (PEM) or gpg:PATH (gpg-encrypted PEM)",
-    )
-    parser.add_argument(
-        "--socket",
-        metavar="PATH",
-        help=f"UNIX-domain socket to bind (default {DEFAULT_SOCKET})".replace("%", "%%"),
-    )
-    parser.add_argument(
-        "--stdio",
-        action="store_true",
-        help="serve one client on stdin/stdout (how lacme spawns it)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", default=None, help="be quiet")
-    parser.add_argument("--debug", action="store_true", help="turn on debug messages")
-    parser.add_argument("--version", action="version", version=f"{NAME} (lacme) {__version__}")
-    return parser.parse_args(argv)
 
 
 class Settings(NamedTuple):
@@ -150,7 +170,7 @@ def _yes_no(value: str, where: str) -> bool:
     raise Fatal(f"{where}: expected Yes or No, not {value!r}")
 
 
-def load_settings(args: argparse.Namespace, log: Log) -> Settings:
+def load_settings(args: Options, log: Log) -> Settings:
     """Merge the configuration file and the command line (which wins)."""
     path = specifiers.expand(args.config if args.config is not None else DEFAULT_CONFIG)
     sections: inifile.Sections = {}
@@ -434,7 +454,7 @@ def serve_stdio(signer: Signer) -> None:
             raise Fatal(f"conversation on stdin/stdout lost: {e.strerror or e}") from None
 
 
-def run(args: argparse.Namespace, log: Log) -> None:
+def run(args: Options, log: Log) -> None:
     # From here on a signal unwinds through every cleanup (terminal echo,
     # socket file) instead of killing the process where it stands.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -455,7 +475,7 @@ def run(args: argparse.Namespace, log: Log) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     log = Log(Log.DEBUG if args.debug else Log.VERBOSE)
     try:
         run(args, log)

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from lacme import __version__
+from lacme.cli import UsageError, scan
 from lacme.client_contract import (
     ACCOUNT,
     ACCOUNT_DEACTIVATE,
@@ -131,10 +132,6 @@ class Arguments(NamedTuple):
     json: bool = False
 
 
-class UsageError(Exception):
-    pass
-
-
 class Interrupted(BaseException):
     """A stop signal, raised where the master is so that everything unwinds."""
 
@@ -154,38 +151,8 @@ def _usage_error(message: str) -> NoReturn:
 def parse_args(argv: Sequence[str]) -> Arguments | str:
     """ARGV as Getopt::Long (gnu_getopt, no abbreviations) reads lacme 0.8.2's
     options; the text to print for --help or --version instead; UsageError."""
-    values: dict[str, list[str]] = {}
-    flags: set[str] = set()
-    positional: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg == "--":
-            positional.extend(argv[i:])
-            break
-        if arg.startswith("--"):
-            name, equals, value = arg[2:].partition("=")
-            if name in FLAG_OPTIONS:
-                if equals:
-                    raise UsageError(f"option --{name} does not take an argument")
-                flags.add(name)
-            elif name in VALUE_OPTIONS:
-                if not equals:
-                    if i == len(argv):
-                        raise UsageError(f"option --{name} requires an argument")
-                    value = argv[i]
-                    i += 1
-                values.setdefault(name, []).append(value)
-            else:
-                raise UsageError(f"unknown option: --{name}")
-        elif arg.startswith("-") and arg != "-":
-            for letter in arg[1:]:
-                if letter not in SHORT_OPTIONS:
-                    raise UsageError(f"unknown option: -{letter}")
-                flags.add(SHORT_OPTIONS[letter])
-        else:
-            positional.append(arg)
+    scanned = scan(argv, VALUE_OPTIONS, FLAG_OPTIONS, SHORT_OPTIONS)
+    flags, positional = scanned.flags, scanned.positional
     if "help" in flags:
         return HELP
     if "version" in flags:
@@ -196,8 +163,7 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
     if command is None:
         raise UsageError(f"invalid command: {positional[0]}")
     min_days: int | Percent | None = None
-    if "min-days" in values:
-        text = values["min-days"][-1]
+    if (text := scanned.last("min-days")) is not None:
         try:
             min_days = int(text)
         except ValueError:
@@ -214,8 +180,8 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
     if "force" in flags:
         min_days = -1
     debug = "debug" in flags
-    rollover = values.get("rollover", [None])[-1]
-    rollover_socket = values.get("rollover-socket", [None])[-1]
+    rollover = scanned.last("rollover")
+    rollover_socket = scanned.last("rollover-socket")
     if rollover is not None and rollover_socket is not None:
         raise UsageError("--rollover and --rollover-socket exclude each other")
     if rollover == "" or rollover_socket == "":
@@ -227,9 +193,9 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
     return Arguments(
         command=command,
         arguments=tuple(positional[1:]),
-        config=values.get("config", [None])[-1],
-        config_certs=tuple(values.get("config-certs", ())),
-        socket=values.get("socket", [None])[-1],
+        config=scanned.last("config"),
+        config_certs=tuple(scanned.values.get("config-certs", ())),
+        socket=scanned.last("socket"),
         register="register" in flags,
         tos_agreed="tos-agreed" in flags,
         deactivate="deactivate" in flags,
@@ -238,7 +204,7 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         debug=debug,
         rollover=rollover,
         rollover_socket=rollover_socket,
-        reason=values.get("reason", [None])[-1],
+        reason=scanned.last("reason"),
         json="json" in flags,
     )
 
