@@ -146,3 +146,11 @@ def standalone_accountd(
         yield accountd
     finally:
         stop_process(proc)
+
+
+def accountd_section(directory: Path, account_key: Path, command: Sequence[str]) -> list[str]:
+    """lacme.conf lines spawning COMMAND as accountd, with a lacme-accountd.conf
+    written in DIRECTORY that names ACCOUNT_KEY."""
+    accountd_config = directory / "lacme-accountd.conf"
+    accountd_config.write_text(f"privkey = file:{account_key}\n")
+    return ["[accountd]", f"command = {' '.join(command)}", f"config = {accountd_config}"]

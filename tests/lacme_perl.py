@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from accountd_helpers import accountd_section
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
@@ -152,13 +153,7 @@ def lacme_setup(
         if webserver_command is not None:
             config_lines.append(f"command = {' '.join(webserver_command)}")
         if accountd_command is not None:
-            accountd_config = directory / "lacme-accountd.conf"
-            accountd_config.write_text(f"privkey = file:{account_key_path}\n")
-            config_lines += [
-                "[accountd]",
-                f"command = {' '.join(accountd_command)}",
-                f"config = {accountd_config}",
-            ]
+            config_lines += accountd_section(directory, account_key_path, accountd_command)
         config = directory / "lacme.conf"
         config.write_text("\n".join(config_lines) + "\n")
 

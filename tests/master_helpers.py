@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accountd_helpers import accountd_section
 from cryptography import x509
 from keys import new_key_file
 from pebble import PebbleServer, temporary_directory
@@ -99,13 +100,7 @@ def master_setup(
             *extra_webserver,
         ]
         if accountd is not None:
-            accountd_config = directory / "lacme-accountd.conf"
-            accountd_config.write_text(f"privkey = file:{account_key_path}\n")
-            lines += [
-                "[accountd]",
-                f"command = {' '.join(accountd)}",
-                f"config = {accountd_config}",
-            ]
+            lines += accountd_section(directory, account_key_path, accountd)
         config = directory / "lacme.conf"
         config.write_text("\n".join(lines) + "\n")
         yield MasterSetup(pebble, directory, config, certs_config, account_key_path, account_key)
