@@ -41,6 +41,7 @@ from typing import Any
 
 import httpx
 from ca import make_ca
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from keys import write_key
 from pebble import (
@@ -142,6 +143,21 @@ class A2CServer:
         log = (self.workdir / "acme2certifier.log").read_text(errors="replace")
         return len(re.findall(r'"GET /acme/renewal-info/\S+ HTTP/1.1"', log))
 
+    def revocations(self) -> dict[int, str]:
+        """The reason name of each certificate revoked, by serial number.
+        The "openssl" CA handler puts no reason on its CRL: the reasons are
+        those its debug log shows it was given, matched to the CRL entries,
+        which it keeps in the order of revocation (any refused after the CA
+        handler was called, as already revoked, would skew this)."""
+        crl_file = self.workdir / "ca" / "crl.pem"
+        if not crl_file.exists():
+            return {}
+        crl = x509.load_pem_x509_crl(crl_file.read_bytes())
+        log = (self.workdir / "acme2certifier.log").read_text(errors="replace")
+        reasons = re.findall(r"CAhandler\.revoke\((\w+): ", log)
+        assert len(reasons) == len(crl), (reasons, len(crl))
+        return {entry.serial_number: reason for entry, reason in zip(crl, reasons, strict=True)}
+
     def log(self) -> str:
         """Output of acme2certifier and the DNS server so far, to explain failures."""
         return "\n".join(
@@ -162,7 +178,10 @@ def _spawn(
 
 
 def _config(
-    workdir: Path, renewalinfo: Mapping[str, str], profiles: Mapping[str, str] | None
+    workdir: Path,
+    renewalinfo: Mapping[str, str],
+    profiles: Mapping[str, str] | None,
+    eab_keys: Mapping[str, str] | None,
 ) -> str:
     """acme_srv.cfg (see acme2certifier's docs/acme_srv.md)."""
     sections: dict[str, dict[str, str]] = {
@@ -188,6 +207,14 @@ def _config(
     }
     if profiles is not None:
         sections["Order"]["profiles"] = json.dumps(profiles)
+    if eab_keys is not None:
+        # The JSON file handler: {key identifier: base64url MAC key}.
+        eab_file = workdir / "eab-keys.json"
+        eab_file.write_text(json.dumps(dict(eab_keys)))
+        sections["EABhandler"] = {
+            "eab_handler_module": "acme2certifier.eabhandlers.json_handler",
+            "key_file": str(eab_file),
+        }
     return "".join(
         f"[{name}]\n" + "".join(f"{key}: {value}\n" for key, value in values.items())
         for name, values in sections.items()
@@ -199,12 +226,14 @@ def running_acme2certifier(
     *,
     renewalinfo: Mapping[str, str] | None = None,
     profiles: Mapping[str, str] | None = PROFILES,
+    eab_keys: Mapping[str, str] | None = None,
 ) -> Iterator[A2CServer]:
     """Start the mock DNS and acme2certifier; call inside network_namespace().
 
     renewalinfo: the [Renewalinfo] settings (renewalthreshold_pctg,
     renewal_force, retry_after_timeout...); profiles: meta.profiles, None
-    for none.
+    for none; eab_keys: if given, external account binding is required, with
+    these MAC keys (base64url) by key identifier.
     """
     if os.stat(NETNS).st_ino == HOST_NETNS:
         # Ports 53, 80 and 443 of the machine are not the bench's to take.
@@ -221,7 +250,7 @@ def running_acme2certifier(
         roots_file.write_bytes(ca.root.public_bytes(serialization.Encoding.PEM))
         roots_file.chmod(0o644)
         config = workdir / "acme_srv.cfg"
-        config.write_text(_config(workdir, renewalinfo or {}, profiles))
+        config.write_text(_config(workdir, renewalinfo or {}, profiles, eab_keys))
 
         server = A2CServer(
             directory_url=f"https://127.0.0.1:{ACME_PORT}/directory",

@@ -207,3 +207,20 @@ def test_ari_failure_falls_back_to_min_days(a2c: A2CServer) -> None:
             assert '"replaces"' not in result.stderr
             assert ("Valid until" not in result.stderr) == renewed
             assert (leaf_of(chain).serial_number != leaf.serial_number) == renewed
+
+
+def test_revocation_reason_acme2certifier_refuses(a2c: A2CServer) -> None:
+    # RFC 8555 lets the server refuse a reason: acme2certifier takes 0, 1
+    # and 3 to 6 only, so cACompromise, which our client sends as any other,
+    # comes back as badRevocationReason and the certificate stays valid.
+    with master_setup(a2c) as setup:  # type: ignore[arg-type]
+        register(setup)
+        one_section(setup)
+        setup.run("newOrder")
+        chain = setup.directory / "site.chain"
+        refused = setup.run("revokeCert", "--reason=cACompromise", str(chain), check=False)
+        assert refused.returncode == 1
+        assert "badRevocationReason" in refused.stderr, refused.stderr
+        assert a2c.revocations() == {}
+        setup.run("revokeCert", "--reason=superseded", str(chain))
+        assert a2c.revocations() == {leaf_of(chain).serial_number: "superseded"}

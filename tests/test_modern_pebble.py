@@ -1,6 +1,8 @@
 """The issue-6 features end to end against Pebble, through our four processes:
 account key rollover, external account binding, revocation reasons, IP
-identifiers, preferred chain, account lookup output; failure paths included."""
+identifiers, preferred chain, account lookup output; failure paths included.
+Rollover, external account binding and revocation reasons run against
+acme2certifier too (tests/acme2certifier.py), the second, independent server."""
 
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ import json
 import os
 import pty
 import subprocess
+from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
+from typing import cast
 
 import pytest
 from accountd_helpers import standalone_accountd
+from acme2certifier import A2CServer, missing, running_acme2certifier
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from keys import new_key_file, public_jwk
@@ -20,7 +26,76 @@ from lacme_perl import PERL_ACCOUNTD
 from master_helpers import CONTACT, LACME, OUR_ACCOUNTD, MasterSetup, leaf_of, master_setup
 from pebble import PebbleFactory, PebbleServer
 
+from lacme.client_contract import REVOCATION_REASONS
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
+
+
+class PebbleBench:
+    """Pebble, for the tests run against both servers."""
+
+    # Its detail for an EAB key identifier it has no MAC key for.
+    unknown_kid = "not known to the ACME server"
+
+    def __init__(self, factory: PebbleFactory) -> None:
+        self.factory = factory
+        self.server: PebbleServer | None = None
+
+    def start(self, eab_keys: Mapping[str, str] | None = None) -> PebbleServer:
+        config = (
+            {}
+            if eab_keys is None
+            else {"externalAccountBindingRequired": True, "externalAccountMACKeys": dict(eab_keys)}
+        )
+        self.server = self.factory(config=config)
+        return self.server
+
+    def revocation(self, serial: int) -> int | None:
+        """The reason code the certificate is revoked with; None if valid."""
+        assert self.server is not None
+        status = self.server.cert_status(serial)
+        return int(status["Reason"]) if status["Status"] == "Revoked" else None
+
+
+class A2CBench:
+    """acme2certifier, for the tests run against both servers."""
+
+    # It says the same of an unknown key identifier as of a wrong MAC.
+    unknown_kid = "invalid eab credentials"
+
+    def __init__(self, namespace: ExitStack) -> None:
+        self.namespace = namespace
+        self.server: A2CServer | None = None
+
+    def start(self, eab_keys: Mapping[str, str] | None = None) -> PebbleServer:
+        self.server = self.namespace.enter_context(running_acme2certifier(eab_keys=eab_keys))
+        # master_setup() reads only attributes both servers have.
+        return cast(PebbleServer, self.server)
+
+    def revocation(self, serial: int) -> int | None:
+        """The reason code the certificate is revoked with; None if valid."""
+        assert self.server is not None
+        reason = self.server.revocations().get(serial)
+        return None if reason is None else REVOCATION_REASONS[reason]
+
+
+Bench = PebbleBench | A2CBench
+
+
+@pytest.fixture(
+    params=[
+        "pebble",
+        pytest.param(
+            "acme2certifier",
+            marks=pytest.mark.skipif(missing() is not None, reason=missing() or ""),
+        ),
+    ]
+)
+def bench(request: pytest.FixtureRequest) -> Bench:
+    """Each ACME server in turn, started by the test with its settings."""
+    if request.param == "pebble":
+        return PebbleBench(request.getfixturevalue("pebble_factory"))
+    return A2CBench(request.getfixturevalue("a2c_namespace"))
 
 
 def register(setup: MasterSetup) -> dict[str, object]:
@@ -54,8 +129,8 @@ def accountd_config(
 # --- account key rollover ---------------------------------------------------------
 
 
-def test_rollover_to_a_spawned_accountd(pebble: PebbleServer) -> None:
-    with master_setup(pebble) as setup:
+def test_rollover_to_a_spawned_accountd(bench: Bench) -> None:
+    with master_setup(bench.start()) as setup:
         account = register(setup)
         new_conf, new_key = accountd_config(setup, "new")
         result = setup.run("account", "--rollover", str(new_conf))
@@ -81,8 +156,8 @@ def test_rollover_to_a_spawned_accountd(pebble: PebbleServer) -> None:
         assert leaf_of(chain).subject.rfc4514_string() == "CN=after.example.test"
 
 
-def test_rollover_to_an_accountd_on_a_socket(pebble: PebbleServer, tmp_path: Path) -> None:
-    with master_setup(pebble) as setup:
+def test_rollover_to_an_accountd_on_a_socket(bench: Bench, tmp_path: Path) -> None:
+    with master_setup(bench.start()) as setup:
         register(setup)
         new_key = new_key_file(tmp_path / "new.key", "p384")
         with standalone_accountd(
@@ -152,15 +227,9 @@ def write_mac_file(setup: MasterSetup, secret: str) -> Path:
     return path
 
 
-def test_external_account_binding(pebble_factory: PebbleFactory) -> None:
+def test_external_account_binding(bench: Bench) -> None:
     secret = mac_key()
-    pebble = pebble_factory(
-        config={
-            "externalAccountBindingRequired": True,
-            "externalAccountMACKeys": {"kid-good": secret},
-        }
-    )
-    with master_setup(pebble) as setup:
+    with master_setup(bench.start(eab_keys={"kid-good": secret})) as setup:
         accountd_conf = setup.directory / "lacme-accountd.conf"
         base = accountd_conf.read_text()
 
@@ -179,7 +248,7 @@ def test_external_account_binding(pebble_factory: PebbleFactory) -> None:
         accountd_conf.write_text(base + f"eab-kid = kid-bad\neab-hmac-key = {mac_file}\n")
         unknown = setup.run("account", "--register", "--tos-agreed", check=False)
         assert unknown.returncode == 1
-        assert "not known to the ACME server" in unknown.stderr, unknown.stderr
+        assert bench.unknown_kid in unknown.stderr, unknown.stderr
 
         # The right one: registered, then usable without a binding.
         accountd_conf.write_text(base + f"eab-kid = kid-good\neab-hmac-key = {mac_file}\n")
@@ -198,8 +267,8 @@ def test_external_account_binding(pebble_factory: PebbleFactory) -> None:
 # --- revocation reasons -----------------------------------------------------------
 
 
-def test_revocation_reasons(pebble: PebbleServer) -> None:
-    with master_setup(pebble) as setup:
+def test_revocation_reasons(bench: Bench) -> None:
+    with master_setup(bench.start()) as setup:
         register(setup)
         chains = {}
         for name in ("by-name", "by-code", "bad"):
@@ -208,11 +277,9 @@ def test_revocation_reasons(pebble: PebbleServer) -> None:
         serials = {name: leaf_of(chain).serial_number for name, chain in chains.items()}
 
         setup.run("revokeCert", "--reason=keyCompromise", str(chains["by-name"]))
+        assert bench.revocation(serials["by-name"]) == 1
         setup.run("revoke-cert", "--reason", "4", str(chains["by-code"]))
-        status = pebble.cert_status(serials["by-name"])
-        assert (status["Status"], status["Reason"]) == ("Revoked", 1), status
-        status = pebble.cert_status(serials["by-code"])
-        assert (status["Status"], status["Reason"]) == ("Revoked", 4), status
+        assert bench.revocation(serials["by-code"]) == 4
 
         unknown = setup.run("revokeCert", "--reason=compromised", str(chains["bad"]), check=False)
         assert unknown.returncode == 1
@@ -221,7 +288,7 @@ def test_revocation_reasons(pebble: PebbleServer) -> None:
         assert unknown.stderr.startswith("Error: --reason=compromised: unknown revocation reason")
         assert "keyCompromise (1)" in unknown.stderr
         assert setup.run("revokeCert", "--reason=7", str(chains["bad"]), check=False).returncode
-        assert pebble.cert_status(serials["bad"])["Status"] == "Valid"
+        assert bench.revocation(serials["bad"]) is None
 
 
 # --- IP identifiers ------------------------------------------------------------------
