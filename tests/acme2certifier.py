@@ -45,8 +45,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from keys import write_key
 from pebble import (
+    mock_dns_argv,
     port_open,
-    stop_process,
+    spawn_logged,
     temporary_directory,
     wait_for,
     write_tls_material,
@@ -166,17 +167,6 @@ class A2CServer:
         )
 
 
-def _spawn(
-    stack: ExitStack, argv: list[str], log: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    stack.callback(stop_process, proc)
-    return proc
-
-
 def _config(
     workdir: Path,
     renewalinfo: Mapping[str, str],
@@ -266,32 +256,14 @@ def running_acme2certifier(
                     raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{server.log()}")
 
         server.processes.append(
-            _spawn(
-                stack,
-                [
-                    "pebble-challtestsrv",
-                    "-defaultIPv4",
-                    "127.0.0.1",
-                    "-defaultIPv6",
-                    "",
-                    "-dns01",
-                    f"127.0.0.1:{DNS_PORT}",
-                    "-http01",
-                    "",
-                    "-https01",
-                    "",
-                    "-tlsalpn01",
-                    "",
-                    "-management",
-                    f"127.0.0.1:{CHALLTESTSRV_PORT}",
-                ],
-                workdir / "challtestsrv.log",
+            spawn_logged(
+                stack, mock_dns_argv(DNS_PORT, CHALLTESTSRV_PORT), workdir / "challtestsrv.log"
             )
         )
         wait_for(lambda: port_open(DNS_PORT), "mock DNS", alive=alive)
         env = {**os.environ, "ACME_SRV_CONFIGFILE": str(config)}
         server.processes.append(
-            _spawn(
+            spawn_logged(
                 stack,
                 [
                     sys.executable,

@@ -270,15 +270,33 @@ class PebbleServer:
         )
 
 
-def _spawn(
-    stack: ExitStack, argv: list[str], log: Path, env: Mapping[str, str]
+def spawn_logged(
+    stack: ExitStack, argv: list[str], log: Path, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """Start ARGV with its output in LOG; stopped when STACK closes."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
         )
     stack.callback(stop_process, proc)
     return proc
+
+
+def mock_dns_argv(dns_port: int, management_port: int) -> list[str]:
+    """pebble-challtestsrv as a DNS server answering 127.0.0.1 for every name."""
+    options = {
+        "-defaultIPv4": "127.0.0.1",
+        # No AAAA answers, so that validation only tries 127.0.0.1, where the
+        # http-01 webserver under test listens.
+        "-defaultIPv6": "",
+        "-dns01": f"127.0.0.1:{dns_port}",
+        # Its own challenge servers are not needed and would take ports.
+        "-http01": "",
+        "-https01": "",
+        "-tlsalpn01": "",
+        "-management": f"127.0.0.1:{management_port}",
+    }
+    return ["pebble-challtestsrv", *itertools.chain(*options.items())]
 
 
 @contextmanager
@@ -345,30 +363,15 @@ def running_pebble(
                 if proc.poll() is not None:
                     raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{server.log()}")
 
-        challtestsrv_options = {
-            "-defaultIPv4": "127.0.0.1",
-            # No AAAA answers, so that Pebble's VA only tries 127.0.0.1, where
-            # the http-01 webserver under test listens.
-            "-defaultIPv6": "",
-            "-dns01": f"127.0.0.1:{dns_port}",
-            # Its own challenge servers are not needed and would take ports.
-            "-http01": "",
-            "-https01": "",
-            "-tlsalpn01": "",
-            "-management": f"127.0.0.1:{cts_port}",
-        }
         server.processes.append(
-            _spawn(
-                stack,
-                ["pebble-challtestsrv", *itertools.chain(*challtestsrv_options.items())],
-                workdir / "challtestsrv.log",
-                base_env,
+            spawn_logged(
+                stack, mock_dns_argv(dns_port, cts_port), workdir / "challtestsrv.log", base_env
             )
         )
         wait_for(lambda: port_open(dns_port) and port_open(cts_port), "mock DNS", alive=alive)
 
         server.processes.append(
-            _spawn(
+            spawn_logged(
                 stack,
                 ["pebble", "-config", str(config_path), "-dnsserver", f"127.0.0.1:{dns_port}"],
                 workdir / "pebble.log",
