@@ -217,13 +217,6 @@ def _validity(path: str) -> tuple[datetime.datetime, datetime.datetime] | None:
     return cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
-def not_after(path: str) -> datetime.datetime | None:
-    """When the (first) certificate in PATH expires; None when there is no
-    readable certificate there, which calls for issuing one."""
-    validity = _validity(path)
-    return None if validity is None else validity[1]
-
-
 def valid_until(
     path: str, min_days: int | Percent, now: datetime.datetime
 ) -> datetime.datetime | None:
