@@ -120,6 +120,11 @@ def test_empty_challenge_directory_is_unset(tmp_path: Path) -> None:
         ("[accountd]\nprivkey = file:/k\n", r"unknown key 'privkey' in \[accountd\]$"),
         ("server = x\n", r"unknown key 'server' in the default section$"),
         ("[client]\nno equals\n", r"lacme\.conf:2: syntax error"),
+        (
+            "[webserver]\niptables = true\n",
+            r"lacme\.conf: \[webserver\] iptables = true: expected Yes or No$",
+        ),
+        ("[accountd]\nquiet = 0\n", r"lacme\.conf: \[accountd\] quiet = 0: expected Yes or No$"),
     ],
 )
 def test_lacme_conf_refusals(tmp_path: Path, text: str, message: str) -> None:

@@ -128,12 +128,14 @@ def _default_accountd_command() -> str:
     return os.path.join(os.path.dirname(sys.executable), "lacme-accountd")
 
 
-def _yes(value: str) -> bool:
+def _yes_no(filename: str, section: str, key: str, value: str | None, default: bool) -> bool:
+    """A Yes/No setting (any case; unset or empty: DEFAULT).  0.8.2 took
+    anything else silently for one or the other, e.g. `iptables = true` for No."""
+    if not value:
+        return default
+    if value.lower() not in ("yes", "no"):
+        raise ConfigError(f"{filename}: [{section}] {key} = {value}: expected Yes or No")
     return value.lower() == "yes"
-
-
-def _not_no(value: str) -> bool:
-    return value.lower() != "no"
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
     web = section_values("webserver")
     webserver = WebserverConfig(
         **{k: v for k, v in web.items() if k not in ("iptables", "challenge_directory")},
-        iptables=_yes(web.get("iptables", "No")),
+        iptables=_yes_no(filename, "webserver", "iptables", web.get("iptables"), False),
         # An empty value is as good as none: the man page requires it when
         # `listen` is empty, where it must name a directory.
         challenge_directory=web.get("challenge_directory") or None,
@@ -281,7 +283,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
         acc = section_values("accountd")
         accountd = AccountdConfig(
             **{k: v for k, v in acc.items() if k != "quiet"},
-            quiet=_not_no(acc.get("quiet", "Yes")),
+            quiet=_yes_no(filename, "accountd", "quiet", acc.get("quiet"), True),
         )
     config_certs = sections.get(inifile.DEFAULT_SECTION, {}).get("config-certs")
     return Config(
