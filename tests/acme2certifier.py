@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from keys import write_key
 from pebble import (
+    all_running,
     mock_dns_argv,
     port_open,
     spawn_logged,
@@ -250,10 +251,7 @@ def running_acme2certifier(
             config=config,
         )
 
-        def alive() -> None:
-            for proc in server.processes:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{server.log()}")
+        alive = all_running(server.processes, server.log)
 
         server.processes.append(
             spawn_logged(

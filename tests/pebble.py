@@ -282,6 +282,20 @@ def spawn_logged(
     return proc
 
 
+def all_running(
+    processes: list[subprocess.Popen[bytes]], log: Callable[[], str]
+) -> Callable[[], None]:
+    """A check for wait_for's ALIVE: raises, with LOG, once any of PROCESSES
+    (as the list then stands) has exited."""
+
+    def check() -> None:
+        for proc in processes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{log()}")
+
+    return check
+
+
 def mock_dns_argv(dns_port: int, management_port: int) -> list[str]:
     """pebble-challtestsrv as a DNS server answering 127.0.0.1 for every name."""
     options = {
@@ -358,10 +372,7 @@ def running_pebble(
             env=pebble_env,
         )
 
-        def alive() -> None:
-            for proc in server.processes:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{server.log()}")
+        alive = all_running(server.processes, server.log)
 
         server.processes.append(
             spawn_logged(
