@@ -14,30 +14,33 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from support.commands import ACCOUNTD, CONTACT
+from support.masters import PerlMasterSetup, perl_master_setup
+from support.pebble import PebbleServer, running_pebble
+
 # The Pebble bench and the Perl lacme driver of the test suite.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from lacme_perl import CONTACT, OUR_ACCOUNTD, LacmeSetup, lacme_setup
-from pebble import PebbleServer, running_pebble
 
 PYTHON = sys.executable
-SIDES: dict[str, dict[str, Sequence[str] | None]] = {
-    "Perl": {"client_command": None, "webserver_command": None},
-    "ours": {
-        "client_command": [PYTHON, "-m", "lacme.client"],
-        "webserver_command": [PYTHON, "-m", "lacme.webserver"],
-    },
+# Each side's client and webserver commands; None: Perl lacme's own.
+SIDES: dict[str, tuple[Sequence[str] | None, Sequence[str] | None]] = {
+    "Perl": (None, None),
+    "ours": ([PYTHON, "-m", "lacme.client"], [PYTHON, "-m", "lacme.webserver"]),
 }
 
 
 @contextmanager
-def setup_for(pebble: PebbleServer, side: str) -> Iterator[LacmeSetup]:
+def setup_for(pebble: PebbleServer, side: str) -> Iterator[PerlMasterSetup]:
     """Perl's master with SIDE's client and webserver, and our lacme-accountd for both."""
-    with lacme_setup(pebble, accountd_command=[str(OUR_ACCOUNTD)], **SIDES[side]) as setup:
+    client, webserver = SIDES[side]
+    with perl_master_setup(
+        pebble, accountd_command=[str(ACCOUNTD)], client_command=client, webserver_command=webserver
+    ) as setup:
         yield setup
 
 
-def issue(setup: LacmeSetup, count: int) -> tuple[int, float]:
+def issue(setup: PerlMasterSetup, count: int) -> tuple[int, float]:
     """`lacme newOrder --force` COUNT times: (successes, wall time)."""
     successes = 0
     start = time.monotonic()

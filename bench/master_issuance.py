@@ -25,11 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from cryptography import x509
-from keys import new_key_file
-from lacme_perl import CONTACT, LACME, PERL_ACCOUNTD, lacme_setup
-from master_helpers import LACME as OUR_LACME
-from master_helpers import OUR_ACCOUNTD, master_setup
-from pebble import PebbleServer, running_pebble, temporary_directory
+
+from support.commands import ACCOUNTD, CONTACT, PERL_ACCOUNTD, PERL_LACME
+from support.commands import LACME as OUR_LACME
+from support.masters import master_setup, perl_master_setup
+from support.pebble import PebbleServer, running_pebble
+from support.pki import new_key_file
+from support.system import temporary_directory
 
 KINDS = ("master", "accountd", "client", "webserver")
 
@@ -37,9 +39,9 @@ KINDS = ("master", "accountd", "client", "webserver")
 def kind_of(argv: list[str]) -> str | None:
     """Which lacme process ARGV (a /proc cmdline) is, Perl's or ours."""
     words = set(argv)
-    if words & {str(LACME), str(OUR_LACME)}:
+    if words & {str(PERL_LACME), str(OUR_LACME)}:
         return "master"
-    if words & {str(PERL_ACCOUNTD), str(OUR_ACCOUNTD)}:
+    if words & {str(PERL_ACCOUNTD), str(ACCOUNTD)}:
         return "accountd"
     if words & {"/usr/libexec/lacme/client", "lacme.client"}:
         return "client"
@@ -106,8 +108,11 @@ def side(
 ) -> Iterator[tuple[Path, Callable[..., subprocess.CompletedProcess[str]]]]:
     """A registered account and COUNT sections for SIDE: (directory, run)."""
     with ExitStack() as stack:
+        run: Callable[..., subprocess.CompletedProcess[str]]
         if name == "Perl":
-            perl = stack.enter_context(lacme_setup(pebble, accountd_command=[str(PERL_ACCOUNTD)]))
+            perl = stack.enter_context(
+                perl_master_setup(pebble, accountd_command=[str(PERL_ACCOUNTD)])
+            )
             directory, run = perl.directory, perl.run
         else:
             ours = stack.enter_context(master_setup(pebble, account_key_kind="rsa2048"))
@@ -162,10 +167,10 @@ def main() -> int:
                 print(f"{name}: {seconds[name]:.1f} s, peaks {sampler.peaks} KiB", file=sys.stderr)
 
     helps = {
-        ("lacme", "Perl"): help_time([str(LACME), "--help"], args.help_runs),
+        ("lacme", "Perl"): help_time([str(PERL_LACME), "--help"], args.help_runs),
         ("lacme", "ours"): help_time([str(OUR_LACME), "--help"], args.help_runs),
         ("lacme-accountd", "Perl"): help_time([str(PERL_ACCOUNTD), "--help"], args.help_runs),
-        ("lacme-accountd", "ours"): help_time([str(OUR_ACCOUNTD), "--help"], args.help_runs),
+        ("lacme-accountd", "ours"): help_time([str(ACCOUNTD), "--help"], args.help_runs),
     }
 
     def row(label: str, perl: float, ours: float, unit: str) -> None:

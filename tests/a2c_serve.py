@@ -2,11 +2,9 @@
 
     python -I tests/a2c_serve.py ADDRESS PORT CERT KEY
 
-Run by tests/acme2certifier.py with ACME_SRV_CONFIGFILE naming its
+Run by tests/support/a2c.py with ACME_SRV_CONFIGFILE naming its
 configuration.  Upstream's launcher binds 0.0.0.0 without TLS; this binds
-ADDRESS only and speaks TLS with the bench's listener certificate.  `-I`
-matters: tests/ must not be on the import path, where tests/acme2certifier.py
-would shadow the real package.
+ADDRESS only and speaks TLS with the bench's listener certificate.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
-"""Shared fixtures: the Pebble and acme2certifier ACME test benches (see
-tests/pebble.py, tests/acme2certifier.py), and test options."""
+"""Fixtures (the ACME test servers of tests/support) and the markers.
+
+Every test is of one kind, `unit`, `process` or `e2e` (pyproject.toml says
+what each means); `interop` and `root` may come on top.  A test's needs of
+the machine are markers too: `root`, and `debian(PACKAGE, ...)`.  A test
+whose needs are not met fails with one line naming them: it never skips.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,59 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from acme2certifier import A2CServer, network_namespace, running_acme2certifier
-from lacme_perl import OUR_ACCOUNTD
-from pebble import PebbleFactory, PebbleServer, missing_commands, running_pebble
+
+from support.a2c import A2CServer, running_acme2certifier
+from support.commands import ACCOUNTD
+from support.pebble import PebbleFactory, PebbleServer, running_pebble
+from support.pki import IssuingCA, make_ca
+from support.requires import require_acme2certifier, require_packages, require_root
+from support.servers import A2CBench, Bench, PebbleBench
+from support.system import network_namespace
+
+KINDS = ("unit", "process", "e2e")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--accountd",
-        default=str(OUR_ACCOUNTD),
+        default=str(ACCOUNTD),
         help="lacme-accountd the interop tests give Perl lacme (default: %(default)s); "
         "/usr/bin/lacme-accountd checks the tests themselves against Perl's",
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test without exactly one kind, or a unit test that is more."""
+    wrong = []
+    for item in items:
+        kinds = [kind for kind in KINDS if item.get_closest_marker(kind)]
+        extra = [name for name in ("root", "interop", "debian") if item.get_closest_marker(name)]
+        if len(kinds) != 1 or (kinds == ["unit"] and extra):
+            wrong.append(f"{item.nodeid}: marked {', '.join(kinds + extra) or 'nothing'}")
+    if wrong:
+        raise pytest.UsageError(
+            "each test is exactly one of unit, process or e2e, and a unit test "
+            "needs neither root nor a package:\n  " + "\n  ".join(wrong)
+        )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root"):
+        require_root()
+    for marker in item.iter_markers("debian"):
+        require_packages(*marker.args)
+
+
+@pytest.fixture(scope="module")
+def ca() -> IssuingCA:
+    """A test CA (root and intermediate), shared by a module's tests."""
+    return make_ca()
+
+
 @pytest.fixture
 def pebble_factory() -> Iterator[PebbleFactory]:
     """Start Pebble servers with custom settings; all are stopped after the test."""
-    if missing := missing_commands():
-        pytest.skip(f"{', '.join(missing)} not found (Debian package pebble)")
+    require_packages("pebble")
     with ExitStack() as stack:
 
         def factory(**kwargs: Any) -> PebbleServer:
@@ -42,10 +81,20 @@ def pebble(pebble_factory: PebbleFactory) -> PebbleServer:
 
 
 @pytest.fixture
+def netns() -> Iterator[None]:
+    """A network namespace of the test's own, for what changes network state
+    (firewall rules, privileged ports)."""
+    require_root("a network namespace of the test's own")
+    require_packages("iproute2")
+    with network_namespace():
+        yield
+
+
+@pytest.fixture
 def a2c_namespace() -> Iterator[ExitStack]:
-    """A network namespace of the test's own (tests/acme2certifier.py);
-    servers entered on the stack are stopped before it is left.  Skip
-    unless acme2certifier.missing() is None."""
+    """A network namespace of the test's own (support/a2c.py); servers
+    entered on the stack are stopped before it is left."""
+    require_acme2certifier()
     with network_namespace(), ExitStack() as stack:
         yield stack
 
@@ -54,3 +103,11 @@ def a2c_namespace() -> Iterator[ExitStack]:
 def a2c(a2c_namespace: ExitStack) -> A2CServer:
     """acme2certifier with the bench's defaults (profiles, ARI), in its namespace."""
     return a2c_namespace.enter_context(running_acme2certifier())
+
+
+@pytest.fixture(params=["pebble", "acme2certifier"])
+def bench(request: pytest.FixtureRequest) -> Bench:
+    """Each ACME server in turn, started by the test with its settings."""
+    if request.param == "pebble":
+        return PebbleBench(request.getfixturevalue("pebble_factory"))
+    return A2CBench(request.getfixturevalue("a2c_namespace"))

@@ -16,39 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from ca import IssuingCA, make_ca
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-
-def save_ca(ca: IssuingCA, directory: Path) -> None:
-    """What this stand-in needs of CA, readable by the client user."""
-    (directory / "root.pem").write_bytes(ca.root_pem())
-    (directory / "intermediate.pem").write_bytes(ca.intermediate_pem())
-    (directory / "intermediate.key").write_bytes(
-        ca.intermediate_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    for path in directory.iterdir():
-        path.chmod(0o644)
-
-
-def load_ca(directory: Path) -> IssuingCA:
-    key = serialization.load_pem_private_key(
-        (directory / "intermediate.key").read_bytes(), password=None
-    )
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    root = x509.load_pem_x509_certificate((directory / "root.pem").read_bytes())
-    intermediate = x509.load_pem_x509_certificate((directory / "intermediate.pem").read_bytes())
-    return IssuingCA(root, key, intermediate, key)
-
-
-def pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+from support.pki import load_ca, make_ca, pem
 
 
 def main() -> int:

@@ -12,38 +12,19 @@ import json
 import os
 import sys
 
-
-def open_fds() -> list[int]:
-    listed = [int(name) for name in os.listdir("/proc/self/fd")]
-    alive = []
-    for fd in listed:
-        try:
-            os.fstat(fd)
-        except OSError:
-            continue  # the one listdir used
-        alive.append(fd)
-    return sorted(alive)
-
-
-def status_field(name: str) -> str:
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key == name:
-                return value.strip()
-    raise KeyError(name)
+from support.proc import environment, open_fds, status_fields
 
 
 def main() -> None:
     report_dir, kind, secret, *args = sys.argv[1:]
-    fds = open_fds()
-    with open("/proc/self/environ", "rb") as f:
-        environ = dict(item.decode().split("=", 1) for item in f.read().split(b"\0") if item)
+    fds = sorted(open_fds())
+    environ = environment()
     try:
         with open(secret, "rb"):
             readable = True
     except PermissionError:
         readable = False
+    status = status_fields()
     report = {
         "args": args,
         "resuid": os.getresuid(),
@@ -51,8 +32,8 @@ def main() -> None:
         "groups": os.getgroups(),
         "environ": environ,
         "fds": fds,
-        "no_new_privs": status_field("NoNewPrivs"),
-        "umask": status_field("Umask"),
+        "no_new_privs": status["NoNewPrivs"],
+        "umask": status["Umask"],
         "cwd": os.getcwd(),
         "secret_readable": readable,
         "sid_is_pid": os.getsid(0) == os.getpid(),

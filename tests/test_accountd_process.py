@@ -16,28 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from accountd_helpers import (
-    ACCOUNTD,
+
+from lacme import __version__
+from lacme.accountd_protocol import parse_greeting
+from support.accountd import (
     connect,
     request_line,
+    run_accountd,
     standalone_accountd,
     thumbprint,
     unb64url,
     verify,
 )
-from keys import new_key_file
-
-from lacme import __version__
-from lacme.accountd_protocol import parse_greeting
+from support.commands import ACCOUNTD
+from support.pki import new_key_file
 
 ALG = {"rsa2048": "RS256", "p256": "ES256", "p384": "ES384"}
-needs_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch users")
-
-
-def accountd(*args: str, stdin: bytes = b"", **kw: Any) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(ACCOUNTD), *args], input=stdin, capture_output=True, timeout=60, check=False, **kw
-    )
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture
@@ -84,19 +79,19 @@ def refused(done: subprocess.CompletedProcess[bytes], message: str) -> None:
 
 
 def test_version_and_help() -> None:
-    assert accountd("--version").stdout.decode() == f"lacme-accountd (lacme) {__version__}\n"
-    helped = accountd("--help")
+    assert run_accountd("--version").stdout.decode() == f"lacme-accountd (lacme) {__version__}\n"
+    helped = run_accountd("--help")
     assert helped.returncode == 0
     for option in ("--config", "--privkey", "--socket", "--stdio", "--quiet", "--debug"):
         assert option.encode() in helped.stdout
 
 
 def test_unknown_option_is_refused() -> None:
-    refused(accountd("--bogus"), "unknown option: --bogus")
+    refused(run_accountd("--bogus"), "unknown option: --bogus")
 
 
 def test_abbreviated_option_is_refused() -> None:
-    refused(accountd("--priv=file:/k", "--stdio"), "unknown option: --priv")
+    refused(run_accountd("--priv=file:/k", "--stdio"), "unknown option: --priv")
 
 
 # -- stdio mode: greeting and signatures -----------------------------------
@@ -111,7 +106,7 @@ def test_stdio_signs_with_each_key_type(tmp_path: Path, conf: Path, kind: str) -
         request_line(alg),
         request_line(alg, b'{"termsOfServiceAgreed":true}', kid=None, jwk={"kty": "x"}),
     ]
-    done = accountd(
+    done = run_accountd(
         f"--config={conf}", f"--privkey=file:{key_path}", "--stdio", stdin=b"".join(lines)
     )
     assert done.returncode == 0, done.stderr
@@ -130,7 +125,7 @@ def test_stdio_signs_with_each_key_type(tmp_path: Path, conf: Path, kind: str) -
 def test_keyid_is_sent_and_jwk_withheld(tmp_path: Path, rsa_key: Path) -> None:
     conf = tmp_path / "c.conf"
     conf.write_text(f"privkey = file:{rsa_key}\nkeyid = https://ca.test/acct/7\nquiet = Yes\n")
-    done = accountd(f"--config={conf}", "--stdio")
+    done = run_accountd(f"--config={conf}", "--stdio")
     first, second, _ = done.stdout.split(b"\r\n")
     assert json.loads(first[len("1 OK ") :])["kid"] == "https://ca.test/acct/7"
     assert second == b"{}"
@@ -140,7 +135,9 @@ def test_keyid_is_sent_and_jwk_withheld(tmp_path: Path, rsa_key: Path) -> None:
 def test_refused_line_closes_the_conversation(conf: Path, rsa_key: Path) -> None:
     good = request_line("RS256")
     stdin = good + b"bm90IGpzb24.\r\n" + good
-    done = accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", "--stdio", "-q", stdin=stdin)
+    done = run_accountd(
+        f"--config={conf}", f"--privkey=file:{rsa_key}", "--stdio", "-q", stdin=stdin
+    )
     assert done.returncode == 0
     # greeting (2 lines) and one signature, nothing for the line after the bad one
     assert done.stdout.count(b"\r\n") == 3
@@ -148,7 +145,7 @@ def test_refused_line_closes_the_conversation(conf: Path, rsa_key: Path) -> None
 
 
 def test_wrong_alg_is_refused(conf: Path, rsa_key: Path) -> None:
-    done = accountd(
+    done = run_accountd(
         f"--config={conf}", f"--privkey=file:{rsa_key}", "--stdio", stdin=request_line("ES256")
     )
     assert done.stdout.count(b"\r\n") == 2
@@ -156,7 +153,7 @@ def test_wrong_alg_is_refused(conf: Path, rsa_key: Path) -> None:
 
 
 def test_overlong_line_is_refused(conf: Path, rsa_key: Path) -> None:
-    done = accountd(
+    done = run_accountd(
         f"--config={conf}",
         f"--privkey=file:{rsa_key}",
         "--stdio",
@@ -172,7 +169,7 @@ def test_overlong_line_is_refused(conf: Path, rsa_key: Path) -> None:
 def test_command_line_wins_over_configuration(tmp_path: Path, rsa_key: Path) -> None:
     conf = tmp_path / "c.conf"
     conf.write_text("privkey = file:/nonexistent/key\nquiet = No\n")
-    done = accountd(
+    done = run_accountd(
         f"--config={conf}",
         f"--privkey=file:{rsa_key}",
         "--quiet",
@@ -188,7 +185,7 @@ def test_logfile_gets_requests_even_when_quiet(tmp_path: Path, rsa_key: Path) ->
     log = tmp_path / "accountd.log"
     conf = tmp_path / "c.conf"
     conf.write_text(f"privkey = file:{rsa_key}\nlogfile = {log}\nquiet = yes\n")
-    done = accountd(f"--config={conf}", "--stdio", stdin=request_line("RS256", b"{}"))
+    done = run_accountd(f"--config={conf}", "--stdio", stdin=request_line("RS256", b"{}"))
     assert done.stderr == b""
     logged = log.read_text()
     assert "] [" in logged
@@ -214,20 +211,20 @@ def test_logfile_gets_requests_even_when_quiet(tmp_path: Path, rsa_key: Path) ->
 def test_configuration_refusals(tmp_path: Path, content: str, message: str) -> None:
     conf = tmp_path / "c.conf"
     conf.write_text(content)
-    refused(accountd(f"--config={conf}", "--stdio"), message)
+    refused(run_accountd(f"--config={conf}", "--stdio"), message)
 
 
 def test_missing_explicit_configuration_is_an_error(tmp_path: Path) -> None:
     refused(
-        accountd(f"--config={tmp_path}/none.conf", "--stdio"),
+        run_accountd(f"--config={tmp_path}/none.conf", "--stdio"),
         f"can't read configuration file {tmp_path}/none.conf: No such file or directory",
     )
 
 
-@needs_root
+@pytest.mark.root  # switching to user nobody
 def test_missing_default_configuration_counts_as_empty(public_tmp: Path) -> None:
     key = nobody_key(public_tmp)
-    done = accountd(
+    done = run_accountd(
         f"--privkey=file:{key}",
         "--stdio",
         "--debug",
@@ -239,10 +236,10 @@ def test_missing_default_configuration_counts_as_empty(public_tmp: Path) -> None
     assert done.stdout.startswith(b"1 OK ")
 
 
-@needs_root
+@pytest.mark.root  # switching to user nobody
 def test_default_socket_needs_xdg_runtime_dir_for_users(public_tmp: Path) -> None:
     key = nobody_key(public_tmp)
-    done = accountd(
+    done = run_accountd(
         f"--privkey=file:{key}",
         user="nobody",
         env={"HOME": "/nonexistent", "XDG_CONFIG_HOME": str(public_tmp)},
@@ -254,7 +251,7 @@ def test_default_socket_needs_xdg_runtime_dir_for_users(public_tmp: Path) -> Non
 
 
 def keyfile_refused(conf: Path, key: Path, message: str, **kw: Any) -> None:
-    refused(accountd(f"--config={conf}", f"--privkey=file:{key}", "--stdio", **kw), message)
+    refused(run_accountd(f"--config={conf}", f"--privkey=file:{key}", "--stdio", **kw), message)
 
 
 @pytest.mark.parametrize(
@@ -298,7 +295,7 @@ def test_missing_key_is_refused(tmp_path: Path, conf: Path) -> None:
     )
 
 
-@needs_root
+@pytest.mark.root  # switching to user nobody
 def test_unreadable_key_is_refused(public_tmp: Path) -> None:
     conf = public_tmp / "c.conf"
     conf.write_text("")
@@ -309,7 +306,7 @@ def test_unreadable_key_is_refused(public_tmp: Path) -> None:
 
 def test_key_readable_by_others_gets_a_warning(tmp_path: Path, conf: Path, rsa_key: Path) -> None:
     rsa_key.chmod(0o644)
-    done = accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", "--stdio", "-q")
+    done = run_accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", "--stdio", "-q")
     assert done.returncode == 0
     assert b"is accessible to group or others (mode 0644)" in done.stderr
 
@@ -383,6 +380,7 @@ def test_wrong_passphrase_is_refused(tmp_path: Path, conf: Path) -> None:
 # -- gpg ---------------------------------------------------------------------
 
 
+@pytest.mark.debian("gnupg")
 def test_gpg_encrypted_key(tmp_path: Path) -> None:
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
@@ -398,18 +396,22 @@ def test_gpg_encrypted_key(tmp_path: Path) -> None:
         "--passphrase",
         "pw",
     ]
-    subprocess.run(
-        [*gpg, "--symmetric", "-o", f"{key}.gpg", str(key)], check=True, capture_output=True
-    )
-    key.unlink()
-    conf = tmp_path / "c.conf"
-    conf.write_text(f"privkey = gpg:{key}.gpg\ngpg = {' '.join(gpg)} --quiet\n")
-    done = accountd(f"--config={conf}", "--stdio", "-q", stdin=request_line("ES384"))
-    assert done.returncode == 0, done.stderr
-    first, second, signature, _ = done.stdout.split(b"\r\n")
-    greeting = parse_greeting(first + b"\r\n", second + b"\r\n")
-    verify(greeting.jwk, request_line("ES384")[:-2], signature)
-    assert len(unb64url(signature)) == 96
+    try:
+        subprocess.run(
+            [*gpg, "--symmetric", "-o", f"{key}.gpg", str(key)], check=True, capture_output=True
+        )
+        key.unlink()
+        conf = tmp_path / "c.conf"
+        conf.write_text(f"privkey = gpg:{key}.gpg\ngpg = {' '.join(gpg)} --quiet\n")
+        done = run_accountd(f"--config={conf}", "--stdio", "-q", stdin=request_line("ES384"))
+        assert done.returncode == 0, done.stderr
+        first, second, signature, _ = done.stdout.split(b"\r\n")
+        greeting = parse_greeting(first + b"\r\n", second + b"\r\n")
+        verify(greeting.jwk, request_line("ES384")[:-2], signature)
+        assert len(unb64url(signature)) == 96
+    finally:
+        # gpg started an agent for this home: it would outlive the test.
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=True)
 
 
 @pytest.mark.parametrize(
@@ -422,7 +424,7 @@ def test_gpg_encrypted_key(tmp_path: Path) -> None:
 def test_failing_gpg_is_refused(tmp_path: Path, gpg: str, message: str) -> None:
     conf = tmp_path / "c.conf"
     conf.write_text(f"privkey = gpg:{tmp_path}/k.gpg\ngpg = {gpg}\n")
-    refused(accountd(f"--config={conf}", "--stdio"), message)
+    refused(run_accountd(f"--config={conf}", "--stdio"), message)
 
 
 # -- socket mode -------------------------------------------------------------
@@ -495,7 +497,7 @@ def test_insecure_socket_directory_is_refused(tmp_path: Path, conf: Path, rsa_ke
     shared.mkdir()
     shared.chmod(0o1777)
     refused(
-        accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", f"--socket={shared}/S.lacme"),
+        run_accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", f"--socket={shared}/S.lacme"),
         f"insecure permissions on {shared} (mode 1777)",
     )
     assert not (shared / "S.lacme").exists()
@@ -507,7 +509,7 @@ def test_existing_socket_path_is_refused_and_kept(
     existing = tmp_path / "S.lacme"
     existing.write_text("precious")
     refused(
-        accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", f"--socket={existing}"),
+        run_accountd(f"--config={conf}", f"--privkey=file:{rsa_key}", f"--socket={existing}"),
         f"{existing} already exists",
     )
     assert existing.read_text() == "precious"

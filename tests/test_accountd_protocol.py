@@ -13,26 +13,24 @@ from lacme.accountd_protocol import (
     parse_greeting,
     parse_signing_request,
 )
+from support.accountd import signing_line
 
-
-def line(header: object, payload: bytes = b"") -> bytes:
-    encoded = header if isinstance(header, bytes) else json.dumps(header).encode()
-    return b64url_encode(encoded) + b"." + b64url_encode(payload) + b"\r\n"
+pytestmark = pytest.mark.unit
 
 
 GOOD_HEADER = {"alg": "RS256", "nonce": "n0nce", "url": "https://ca.test/acct", "kid": "k"}
 
 
 def test_valid_request_is_accepted_with_empty_payload() -> None:
-    request = parse_signing_request(line(GOOD_HEADER), "RS256")
+    request = parse_signing_request(signing_line(GOOD_HEADER), "RS256")
     assert request.header == GOOD_HEADER
     assert request.payload == b""
-    assert request.signing_input == line(GOOD_HEADER)[:-2]
+    assert request.signing_input == signing_line(GOOD_HEADER)[:-2]
 
 
 def test_valid_request_with_jwk_and_payload() -> None:
     header = {"alg": "ES256", "nonce": "x", "url": "u", "jwk": {"kty": "EC"}}
-    request = parse_signing_request(line(header, b'{"a":1}'), "ES256")
+    request = parse_signing_request(signing_line(header, b'{"a":1}'), "ES256")
     assert request.payload == b'{"a":1}'
     assert 'payload={"a":1}' in request.describe()
 
@@ -40,8 +38,8 @@ def test_valid_request_with_jwk_and_payload() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (line(GOOD_HEADER)[:-2] + b"\n", "not terminated by CRLF"),
-        (line(GOOD_HEADER)[:-2], "not terminated by CRLF"),
+        (signing_line(GOOD_HEADER)[:-2] + b"\n", "not terminated by CRLF"),
+        (signing_line(GOOD_HEADER)[:-2], "not terminated by CRLF"),
         (b"abc\r\n", "no '.'"),
         (b".e30\r\n", "empty JWS Protected Header"),
         (b"e30=.\r\n", "Protected Header (not base64url)"),
@@ -49,18 +47,21 @@ def test_valid_request_with_jwk_and_payload() -> None:
         (b"e30.e3.0\r\n", "Payload (not base64url)"),
         (b"e30.a\r\n", "Payload (not base64url)"),
         (b"e30.e30=\r\n", "Payload (not base64url)"),
-        (line(b"not json"), "(not JSON)"),
-        (line(b"\xff\xfe"), "(not JSON)"),
-        (line([1, 2]), "not a JSON object"),
-        (line("string"), "not a JSON object"),
-        (line({"nonce": "n", "url": "u", "kid": "k"}), "(no alg)"),
-        (line({"alg": "RS256", "url": "u", "kid": "k"}), "(no nonce)"),
-        (line({"alg": "RS256", "nonce": "n", "kid": "k"}), "(no url)"),
-        (line({"alg": "RS256", "nonce": None, "url": None, "kid": "k"}), "(no nonce, url)"),
-        (line({"alg": "RS256", "nonce": "n", "url": "u"}), "neither jwk nor kid"),
-        (line({"alg": "RS256", "nonce": "n", "url": "u", "jwk": None}), "neither jwk nor kid"),
-        (line({**GOOD_HEADER, "alg": "ES256"}), "has alg 'ES256', the key signs RS256"),
-        (line({**GOOD_HEADER, "alg": "none"}), "has alg 'none'"),
+        (signing_line(b"not json"), "(not JSON)"),
+        (signing_line(b"\xff\xfe"), "(not JSON)"),
+        (signing_line([1, 2]), "not a JSON object"),
+        (signing_line("string"), "not a JSON object"),
+        (signing_line({"nonce": "n", "url": "u", "kid": "k"}), "(no alg)"),
+        (signing_line({"alg": "RS256", "url": "u", "kid": "k"}), "(no nonce)"),
+        (signing_line({"alg": "RS256", "nonce": "n", "kid": "k"}), "(no url)"),
+        (signing_line({"alg": "RS256", "nonce": None, "url": None, "kid": "k"}), "(no nonce, url)"),
+        (signing_line({"alg": "RS256", "nonce": "n", "url": "u"}), "neither jwk nor kid"),
+        (
+            signing_line({"alg": "RS256", "nonce": "n", "url": "u", "jwk": None}),
+            "neither jwk nor kid",
+        ),
+        (signing_line({**GOOD_HEADER, "alg": "ES256"}), "has alg 'ES256', the key signs RS256"),
+        (signing_line({**GOOD_HEADER, "alg": "none"}), "has alg 'none'"),
     ],
 )
 def test_refusals(raw: bytes, reason: str) -> None:

@@ -1,6 +1,5 @@
 """The README's main command, scripts/demo, prints what the README shows."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 TOP = Path(__file__).parent.parent
 BEGIN, END = "<!-- demo output: begin -->", "<!-- demo output: end -->"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo runs lacme as root")
+pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.debian("pebble")]
 
 
 def readme_output() -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 from lacme import inifile, specifiers
 
 
+@pytest.mark.unit
 def test_ini_dialect_of_lacme_0_8_2() -> None:
     text = (
         "# comment\n"
@@ -32,11 +33,13 @@ def test_ini_dialect_of_lacme_0_8_2() -> None:
     }
 
 
+@pytest.mark.unit
 def test_ini_syntax_error_names_file_and_line() -> None:
     with pytest.raises(inifile.IniError, match=r"^f\.conf:3: syntax error: 'no equals sign'$"):
         inifile.parse("a = b\n\nno equals sign\n", "f.conf")
 
 
+@pytest.mark.unit
 def test_expand_as_root_or_user() -> None:
     user = pwd.getpwuid(os.getuid())
     assert specifiers.expand("%u:%U:%h:%%:%G") == (
@@ -46,6 +49,7 @@ def test_expand_as_root_or_user() -> None:
         assert specifiers.expand("%C %E %t") == "/var/cache /etc /run"
 
 
+@pytest.mark.unit
 def test_expand_tmpdir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", "/scratch")
     assert specifiers.expand("%T/x") == "/scratch/x"
@@ -53,6 +57,7 @@ def test_expand_tmpdir(monkeypatch: pytest.MonkeyPatch) -> None:
     assert specifiers.expand("%T/x") == "/tmp/x"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("value", "message"),
     [("%Q", '"%Q" has unknown specifier %Q'), ("a%", '"a%" ends with a lone %')],
@@ -79,13 +84,15 @@ def expand_as_nobody(value: str, env: dict[str, str]) -> subprocess.CompletedPro
     )
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch to user nobody")
+@pytest.mark.process
+@pytest.mark.root  # switching to user nobody
 def test_expand_for_other_users_uses_xdg_variables() -> None:
     done = expand_as_nobody("%C|%E|%t|%u|%g", {"XDG_CACHE_HOME": "/c", "XDG_RUNTIME_DIR": "/r"})
     assert done.stdout == "/c|/home/nobody/.config|/r|nobody|nogroup\n"
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch to user nobody")
+@pytest.mark.process
+@pytest.mark.root  # switching to user nobody
 @pytest.mark.parametrize("runtime_dir", [None, ""])
 def test_expand_t_needs_xdg_runtime_dir_for_other_users(runtime_dir: str | None) -> None:
     env = {} if runtime_dir is None else {"XDG_RUNTIME_DIR": runtime_dir}

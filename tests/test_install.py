@@ -24,11 +24,13 @@ from typing import NamedTuple
 
 import pytest
 from cryptography import x509
-from keys import new_key_file
-from pebble import PebbleServer, temporary_directory
 
 import lacme as lacme_package
 from lacme import accountd, client, config, inifile
+from support.pebble import PebbleServer
+from support.pki import new_key_file
+from support.requires import require_packages, require_root
+from support.system import temporary_directory
 
 TOP = Path(__file__).parent.parent
 INSTALL = TOP / "scripts" / "install"
@@ -112,6 +114,7 @@ def client_settings(conf: config.Config) -> client.Settings:
     return client.read_settings(read)
 
 
+@pytest.mark.unit
 def test_lacme_conf_documents_every_key() -> None:
     assert keys_by_section(shipped("lacme.conf")) == {
         inifile.DEFAULT_SECTION: {"config-certs"},
@@ -121,6 +124,7 @@ def test_lacme_conf_documents_every_key() -> None:
     }
 
 
+@pytest.mark.unit
 def test_lacme_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     # As installed: set explicitly, `config-certs` items must exist.
     (tmp_path / "lacme-certs.conf").write_text(shipped("lacme-certs.conf"))
@@ -148,6 +152,7 @@ def test_lacme_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.unit
 def test_lacme_conf_examples_are_valid(tmp_path: Path) -> None:
     path = tmp_path / "lacme.conf"
     path.write_text(uncommented(shipped("lacme.conf"), examples=True))
@@ -156,6 +161,7 @@ def test_lacme_conf_examples_are_valid(tmp_path: Path) -> None:
     client.ssl_context(client_settings(loaded))
 
 
+@pytest.mark.unit
 def test_lacme_certs_conf_documents_every_key() -> None:
     text = shipped("lacme-certs.conf")
     keys = set().union(*keys_by_section(text).values())
@@ -171,6 +177,7 @@ def effective(section: config.CertSection) -> config.CertSection:
     return dataclasses.replace(section, min_days=config.DEFAULT_MIN_DAYS)
 
 
+@pytest.mark.unit
 def test_lacme_certs_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     path = tmp_path / "lacme-certs.conf"
     path.write_text(shipped("lacme-certs.conf"))
@@ -183,6 +190,7 @@ def test_lacme_certs_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     assert sections[0] == sections[1]
 
 
+@pytest.mark.unit
 def test_lacme_certs_conf_examples_are_valid(tmp_path: Path) -> None:
     path = tmp_path / "lacme-certs.conf"
     path.write_text(uncommented(shipped("lacme-certs.conf"), examples=True))
@@ -198,12 +206,14 @@ def accountd_settings(path: Path, *options: str) -> accountd.Settings:
     return settings._replace(socket=settings.socket or accountd.DEFAULT_SOCKET)
 
 
+@pytest.mark.unit
 def test_lacme_accountd_conf_documents_every_key() -> None:
     assert keys_by_section(shipped("lacme-accountd.conf")) == {
         inifile.DEFAULT_SECTION: set(accountd.CONFIG_KEYS)
     }
 
 
+@pytest.mark.unit
 def test_lacme_accountd_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     path = tmp_path / "lacme-accountd.conf"
     path.write_text(shipped("lacme-accountd.conf"))
@@ -214,6 +224,7 @@ def test_lacme_accountd_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     assert accountd_settings(path, "--privkey=file:/k") == as_shipped
 
 
+@pytest.mark.unit
 def test_lacme_accountd_conf_examples_are_valid(tmp_path: Path) -> None:
     path = tmp_path / "lacme-accountd.conf"
     text = uncommented(shipped("lacme-accountd.conf"), examples=True)
@@ -264,6 +275,7 @@ def staged() -> Iterator[Path]:
         yield destdir
 
 
+@pytest.mark.process
 def test_staged_file_list(staged: Path) -> None:
     venv = VENV.lstrip("/")
     expected = {
@@ -294,6 +306,7 @@ def test_staged_file_list(staged: Path) -> None:
     assert {"bin", "lib", "pyvenv.cfg"} <= set(os.listdir(staged / venv))
 
 
+@pytest.mark.process
 def test_staged_modes(staged: Path) -> None:
     venv = staged / VENV.lstrip("/")
     for name, path in tree(staged).items():
@@ -315,6 +328,7 @@ def test_staged_modes(staged: Path) -> None:
                     assert mode & 0o011 == 0o011, path
 
 
+@pytest.mark.process
 def test_staged_commands(staged: Path) -> None:
     for name, directory in (("lacme", "sbin"), ("lacme-accountd", "bin")):
         link = staged / "usr/local" / directory / name
@@ -327,6 +341,7 @@ def test_staged_commands(staged: Path) -> None:
     assert f"#command = {VENV}/bin/python3 -I -m lacme.client\n" in conf
 
 
+@pytest.mark.process
 def test_staged_installation_holds_no_key_and_no_staging_path(staged: Path) -> None:
     venv = staged / VENV.lstrip("/")
     for name, path in tree(staged).items():
@@ -337,6 +352,7 @@ def test_staged_installation_holds_no_key_and_no_staging_path(staged: Path) -> N
             assert str(staged).encode() not in path.read_bytes(), path
 
 
+@pytest.mark.process
 def test_staged_reinstall_and_uninstall() -> None:
     with ExitStack() as stack:
         destdir = temporary_directory(stack, "lacme-destdir-")
@@ -374,6 +390,7 @@ def test_staged_reinstall_and_uninstall() -> None:
         assert f"{etc}/account.key" in stderr
 
 
+@pytest.mark.process
 def test_install_refuses_to_replace_another_lacme() -> None:
     with ExitStack() as stack:
         destdir = temporary_directory(stack, "lacme-destdir-")
@@ -482,10 +499,8 @@ class RealInstall(NamedTuple):
 def real_install() -> Iterator[RealInstall]:
     """scripts/install as root with PREFIX under a temporary directory, and a
     private /etc without lacme's users and configuration."""
-    if os.geteuid() != 0:
-        pytest.skip("installs as root, creating users")
-    if not all(shutil.which(command) for command in ("unshare", "setpriv")):
-        pytest.skip("unshare and setpriv missing (Debian package util-linux)")
+    require_root("it installs for real, creating users")
+    require_packages("util-linux")
     with ExitStack() as stack:
         top = temporary_directory(stack, "lacme-install-")
         etc = private_etc(top)
@@ -494,6 +509,8 @@ def real_install() -> Iterator[RealInstall]:
         yield installed
 
 
+@pytest.mark.e2e
+@pytest.mark.root
 def test_install_issue_and_uninstall(real_install: RealInstall, pebble: PebbleServer) -> None:
     prefix, etc, inside = real_install
     for user in USERS:
@@ -563,10 +580,9 @@ def test_install_issue_and_uninstall(real_install: RealInstall, pebble: PebbleSe
     assert {path.name for path in conf.iterdir()} == {"account.key", "lacme-certs.conf.d"}
 
 
-@pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze missing (Debian package systemd)",
-)
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("systemd")
 def test_systemd_units_verify(real_install: RealInstall) -> None:
     # Installed for real: verify checks that ExecStart= and the manual exist.
     units = real_install.prefix / "lib/systemd/system"

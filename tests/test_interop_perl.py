@@ -12,18 +12,19 @@ import stat
 from pathlib import Path
 
 import pytest
-from accountd_helpers import standalone_accountd
-from lacme_perl import LACME, PERL_ACCOUNTD, KeyType, lacme_setup
-from pebble import PebbleServer
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="Perl lacme's master must run as root"),
-    pytest.mark.skipif(not LACME.exists(), reason=f"{LACME} missing (Debian package lacme)"),
-]
+from support import requires
+from support.accountd import standalone_accountd
+from support.commands import PERL_ACCOUNTD
+from support.masters import KeyType, perl_master_setup
+from support.pebble import PebbleServer
+
+pytestmark = [pytest.mark.e2e, *requires.perl_master]
 
 
 @pytest.fixture
-def accountd_command(request: pytest.FixtureRequest) -> list[str]:
+def accountd_under_test(request: pytest.FixtureRequest) -> list[str]:
+    """The lacme-accountd of --accountd=, ours by default."""
     path = Path(request.config.getoption("--accountd"))
     if not os.access(path, os.X_OK):
         pytest.fail(
@@ -34,36 +35,36 @@ def accountd_command(request: pytest.FixtureRequest) -> list[str]:
 
 
 @pytest.fixture(params=["rsa", "ec"])
-def account_key_type(request: pytest.FixtureRequest, accountd_command: list[str]) -> KeyType:
+def account_key_type(request: pytest.FixtureRequest, accountd_under_test: list[str]) -> KeyType:
     key_type: KeyType = request.param
-    if key_type == "ec" and Path(accountd_command[0]).resolve() == PERL_ACCOUNTD:
+    if key_type == "ec" and Path(accountd_under_test[0]).resolve() == PERL_ACCOUNTD:
         pytest.skip("Perl's lacme-accountd only supports RSA account keys")
     return key_type
 
 
-@pytest.mark.skipif(not PERL_ACCOUNTD.exists(), reason="Debian package lacme-accountd missing")
+@pytest.mark.debian(*requires.PERL_ACCOUNTD)
 def test_all_perl(pebble: PebbleServer) -> None:
-    with lacme_setup(pebble, accountd_command=[str(PERL_ACCOUNTD)]) as setup:
+    with perl_master_setup(pebble, accountd_command=[str(PERL_ACCOUNTD)]) as setup:
         setup.register_and_issue()
 
 
 def test_spawned_accountd(
-    pebble: PebbleServer, accountd_command: list[str], account_key_type: KeyType
+    pebble: PebbleServer, accountd_under_test: list[str], account_key_type: KeyType
 ) -> None:
-    with lacme_setup(
-        pebble, account_key_type=account_key_type, accountd_command=accountd_command
+    with perl_master_setup(
+        pebble, account_key_type=account_key_type, accountd_command=accountd_under_test
     ) as setup:
         setup.register_and_issue()
 
 
 def test_standalone_accountd(
-    pebble: PebbleServer, accountd_command: list[str], account_key_type: KeyType, tmp_path: Path
+    pebble: PebbleServer, accountd_under_test: list[str], account_key_type: KeyType, tmp_path: Path
 ) -> None:
     # tmp_path is private (0700): lacme refuses a socket in a directory others can write.
     with (
-        lacme_setup(pebble, account_key_type=account_key_type) as setup,
+        perl_master_setup(pebble, account_key_type=account_key_type) as setup,
         standalone_accountd(
-            accountd_command,
+            accountd_under_test,
             tmp_path / "S.lacme",
             f"--privkey=file:{setup.account_key_path}",
             "--quiet",

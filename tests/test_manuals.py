@@ -4,7 +4,6 @@
 right section."""
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from lacme import accountd, config, master, specifiers
+
+pytestmark = [pytest.mark.process, pytest.mark.debian("mandoc", "groff-base")]
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -29,8 +30,6 @@ def manuals(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def render(page: Path) -> str:
     """PAGE as plain text, as man(1) shows it (groff, without overstriking)."""
-    if shutil.which("groff") is None:
-        pytest.skip("groff is not installed")
     done = subprocess.run(
         ["groff", "-T", "ascii", "-mandoc", "-P", "-cbou", page],
         check=True,
@@ -73,8 +72,6 @@ def long_options(command: str) -> set[str]:
 
 @pytest.mark.parametrize("page", ["lacme.8", "lacme-accountd.1"])
 def test_lint_clean(manuals: Path, page: str) -> None:
-    if shutil.which("mandoc") is None:
-        pytest.skip("mandoc is not installed (scripts/setup installs it)")
     # -T lint: every message level; they come on stdout.
     done = subprocess.run(["mandoc", "-T", "lint", manuals / page], capture_output=True, text=True)
     messages = [line for line in done.stdout.splitlines() if MACHINE_DEPENDENT not in line]

@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from master_helpers import MasterSetup, leaf_of, master_setup
-from pebble import PebbleServer, port_open, stop_process, wait_for
+
+from support.masters import MasterSetup, leaf_of, master_setup
+from support.pebble import PebbleServer
+from support.system import port_open, stop_process, wait_for
 
 SNIPPETS = Path(__file__).parent.parent / "snippets"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
 @contextmanager
@@ -148,17 +150,12 @@ HTTPDS = [
     pytest.param(
         Httpd(running_nginx, "nginx-static.conf", "nginx.conf"),
         id="nginx",
-        marks=pytest.mark.skipif(
-            not os.access(NGINX, os.X_OK), reason="nginx missing (Debian package nginx)"
-        ),
+        marks=pytest.mark.debian("nginx"),
     ),
     pytest.param(
         Httpd(running_apache, "apache2-static.conf", "apache2.conf"),
         id="apache2",
-        marks=pytest.mark.skipif(
-            not os.access(APACHE, os.X_OK),
-            reason="apache2 missing (Debian package apache2-bin)",
-        ),
+        marks=pytest.mark.debian("apache2-bin"),
     ),
 ]
 

@@ -11,20 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ca import NOW, IssuingCA, make_ca
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, x25519
 from cryptography.x509.oid import ExtensionOID, NameOID
-from keys import generate_key, new_key_file, write_key
 
 from lacme import certificate, config
 from lacme.certificate import CertificateError
-
-
-@pytest.fixture(scope="module")
-def ca() -> IssuingCA:
-    return make_ca()
+from support.pki import NOW, IssuingCA, generate_key, make_ca, new_key_file, pem, write_key
 
 
 def section(**overrides: Any) -> config.CertSection:
@@ -49,13 +43,10 @@ def section(**overrides: Any) -> config.CertSection:
     return config.CertSection(**values)
 
 
-def pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
 # --- service keys --------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["rsa2048", "p256", "p384", "p521", "ed25519"])
 def test_load_key_types(tmp_path: Path, kind: str) -> None:
     key = new_key_file(tmp_path / "k.pem", kind)
@@ -63,6 +54,7 @@ def test_load_key_types(tmp_path: Path, kind: str) -> None:
     assert loaded.public_key() == key.public_key()
 
 
+@pytest.mark.unit
 def test_load_key_ed448_dsa_and_der(tmp_path: Path) -> None:
     for key in (ed448.Ed448PrivateKey.generate(), dsa.generate_private_key(2048)):
         write_key(tmp_path / "k.pem", key)
@@ -78,6 +70,7 @@ def test_load_key_ed448_dsa_and_der(tmp_path: Path) -> None:
     assert certificate.load_key(str(tmp_path / "k.der")).public_key() == key.public_key()
 
 
+@pytest.mark.unit
 def test_load_key_refusals(tmp_path: Path) -> None:
     with pytest.raises(CertificateError, match=r"can't read certificate-key .*/none: No such"):
         certificate.load_key(str(tmp_path / "none"))
@@ -95,6 +88,7 @@ def test_load_key_refusals(tmp_path: Path) -> None:
 # --- CSRs --------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_csr_as_lacme_0_8_2_makes_it() -> None:
     key = generate_key("rsa2048")
     csr = certificate.build_csr(
@@ -140,6 +134,7 @@ def test_csr_as_lacme_0_8_2_makes_it() -> None:
     assert list(ext[ExtensionOID.TLS_FEATURE].value) == [x509.TLSFeatureType.status_request]
 
 
+@pytest.mark.unit
 def test_csr_defaults_and_key_types() -> None:
     for kind in ("p256", "p384", "rsa4096"):
         csr = certificate.build_csr(section(), generate_key(kind))
@@ -154,6 +149,7 @@ def test_csr_defaults_and_key_types() -> None:
     assert csr.signature_hash_algorithm is None
 
 
+@pytest.mark.unit
 def test_csr_names_the_cn_in_its_san_too() -> None:
     csr = certificate.build_csr(
         section(subject=((("CN", "Www.Example.org"),),), identifiers=("www.example.org",)),
@@ -164,12 +160,15 @@ def test_csr_names_the_cn_in_its_san_too() -> None:
     assert san.value.get_values_for_type(x509.DNSName) == ["www.example.org"]
 
 
+@pytest.mark.unit
 def test_csr_with_empty_subject_has_a_critical_san() -> None:
     csr = certificate.build_csr(section(subject=()), generate_key("p256"))
     assert len(csr.subject) == 0
     assert csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
 
 
+@pytest.mark.process
+@pytest.mark.debian("openssl")
 def test_csr_is_what_openssl_reads() -> None:
     csr = certificate.build_csr(section(tls_features=("status_request",)), generate_key("p256"))
     text = subprocess.run(
@@ -184,6 +183,7 @@ def test_csr_is_what_openssl_reads() -> None:
     assert "DNS:www.example.org" in out
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("overrides", "kind", "message"),
     [
@@ -205,6 +205,7 @@ def test_csr_refusals(overrides: dict[str, Any], kind: str, message: str) -> Non
 # --- renewal ---------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_valid_until(tmp_path: Path, ca: IssuingCA) -> None:
     key = generate_key("p256")
     cert = ca.issue(key.public_key(), ["www.example.org"], not_before=NOW, days=30)
@@ -224,12 +225,14 @@ def test_valid_until(tmp_path: Path, ca: IssuingCA) -> None:
 # --- the chain from the client ----------------------------------------------------
 
 
+@pytest.mark.unit
 def test_parse_chain(ca: IssuingCA) -> None:
     leaf = ca.issue(generate_key("p256").public_key(), ["www.example.org"])
     assert certificate.parse_chain(pem(leaf, ca.intermediate)) == [leaf, ca.intermediate]
     assert certificate.parse_chain(b"\n" + pem(leaf).replace(b"\n", b"\r\n") + b"\n\n") == [leaf]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "mangle",
     [
@@ -258,6 +261,7 @@ def cafile(tmp_path: Path, ca: IssuingCA) -> str:
     return str(path)
 
 
+@pytest.mark.unit
 def test_check_chain_accepts_a_good_chain(ca: IssuingCA, cafile: str) -> None:
     key = generate_key("rsa2048")
     csr = certificate.build_csr(section(cafile=cafile), key)
@@ -265,6 +269,7 @@ def test_check_chain_accepts_a_good_chain(ca: IssuingCA, cafile: str) -> None:
     certificate.check_chain(chain, csr, section(cafile=cafile), NOW)
 
 
+@pytest.mark.unit
 def test_check_chain_refusals(ca: IssuingCA, cafile: str) -> None:
     key = generate_key("p256")
     good = section(cafile=cafile)
@@ -300,6 +305,7 @@ def test_check_chain_refusals(ca: IssuingCA, cafile: str) -> None:
     refused([rogue.root, ca.intermediate], "not for the CSR's key")
 
 
+@pytest.mark.unit
 def test_check_chain_cafile_problems(ca: IssuingCA, tmp_path: Path) -> None:
     key = generate_key("p256")
     chain = [ca.issue(key.public_key(), ["www.example.org", "example.org"]), ca.intermediate]
@@ -324,6 +330,7 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int, int, int]]:
     }
 
 
+@pytest.mark.unit
 def test_install_new_and_replaced_files(tmp_path: Path) -> None:
     old_umask = os.umask(0o027)
     try:
@@ -335,6 +342,18 @@ def test_install_new_and_replaced_files(tmp_path: Path) -> None:
     assert (tmp_path / "a.pem").read_bytes() == b"A"
     assert (tmp_path / "a.pem").stat().st_mode & 0o7777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pem", "b.pem"]
+    inode = (tmp_path / "a.pem").stat().st_ino
+    certificate.install([(str(tmp_path / "a.pem"), b"A2")], 0o600, None)
+    assert (tmp_path / "a.pem").read_bytes() == b"A2"
+    assert (tmp_path / "a.pem").stat().st_ino != inode
+    assert (tmp_path / "a.pem").stat().st_mode & 0o7777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pem", "b.pem"]
+
+
+@pytest.mark.process
+@pytest.mark.root  # giving files away
+def test_install_sets_owner_and_group(tmp_path: Path) -> None:
+    certificate.install([(str(tmp_path / "a.pem"), b"A")], 0o644, None)
     inode = (tmp_path / "a.pem").stat().st_ino
     certificate.install([(str(tmp_path / "a.pem"), b"A2")], 0o600, "nobody:nogroup")
     stat = (tmp_path / "a.pem").stat()
@@ -348,6 +367,7 @@ def test_install_new_and_replaced_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pem", "b.pem"]
 
 
+@pytest.mark.unit
 def test_failed_install_changes_nothing(tmp_path: Path) -> None:
     certificate.install(
         [(str(tmp_path / "a.pem"), b"old A"), (str(tmp_path / "b.pem"), b"old B")], 0o644, None
@@ -380,6 +400,8 @@ def test_failed_install_changes_nothing(tmp_path: Path) -> None:
 # --- printing and revocation input ---------------------------------------------------------
 
 
+@pytest.mark.process
+@pytest.mark.debian("openssl")
 def test_fingerprint_and_summary_match_openssl(ca: IssuingCA, tmp_path: Path) -> None:
     cert = ca.issue(generate_key("p256").public_key(), ["www.example.org", "example.org"])
     out = subprocess.run(
@@ -395,6 +417,7 @@ def test_fingerprint_and_summary_match_openssl(ca: IssuingCA, tmp_path: Path) ->
     assert f"serial {cert.serial_number:x}," in line
 
 
+@pytest.mark.unit
 def test_read_certificate(ca: IssuingCA, tmp_path: Path) -> None:
     cert = ca.issue(generate_key("p256").public_key(), ["www.example.org"])
     (tmp_path / "chain.pem").write_bytes(pem(cert, ca.intermediate))
@@ -408,6 +431,7 @@ def test_read_certificate(ca: IssuingCA, tmp_path: Path) -> None:
         certificate.read_certificate(str(tmp_path / "none"))
 
 
+@pytest.mark.unit
 def test_subject_name_types() -> None:
     name = certificate.subject_name(((("cn", "x.org"),), (("DC", "org"), ("UID", "u"))))
     assert name.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "x.org"

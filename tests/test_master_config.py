@@ -23,6 +23,7 @@ def write(path: Path, text: str) -> Path:
 # --- lacme.conf -------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_defaults_work_right_after_installation(tmp_path: Path) -> None:
     conf = config.load(str(write(tmp_path / "lacme.conf", "[accountd]\n")))
     bindir = os.path.dirname(sys.executable)
@@ -48,12 +49,14 @@ def test_defaults_work_right_after_installation(tmp_path: Path) -> None:
     assert conf.path == str(tmp_path / "lacme.conf")
 
 
+@pytest.mark.unit
 def test_the_shipped_configuration_loads() -> None:
     conf = config.load("/etc/lacme/lacme.conf")
     assert conf.accountd is not None
     assert conf.client.server is None
 
 
+@pytest.mark.unit
 def test_every_documented_key(tmp_path: Path) -> None:
     path = write(
         tmp_path / "lacme.conf",
@@ -89,6 +92,7 @@ def test_every_documented_key(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.unit
 def test_client_json_has_nulls_as_lacme_0_8_2_but_no_unset_cafile(tmp_path: Path) -> None:
     conf = config.load(str(write(tmp_path / "lacme.conf", "")))
     settings = json.loads(conf.client.settings_json())
@@ -97,6 +101,7 @@ def test_client_json_has_nulls_as_lacme_0_8_2_but_no_unset_cafile(tmp_path: Path
     assert "SSL_CAfile" not in settings
 
 
+@pytest.mark.unit
 def test_socket_option_drops_accountd(tmp_path: Path) -> None:
     path = str(write(tmp_path / "lacme.conf", "[accountd]\n[client]\nsocket = /conf\n"))
     assert config.load(path).accountd is not None
@@ -106,11 +111,13 @@ def test_socket_option_drops_accountd(tmp_path: Path) -> None:
     assert config.load(str(write(tmp_path / "b.conf", "[client]\n"))).accountd is None
 
 
+@pytest.mark.unit
 def test_empty_challenge_directory_is_unset(tmp_path: Path) -> None:
     conf = config.load(str(write(tmp_path / "lacme.conf", "[webserver]\nchallenge-directory =\n")))
     assert conf.webserver.challenge_directory is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -132,11 +139,13 @@ def test_lacme_conf_refusals(tmp_path: Path, text: str, message: str) -> None:
         config.load(str(write(tmp_path / "lacme.conf", text)))
 
 
+@pytest.mark.unit
 def test_missing_lacme_conf(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^can't read .*/nope\.conf: No such file or directory$"):
         config.load(str(tmp_path / "nope.conf"))
 
 
+@pytest.mark.unit
 def test_config_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "lacme.conf", "")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -153,6 +162,7 @@ def conf_in(tmp_path: Path, config_certs: str | None = None) -> config.Config:
     return config.load(str(write(tmp_path / "lacme.conf", line)))
 
 
+@pytest.mark.unit
 def test_default_config_certs_may_be_missing(tmp_path: Path) -> None:
     assert config.certificate_files(conf_in(tmp_path)) == []
     write(tmp_path / "lacme-certs.conf", "")
@@ -166,6 +176,7 @@ def test_default_config_certs_may_be_missing(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.unit
 def test_explicit_items_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such directory .*/gone$"):
         config.certificate_files(conf_in(tmp_path, "gone/"))
@@ -175,6 +186,7 @@ def test_explicit_items_must_exist(tmp_path: Path) -> None:
         config.load_certs(files)
 
 
+@pytest.mark.unit
 def test_options_win_and_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", "/elsewhere")
     conf = conf_in(tmp_path, "from-conf.conf")
@@ -195,6 +207,7 @@ GOOD = (
 )
 
 
+@pytest.mark.unit
 def test_later_files_win_and_defaults_apply_everywhere(tmp_path: Path) -> None:
     a = write(tmp_path / "a.conf", f"hash = sha384\nmin-days = 10\n[www]\n{GOOD}[smtp]\n{GOOD}")
     b = write(tmp_path / "b.conf", f"min-days = 30\n[www]\n{GOOD}min-days = 5\n")
@@ -206,6 +219,7 @@ def test_later_files_win_and_defaults_apply_everywhere(tmp_path: Path) -> None:
     assert (smtp.filename, smtp.min_days, smtp.hash) == (str(a), 30, "sha384")
 
 
+@pytest.mark.unit
 def test_a_parsed_section(tmp_path: Path) -> None:
     path = write(
         tmp_path / "c.conf",
@@ -241,6 +255,7 @@ def test_a_parsed_section(tmp_path: Path) -> None:
     assert section.certificate_paths() == ("/chain",)
 
 
+@pytest.mark.unit
 def test_cafile_default_and_empty_values_are_unset(tmp_path: Path) -> None:
     path = write(tmp_path / "c.conf", f"[s]\n{GOOD}certificate-chain =\nhash =\nnotify =\n")
     section = config.parse_section(config.load_certs([str(path)])["s"])
@@ -249,6 +264,7 @@ def test_cafile_default_and_empty_values_are_unset(tmp_path: Path) -> None:
     assert section.certificate_paths() == ("/c",)
 
 
+@pytest.mark.unit
 def test_subject_without_cn_but_with_sans(tmp_path: Path) -> None:
     path = write(
         tmp_path / "c.conf",
@@ -260,6 +276,7 @@ def test_subject_without_cn_but_with_sans(tmp_path: Path) -> None:
     assert section.identifiers == ("b.example", "a.example")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -304,6 +321,7 @@ def test_section_refusals_name_file_section_key_value(
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.unit
 def test_a_default_names_its_own_file(tmp_path: Path) -> None:
     defaults = write(tmp_path / "a.conf", "hash = md4\n")
     section = write(tmp_path / "b.conf", f"[s]\n{GOOD}")
@@ -312,6 +330,7 @@ def test_a_default_names_its_own_file(tmp_path: Path) -> None:
         config.parse_section(source)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -329,6 +348,7 @@ def test_missing_settings(tmp_path: Path, text: str, message: str) -> None:
         config.parse_section(config.load_certs([str(path)])["s"])
 
 
+@pytest.mark.unit
 def test_unknown_key_in_a_certificate_file_stops_everything(tmp_path: Path) -> None:
     path = write(tmp_path / "c.conf", f"[s]\n{GOOD}[t]\n{GOOD}certificate-keys = /k\n")
     with pytest.raises(ConfigError, match=rf"^{path}: unknown key 'certificate-keys' in \[t\]$"):
@@ -338,6 +358,7 @@ def test_unknown_key_in_a_certificate_file_stops_everything(tmp_path: Path) -> N
         config.load_certs([str(default)])
 
 
+@pytest.mark.unit
 def test_parse_subject_as_openssl_req_subj() -> None:
     assert config.parse_subject("/") == ()
     assert config.parse_subject("/CN=a=b") == ((("CN", "a=b"),),)
@@ -346,6 +367,7 @@ def test_parse_subject_as_openssl_req_subj() -> None:
     assert config.parse_subject("/O=/CN=x") == ((("CN", "x"),),)
 
 
+@pytest.mark.unit
 def test_resolve_owner() -> None:
     assert config.resolve_owner("root") == (0, -1)
     assert config.resolve_owner("root:root") == (0, 0)
@@ -353,6 +375,7 @@ def test_resolve_owner() -> None:
         config.resolve_owner("root:")
 
 
+@pytest.mark.process
 def test_default_commands_import_nothing_from_their_working_directory(tmp_path: Path) -> None:
     # The client and the webserver run in the challenge directory, which the
     # client can write to.
@@ -362,6 +385,7 @@ def test_default_commands_import_nothing_from_their_working_directory(tmp_path: 
         assert result.returncode not in (0, 99), result
 
 
+@pytest.mark.unit
 def test_default_cafile_falls_back_to_the_system_trust_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ca import make_ca
-from fake_client import save_ca
-from keys import new_key_file
-from master_helpers import LACME, OUR_ACCOUNTD
-from pebble import free_ports, temporary_directory, wait_for
-from spawn_helpers import descendants
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
+from support.commands import ACCOUNTD, LACME
+from support.pki import make_ca, new_key_file, save_ca
+from support.proc import descendants
+from support.system import free_ports, temporary_directory, wait_for
+
+pytestmark = [pytest.mark.process, pytest.mark.root]
 
 FAKE_CLIENT = Path(__file__).with_name("fake_client.py")
 OLD_CERT = b"-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n"
@@ -43,7 +42,7 @@ class Offline:
             "[webserver]\n"
             f"listen = {listen or self.directory / 'www.sock'}\n"
             "[accountd]\n"
-            f"command = {OUR_ACCOUNTD}\n"
+            f"command = {ACCOUNTD}\n"
             f"config = {self.directory / 'lacme-accountd.conf'}\n" + extra
         )
 
@@ -227,7 +226,10 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_during_an_order_leaves_nothing_behind(offline: Offline, signum: int) -> None:
+@pytest.mark.debian("iptables")
+def test_a_signal_during_an_order_leaves_nothing_behind(
+    netns: None, offline: Offline, signum: int
+) -> None:
     port, mapped = free_ports(2)
     offline.lacme_conf(
         "hang",
@@ -348,8 +350,8 @@ def test_accountd_command_with_arguments_as_another_user(offline: Offline) -> No
     (offline.directory / "account.key").chmod(0o644)
     (offline.directory / "lacme-accountd.conf").chmod(0o644)
     text = offline.config.read_text().replace(
-        f"command = {OUR_ACCOUNTD}\n",
-        f"command = /usr/bin/env LACME_TEST=%u {OUR_ACCOUNTD}\nuser = nobody\ngroup = nogroup\n",
+        f"command = {ACCOUNTD}\n",
+        f"command = /usr/bin/env LACME_TEST=%u {ACCOUNTD}\nuser = nobody\ngroup = nogroup\n",
     )
     offline.config.write_text(text)
     result = offline.run("newOrder", "--debug")

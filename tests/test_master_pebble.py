@@ -11,33 +11,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from accountd_helpers import standalone_accountd
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from keys import public_jwk
-from lacme_perl import LACME_CLIENT, PERL_ACCOUNTD
-from master_helpers import CONTACT, OUR_ACCOUNTD, MasterSetup, leaf_of, master_setup
-from pebble import PebbleServer
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
+from support import requires
+from support.accountd import standalone_accountd
+from support.commands import ACCOUNTD, CONTACT, PERL_ACCOUNTD, PERL_CLIENT
+from support.masters import MasterSetup, leaf_of, master_setup, names_of
+from support.pebble import PebbleServer
 
-
-def names_of(cert: x509.Certificate) -> list[str]:
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return sorted(san.get_values_for_type(x509.DNSName))
-
-
-def register(setup: MasterSetup) -> dict[str, object]:
-    result = setup.run("account", "--register", "--tos-agreed", CONTACT)
-    account: dict[str, object] = json.loads(result.stdout)
-    assert account["status"] == "valid"
-    assert account["key"] == public_jwk(setup.account_key)
-    return account
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
 def test_all_python_acceptance(pebble: PebbleServer) -> None:
     with master_setup(pebble) as setup:
-        account = register(setup)
+        account = setup.register()
         assert account["contact"] == [CONTACT]
         # A lookup, then a contact update.
         assert json.loads(setup.run("account").stdout)["contact"] == [CONTACT]
@@ -164,7 +152,7 @@ def test_children_are_unprivileged_and_isolated(pebble: PebbleServer) -> None:
         key_path.chmod(0o600)
         config = setup.config.read_text().replace("REPORTS", str(reports))
         setup.config.write_text(config.replace("KEY", str(key_path)))
-        register(setup)
+        setup.register()
         setup.write_sections(
             {
                 "s": {
@@ -244,14 +232,16 @@ def issue_one(setup: MasterSetup, *extra: str) -> x509.Certificate:
     return leaf
 
 
-@pytest.mark.skipif(not PERL_ACCOUNTD.exists(), reason="Debian package lacme-accountd missing")
+@pytest.mark.interop
+@pytest.mark.debian(*requires.PERL_ACCOUNTD)
 def test_with_perl_accountd_spawned(pebble: PebbleServer) -> None:
     # Perl's lacme-accountd only knows RSA account keys.
     with master_setup(pebble, account_key_kind="rsa2048", accountd=[str(PERL_ACCOUNTD)]) as setup:
         issue_one(setup)
 
 
-@pytest.mark.skipif(not PERL_ACCOUNTD.exists(), reason="Debian package lacme-accountd missing")
+@pytest.mark.interop
+@pytest.mark.debian(*requires.PERL_ACCOUNTD)
 def test_with_perl_accountd_on_a_socket(pebble: PebbleServer, tmp_path: Path) -> None:
     with (
         master_setup(pebble, account_key_kind="rsa2048", accountd=None) as setup,
@@ -269,7 +259,7 @@ def test_with_our_accountd_on_a_socket(pebble: PebbleServer, tmp_path: Path) -> 
     with (
         master_setup(pebble, accountd=None) as setup,
         standalone_accountd(
-            [OUR_ACCOUNTD],
+            [ACCOUNTD],
             tmp_path / "S.lacme",
             f"--privkey=file:{setup.account_key_path}",
             "--quiet",
@@ -285,13 +275,14 @@ def test_with_our_accountd_on_a_socket(pebble: PebbleServer, tmp_path: Path) -> 
         )
 
 
-@pytest.mark.skipif(not LACME_CLIENT.exists(), reason="Debian package lacme missing")
+@pytest.mark.interop
+@pytest.mark.debian(*requires.PERL_MASTER)
 def test_with_perl_client_and_webserver(pebble: PebbleServer) -> None:
     # LWP fails the hostname check of an IP URL despite the IP SAN, and
-    # takes its CA from the environment; see lacme_perl.py.
+    # takes its CA from the environment; see support/masters.py.
     with master_setup(
         pebble,
-        client=["/usr/bin/env", f"SSL_CERT_FILE={pebble.ca_bundle}", str(LACME_CLIENT)],
+        client=["/usr/bin/env", f"SSL_CERT_FILE={pebble.ca_bundle}", str(PERL_CLIENT)],
         webserver=["/usr/libexec/lacme/webserver"],
         extra_client=["SSL_verify = No"],
         ssl_cafile=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import struct
@@ -14,9 +13,11 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pebble import PebbleFactory, PebbleServer, missing_commands, port_open, running_pebble
 
-pytestmark = pytest.mark.skipif(bool(missing_commands()), reason="Debian package pebble missing")
+from support.pebble import PebbleFactory, PebbleServer, running_pebble
+from support.system import port_open
+
+pytestmark = pytest.mark.e2e
 
 
 def dns_query(port: int, name: str, qtype: int) -> list[bytes]:
@@ -113,9 +114,8 @@ def test_mock_dns_answers_ipv4_only(pebble: PebbleServer) -> None:
     assert dns_query(pebble.dns_port, "c.example.test", 1) == [bytes([127, 0, 0, 2])]
 
 
+@pytest.mark.root  # switching to _lacme-client
 def test_files_readable_by_lacme_users(pebble: PebbleServer) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to _lacme-client")
     for path in (pebble.ca_bundle, pebble.roots_file):
         subprocess.run(["cat", str(path)], user="_lacme-client", check=True, capture_output=True)
 

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from accountd_helpers import ACCOUNTD, Connection, standalone_accountd
-from keys import new_key_file
-from pebble import temporary_directory, wait_for
-from spawn_helpers import CHALLENGE, Webserver, children, http_get
+from spawn_master import CHALLENGE, http_get
 
+from lacme.config import WebserverConfig
 from lacme.spawn import (
     LOCK_FILE,
     Credentials,
@@ -38,10 +36,16 @@ from lacme.spawn import (
     spawn_accountd,
     stop,
 )
+from support import requires
+from support.accountd import Connection, standalone_accountd
+from support.commands import ACCOUNTD
+from support.pki import new_key_file
+from support.proc import children
+from support.system import temporary_directory, wait_for
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root to drop privileges")
+pytestmark = [pytest.mark.process, pytest.mark.root]
 
-HELPERS = Path(__file__).with_name("spawn_helpers.py")
+HELPERS = Path(__file__).with_name("spawn_master.py")
 PERL_ACCOUNTD = Path("/usr/bin/lacme-accountd")
 PERL_WEBSERVER = Path("/usr/libexec/lacme/webserver")
 CLIENT = pwd.getpwnam("_lacme-client")
@@ -265,7 +269,8 @@ def test_spawn_accountd_as_another_user(client: Credentials, shared_dir: Path) -
         stop(proc)
 
 
-@pytest.mark.skipif(not PERL_ACCOUNTD.exists(), reason="Debian package lacme-accountd missing")
+@pytest.mark.interop
+@pytest.mark.debian(*requires.PERL_ACCOUNTD)
 def test_spawn_perl_accountd(www: Credentials, shared_dir: Path) -> None:
     key = shared_dir / "account.key"
     new_key_file(key, "rsa2048")
@@ -450,7 +455,9 @@ def test_parse_listen_refusals(bad: str) -> None:
 # --- challenge_setup: webservers --------------------------------------------
 
 
-def refusal(settings: Webserver, client: Credentials | None, www: Credentials | None) -> Exception:
+def refusal(
+    settings: WebserverConfig, client: Credentials | None, www: Credentials | None
+) -> Exception:
     """What challenge_setup raises on entry with SETTINGS."""
     with pytest.raises((SpawnError, ValueError)) as refused:
         challenge_setup(settings, client, www, debug=False).__enter__()
@@ -466,7 +473,7 @@ def test_webservers_on_tcp_and_unix_sockets(
 ) -> None:
     port = free_port()
     unix_path = scratch_tmp / "lacme-www.socket"
-    settings = Webserver(listen=f"127.0.0.1:{port},{unix_path}")
+    settings = WebserverConfig(listen=f"127.0.0.1:{port},{unix_path}")
     with challenge_setup(settings, client, www, debug=False) as directory:
         challenge_dir = Path(directory)
         info = challenge_dir.stat()
@@ -519,11 +526,12 @@ def free_port() -> int:
     return port
 
 
-@pytest.mark.skipif(not PERL_WEBSERVER.exists(), reason="Debian package lacme missing")
+@pytest.mark.interop
+@pytest.mark.debian("lacme")
 def test_perl_webserver_command(client: Credentials, www: Credentials, scratch_tmp: Path) -> None:
     """The contract is lacme 0.8.2's: its webserver works behind our master."""
     port = free_port()
-    settings = Webserver(listen=f"[::1]:{port}", command=str(PERL_WEBSERVER))
+    settings = WebserverConfig(listen=f"[::1]:{port}", command=str(PERL_WEBSERVER))
     with challenge_setup(settings, client, www, debug=False) as directory:
         (Path(directory) / "tok").write_text("perl")
         response = http_get(socket.AF_INET6, ("::1", port), CHALLENGE + "tok")
@@ -537,7 +545,7 @@ def test_nothing_left_after_an_exception_inside(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
     unix_path = scratch_tmp / "www.socket"
-    settings = Webserver(listen=f"127.0.0.1:{free_port()} [::1]:{free_port()} {unix_path}")
+    settings = WebserverConfig(listen=f"127.0.0.1:{free_port()} [::1]:{free_port()} {unix_path}")
 
     def fail_inside() -> None:
         with challenge_setup(settings, client, www, debug=False) as directory:
@@ -560,7 +568,7 @@ def test_failed_setup_undoes_what_was_done(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = Webserver(listen=f"{unix_path} 127.0.0.1:{port}")
+        settings = WebserverConfig(listen=f"{unix_path} 127.0.0.1:{port}")
         error = refusal(settings, client, www)
     assert str(error) == f"can't listen on 127.0.0.1:{port}: Address already in use"
     assert leftovers(scratch_tmp) == []
@@ -571,11 +579,11 @@ def test_failed_setup_undoes_what_was_done(
 def test_webserver_command_failure(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
-    settings = Webserver(listen=f"127.0.0.1:{free_port()}", command="/no/such/webserver")
+    settings = WebserverConfig(listen=f"127.0.0.1:{free_port()}", command="/no/such/webserver")
     error = refusal(settings, client, www)
     assert str(error) == "can't execute /no/such/webserver: No such file or directory"
     assert leftovers(scratch_tmp) == []
-    error = refusal(Webserver(listen="127.0.0.1", command=" "), client, www)
+    error = refusal(WebserverConfig(listen="127.0.0.1", command=" "), client, www)
     assert str(error) == "[webserver] command is empty"
     assert leftovers(scratch_tmp) == []
 
@@ -584,7 +592,7 @@ def test_a_webserver_that_died_is_reported(
     client: Credentials, www: Credentials, scratch_tmp: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     port = free_port()
-    settings = Webserver(listen=f"127.0.0.1:{port}", command="false")
+    settings = WebserverConfig(listen=f"127.0.0.1:{port}", command="false")
     with challenge_setup(settings, client, www, debug=False):
         [pid] = children(os.getpid())
         wait_for(lambda: status_fields(pid)["State"].startswith("Z"), "false to exit")
@@ -599,17 +607,17 @@ def test_unix_socket_path_in_the_way(
 ) -> None:
     path = scratch_tmp / "www.socket"
     path.write_text("not a socket")
-    error = refusal(Webserver(listen=str(path)), client, www)
+    error = refusal(WebserverConfig(listen=str(path)), client, www)
     assert str(error) == f"can't listen on {path}: it exists and is not a socket"
     assert path.read_text() == "not a socket"
     path.unlink()
     with socket.socket(socket.AF_UNIX) as live:
         live.bind(str(path))
         live.listen()
-        error = refusal(Webserver(listen=str(path)), client, www)
+        error = refusal(WebserverConfig(listen=str(path)), client, www)
         assert str(error) == f"can't listen on {path}: another process is listening there"
     # Left over by a killed run: nobody listens, so it is replaced.
-    with challenge_setup(Webserver(listen=str(path)), client, www, debug=False):
+    with challenge_setup(WebserverConfig(listen=str(path)), client, www, debug=False):
         response = http_get(socket.AF_UNIX, str(path), CHALLENGE + "missing")
         assert response.startswith(b"HTTP/1.1 404 ")
     assert not path.exists()
@@ -617,7 +625,7 @@ def test_unix_socket_path_in_the_way(
 
 
 def test_listen_empty_needs_a_challenge_directory(client: Credentials, www: Credentials) -> None:
-    error = refusal(Webserver(listen=""), client, www)
+    error = refusal(WebserverConfig(listen=""), client, www)
     assert str(error) == "[webserver] challenge-directory is required when listen is empty"
 
 
@@ -690,7 +698,7 @@ def test_challenge_directory_is_emptied(
     outside.write_text("keep")
     monkeypatch.setenv("TMPDIR", str(shared_dir))
     # Expanded before the drop (root's %T), and `listen` is then ignored.
-    settings = Webserver(listen="127.0.0.1:1", challenge_directory="%T/acme-challenge")
+    settings = WebserverConfig(listen="127.0.0.1:1", challenge_directory="%T/acme-challenge")
     with challenge_setup(settings, client, www, debug=False) as used:
         assert used == str(directory)
         assert (directory / LOCK_FILE).read_text() == f"{os.getpid()}\n"
@@ -710,7 +718,7 @@ def test_challenge_directory_must_be_empty(
 ) -> None:
     directory = challenge_directory(shared_dir)
     (directory / "someone-elses").write_text("x")
-    settings = Webserver(challenge_directory=str(directory))
+    settings = WebserverConfig(challenge_directory=str(directory))
     error = refusal(settings, client, www)
     assert str(error) == f"refusing to use non-empty challenge directory {directory}"
     assert [p.name for p in directory.iterdir()] == ["someone-elses"]
@@ -718,7 +726,7 @@ def test_challenge_directory_must_be_empty(
 
 def test_challenge_directory_lock(client: Credentials, www: Credentials, shared_dir: Path) -> None:
     directory = challenge_directory(shared_dir)
-    settings = Webserver(challenge_directory=str(directory))
+    settings = WebserverConfig(challenge_directory=str(directory))
     with challenge_setup(settings, client, www, debug=False):
         (directory / "tok").write_text("x")
         error = refusal(settings, client, www)
@@ -731,7 +739,7 @@ def test_challenge_directory_lock(client: Credentials, www: Credentials, shared_
 def test_challenge_directory_missing(
     client: Credentials, www: Credentials, shared_dir: Path
 ) -> None:
-    settings = Webserver(challenge_directory=str(shared_dir / "missing"))
+    settings = WebserverConfig(challenge_directory=str(shared_dir / "missing"))
     assert str(refusal(settings, client, www)) == (
         f"can't open challenge directory {shared_dir}/missing: No such file or directory"
     )
@@ -740,10 +748,7 @@ def test_challenge_directory_missing(
 # --- challenge_setup: iptables -----------------------------------------------
 
 
-@pytest.mark.skipif(
-    not Path("/usr/sbin/iptables").exists() or not (shutil.which("unshare") and shutil.which("ip")),
-    reason="needs iptables, unshare and ip (Debian packages iptables, util-linux, iproute2)",
-)
+@pytest.mark.debian("iptables", "util-linux", "iproute2")
 def test_firewall_rules_in_a_network_namespace() -> None:
     done = subprocess.run(
         ["unshare", "-n", sys.executable, str(HELPERS), "firewall"],

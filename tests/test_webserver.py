@@ -23,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from lacme_perl import CONTACT, LACME, PERL_ACCOUNTD, lacme_setup
-from pebble import PebbleServer, stop_process, wait_for
 
 from lacme import webserver
+from support import requires
+from support.commands import CONTACT, PERL_ACCOUNTD
+from support.masters import perl_master_setup
+from support.pebble import PebbleServer
+from support.proc import open_fds
+from support.system import stop_process, wait_for
 
 PREFIX = "/.well-known/acme-challenge/"
 TOKENS = {
@@ -49,7 +53,7 @@ class Response:
 
 
 @dataclass
-class Webserver:
+class WebserverProcess:
     proc: subprocess.Popen[bytes]
     family: socket.AddressFamily
     address: str | tuple[str, int]
@@ -129,7 +133,7 @@ def assert_harmless(request: bytes, raw: bytes) -> int:
 @contextmanager
 def running_webserver(
     directory: Path, family: socket.AddressFamily = socket.AF_INET, debug: str | None = None
-) -> Iterator[Webserver]:
+) -> Iterator[WebserverProcess]:
     """Start the webserver on a socket bound here; on exit, SIGTERM must stop it with status 0."""
     with ExitStack() as stack:
         listener = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
@@ -139,7 +143,7 @@ def running_webserver(
         else:
             address = ("::1" if family == socket.AF_INET6 else "127.0.0.1", 0)
         listener.bind(address)
-        if family == socket.AF_UNIX:
+        if isinstance(address, str):
             stack.callback(os.unlink, address)
         listener.listen(BACKLOG)
         logs = directory.parent / f"{directory.name}-logs"
@@ -158,7 +162,9 @@ def running_webserver(
                 stderr=err,
             )
         stack.callback(stop_process, proc)
-        server = Webserver(proc, family, listener.getsockname(), logs / "stdout", logs / "stderr")
+        server = WebserverProcess(
+            proc, family, listener.getsockname(), logs / "stdout", logs / "stderr"
+        )
         yield server
         if proc.returncode is None:  # else the test stopped it and checked how
             server.assert_alive()
@@ -179,7 +185,7 @@ def challenges(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server(challenges: Path) -> Iterator[Webserver]:
+def server(challenges: Path) -> Iterator[WebserverProcess]:
     with running_webserver(challenges) as server:
         yield server
 
@@ -195,6 +201,7 @@ def families() -> list[socket.AddressFamily]:
     return result
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("family", families(), ids=lambda f: f.name)
 def test_get_and_head(challenges: Path, family: socket.AddressFamily) -> None:
     with running_webserver(challenges, family) as server:
@@ -208,13 +215,15 @@ def test_get_and_head(challenges: Path, family: socket.AddressFamily) -> None:
         assert parse_response(raw).body == TOKENS["tok_1"]
 
 
-def test_missing_token(server: Webserver) -> None:
+@pytest.mark.process
+def test_missing_token(server: WebserverProcess) -> None:
     for method in ("GET", "HEAD"):
         response = server.get(PREFIX + "no_such_token", method=method)
         assert (response.status, response.body) == (404, b"")
 
 
-def test_symlinks_not_followed(challenges: Path, server: Webserver) -> None:
+@pytest.mark.process
+def test_symlinks_not_followed(challenges: Path, server: WebserverProcess) -> None:
     (challenges / "outside").symlink_to(challenges.parent / "secret")
     (challenges / "inside").symlink_to("tok_1")
     (challenges / "dangling").symlink_to("no_such_token")
@@ -224,13 +233,15 @@ def test_symlinks_not_followed(challenges: Path, server: Webserver) -> None:
         assert SECRET not in raw
 
 
-def test_fifo_does_not_block(challenges: Path, server: Webserver) -> None:
+@pytest.mark.process
+def test_fifo_does_not_block(challenges: Path, server: WebserverProcess) -> None:
     os.mkfifo(challenges / "fifo")
     assert server.get(PREFIX + "fifo").status == 403
     assert server.get(PREFIX + "tok_1").body == TOKENS["tok_1"]
 
 
-def test_not_regular_files(challenges: Path, server: Webserver) -> None:
+@pytest.mark.process
+def test_not_regular_files(challenges: Path, server: WebserverProcess) -> None:
     (challenges / "directory").mkdir()
     (challenges / "huge").write_bytes(b"x" * (webserver.MAX_CONTENT + 1))
     (challenges / "unreadable").write_bytes(b"x")
@@ -271,8 +282,9 @@ FORBIDDEN_REQUESTS = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("request_line", FORBIDDEN_REQUESTS)
-def test_forbidden(server: Webserver, request_line: str) -> None:
+def test_forbidden(server: WebserverProcess, request_line: str) -> None:
     raw = server.exchange(f"{request_line} HTTP/1.1\r\nHost: a.example.test\r\n\r\n".encode())
     response = parse_response(raw)
     assert (response.status, response.body) == (403, b"")
@@ -303,13 +315,15 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("request_bytes", BAD_REQUESTS, ids=lambda r: repr(r[:40]))
-def test_bad_request(server: Webserver, request_bytes: bytes) -> None:
+def test_bad_request(server: WebserverProcess, request_bytes: bytes) -> None:
     response = parse_response(server.exchange(request_bytes))
     assert (response.status, response.body) == (400, b"")
 
 
-def test_bare_newlines_accepted(server: Webserver) -> None:
+@pytest.mark.process
+def test_bare_newlines_accepted(server: WebserverProcess) -> None:
     raw = server.exchange(f"GET {PREFIX}tok_1 HTTP/1.1\nHost: a\n\n".encode())
     assert parse_response(raw).body == TOKENS["tok_1"]
 
@@ -354,7 +368,8 @@ def fuzz_cases(seed: int, count: int) -> list[bytes]:
     return cases
 
 
-def test_fuzz(challenges: Path, server: Webserver) -> None:
+@pytest.mark.process
+def test_fuzz(challenges: Path, server: WebserverProcess) -> None:
     os.mkfifo(challenges / "fifo")
     (challenges / "outside").symlink_to(challenges.parent / "secret")
     (challenges / "directory").mkdir()
@@ -367,7 +382,8 @@ def test_fuzz(challenges: Path, server: Webserver) -> None:
     assert server.get(PREFIX + "tok_1").body == TOKENS["tok_1"]
 
 
-def test_abrupt_clients(server: Webserver) -> None:
+@pytest.mark.process
+def test_abrupt_clients(server: WebserverProcess) -> None:
     """Peers that reset or vanish mid-request don't disturb the others."""
     for partial in (b"", b"GET /", f"GET {PREFIX}tok_1 HTTP/1.1\r\n".encode()):
         sock = server.connect()
@@ -382,12 +398,20 @@ def test_abrupt_clients(server: Webserver) -> None:
     server.assert_alive()
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def still_open(sock: socket.socket) -> bool:
+    """Whether the server has neither answered nor closed SOCK yet."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(CLIENT_TIMEOUT)
 
 
-def test_idle_connections_do_not_block(server: Webserver) -> None:
-    baseline = open_fds(server.proc.pid)
+@pytest.mark.process
+def test_idle_connections_do_not_block(server: WebserverProcess) -> None:
+    baseline = len(open_fds(server.proc.pid))
     idle = []
     try:
         for index in range(50):
@@ -396,9 +420,11 @@ def test_idle_connections_do_not_block(server: Webserver) -> None:
             if index % 2:  # half of them a slow request, never finished
                 sock.sendall(f"GET {PREFIX}tok_1 HTTP/1.1\r\nHost: a".encode())
         # All of them accepted: none is just waiting in the listen backlog.
-        wait_for(lambda: open_fds(server.proc.pid) >= baseline + 50, "50 accepted connections")
-        response = server.get(PREFIX + "tok_1", timeout=1.0)
+        wait_for(lambda: len(open_fds(server.proc.pid)) >= baseline + 50, "50 accepted connections")
+        response = server.get(PREFIX + "tok_1")
         assert response.body == TOKENS["tok_1"]
+        # Answered while every idle peer is still held: not after dropping them.
+        assert all(still_open(sock) for sock in idle)
         # Idle peers are dropped without an answer once their time is up.
         idle[-1].settimeout(webserver.REQUEST_TIMEOUT + CLIENT_TIMEOUT)
         assert read_all(idle[-1]) == b""
@@ -407,7 +433,8 @@ def test_idle_connections_do_not_block(server: Webserver) -> None:
             sock.close()
 
 
-def test_concurrent_clients(server: Webserver) -> None:
+@pytest.mark.process
+def test_concurrent_clients(server: WebserverProcess) -> None:
     results: list[bytes] = []
 
     def fetch() -> None:
@@ -422,6 +449,7 @@ def test_concurrent_clients(server: Webserver) -> None:
     assert results == [TOKENS["Zm9v-YmFy_42"]] * 100
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_signal_exits_zero(challenges: Path, signum: signal.Signals) -> None:
     with running_webserver(challenges) as server:
@@ -434,6 +462,7 @@ def test_signal_exits_zero(challenges: Path, signum: signal.Signals) -> None:
         assert server.log() == ""
 
 
+@pytest.mark.process
 def test_debug_log(challenges: Path) -> None:
     with running_webserver(challenges, debug="1") as server:
         server.get(PREFIX + "tok_1")
@@ -451,6 +480,7 @@ def test_debug_log(challenges: Path) -> None:
         assert quiet.log() == ""
 
 
+@pytest.mark.process
 def test_bad_arguments(tmp_path: Path) -> None:
     def run(*args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -477,6 +507,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.process
 def test_imports_only_what_it_needs() -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import sys, lacme.webserver; print(*sys.modules)"],
@@ -490,12 +521,13 @@ def test_imports_only_what_it_needs() -> None:
     assert not modules & unwanted
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="Perl lacme's master must run as root")
-@pytest.mark.skipif(not LACME.exists(), reason=f"{LACME} missing (Debian package lacme)")
-@pytest.mark.skipif(not PERL_ACCOUNTD.exists(), reason="Debian package lacme-accountd missing")
+@pytest.mark.e2e
+@pytest.mark.interop
+@pytest.mark.root
+@pytest.mark.debian(*requires.PERL_MASTER, *requires.PERL_ACCOUNTD)
 def test_perl_master_spawns_our_webserver(pebble: PebbleServer) -> None:
     """Perl lacme 0.8.2, all Perl but for `[webserver] command`, issues a certificate."""
-    with lacme_setup(
+    with perl_master_setup(
         pebble,
         accountd_command=[str(PERL_ACCOUNTD)],
         webserver_command=[sys.executable, "-m", "lacme.webserver"],

@@ -219,15 +219,23 @@ class Response:
 class Deadline:
     """The `timeout` setting: one deadline for the whole conversation (none if 0)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.timeout = timeout
-        self.end = time.monotonic() + timeout if timeout > 0 else None
+        self.clock = clock
+        self.wait = sleep
+        self.end = clock() + timeout if timeout > 0 else None
 
     def remaining(self, what: str) -> float | None:
         """Seconds left (None: no deadline); raises AcmeTimeout if none are."""
         if self.end is None:
             return None
-        left = self.end - time.monotonic()
+        left = self.end - self.clock()
         if left <= 0:
             raise AcmeTimeout(f"timeout ({self.timeout:g}s) exceeded {what}")
         return left
@@ -243,7 +251,7 @@ class Deadline:
                     f"{seconds:g}s the server asked for {what}"
                 )
             seconds = left / 2
-        time.sleep(seconds)
+        self.wait(seconds)
 
 
 class AcmeSession:

@@ -1,14 +1,13 @@
 """ACME Renewal Information (RFC 9773): lacme.ari and the certID, then,
 against hand-made fakes, what neither Pebble (no ARI) nor acme2certifier
-(tests/test_modern_ari_a2c.py) can be made to send: an `alreadyReplaced`
-newOrder (client_helpers' hostile server), an explanationURL, a malformed
+(tests/test_ari_and_profiles_e2e.py) can be made to send: an `alreadyReplaced`
+newOrder (the hostile server of tests/support/hostile.py), an explanationURL, a malformed
 window and a missing Retry-After (a fake ARI server, for the master)."""
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ca import make_ca
-from client_helpers import PEM, fake_accountd, hostile_server, run_client
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from master_helpers import master_setup
 
 from lacme import ari
 from lacme.certificate import ari_cert_id
+from support.accountd import fake_accountd
+from support.commands import run_client
+from support.hostile import PEM, hostile_server
+from support.masters import master_setup
+from support.pki import make_ca
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 1, tzinfo=UTC)
@@ -49,6 +50,7 @@ def certificate(serial: int, aki: bytes | None) -> x509.Certificate:
     return builder.sign(key, hashes.SHA256())
 
 
+@pytest.mark.unit
 def test_cert_id_as_in_rfc_9773() -> None:
     # Section 4.1's example, a serial whose high bit asks for a leading zero.
     aki = bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
@@ -63,6 +65,7 @@ def answer(start: str, end: str, **extra: Any) -> bytes:
     ).encode()
 
 
+@pytest.mark.unit
 def test_parse_client_output() -> None:
     info = ari.parse_client_output(
         json.dumps(
@@ -84,6 +87,7 @@ def test_parse_client_output() -> None:
     assert info.retry_after == 21600
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("output", "message"),
     [
@@ -109,6 +113,7 @@ def info(start_day: int, end_day: int, retry_after: float | None = None) -> ari.
     )
 
 
+@pytest.mark.unit
 def test_renewal_time_is_drawn_once_per_window() -> None:
     first = ari.next_state(None, "a.b", info(10, 20, 3600), NOW)
     assert first.start <= first.renew_at < first.end
@@ -126,6 +131,7 @@ def test_renewal_time_is_drawn_once_per_window() -> None:
     assert len(set(moved)) > 1
 
 
+@pytest.mark.unit
 def test_state_round_trip(tmp_path: Path) -> None:
     path = ari.state_path(str(tmp_path / "cert.pem"))
     state = ari.next_state(None, "a.b", info(10, 20), NOW)
@@ -138,6 +144,7 @@ def test_state_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["cert.pem.ari"]
 
 
+@pytest.mark.process
 def test_already_replaced_orders_again_without_replaces(tmp_path: Path) -> None:
     # RFC 9773 section 5: the certificate has a replacement already (say, from
     # a run whose installation failed); a new certificate is still wanted.
@@ -179,7 +186,7 @@ def test_already_replaced_orders_again_without_replaces(tmp_path: Path) -> None:
 @dataclass
 class FakeAri:
     """A plain-HTTP server with a directory and renewalInfo, nothing else;
-    what master_helpers.master_setup() reads of a server is here too."""
+    a support.servers.AcmeTestServer, as master_setup() takes."""
 
     directory_url: str
     roots_file: Path
@@ -201,6 +208,7 @@ def fake_ari(tmp_path: Path) -> Iterator[FakeAri]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             server.requests.append(self.path)
+            headers: dict[str, str]
             if self.path == "/directory":
                 base = f"http://127.0.0.1:{httpd.server_address[1]}"
                 status, body, headers = (
@@ -246,6 +254,7 @@ def window(start: datetime.datetime, end: datetime.datetime, **extra: Any) -> by
     ).encode()
 
 
+@pytest.mark.process
 def test_client_lookups_without_accountd(fake_ari: FakeAri) -> None:
     # As the master runs them: SOCKET_FD with nobody behind it.
     nobody, peer = socket.socketpair()
@@ -268,7 +277,8 @@ def test_client_lookups_without_accountd(fake_ari: FakeAri) -> None:
     assert fake_ari.requests == ["/directory", "/renewal-info/a.b", "/directory"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="lacme's master must run as root")
+@pytest.mark.process
+@pytest.mark.root  # the master
 def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
     now = datetime.datetime.now(UTC)
     start, end = now + datetime.timedelta(days=50), now + datetime.timedelta(days=60)
@@ -277,7 +287,7 @@ def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
         window(start, end, explanationURL="https://ca.example/why"),
         {"Retry-After": "120"},
     )
-    with master_setup(fake_ari, ssl_cafile=False) as setup:  # type: ignore[arg-type]
+    with master_setup(fake_ari, ssl_cafile=False) as setup:
         key_path, key = setup.service_key("site", "p256")
         chain = setup.directory / "site.chain"
         leaf = make_ca().issue(key.public_key(), ["a.example.test"])
@@ -291,7 +301,9 @@ def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
                 }
             }
         )
+        before = datetime.datetime.now(UTC)
         result = setup.run("newOrder", "--debug")
+        after = datetime.datetime.now(UTC)
         assert fake_ari.requests == [
             "/directory",
             "/directory",
@@ -304,8 +316,10 @@ def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
         )
         assert "), skipping\n" in result.stderr
         state = json.loads(Path(f"{chain}.ari").read_text())
-        next_check = datetime.datetime.fromisoformat(state["nextCheck"]) - now
-        assert datetime.timedelta(seconds=110) < next_check < datetime.timedelta(seconds=130)
+        # Asked at some instant of the run: Retry-After from then.
+        next_check = datetime.datetime.fromisoformat(state["nextCheck"])
+        retry_after = datetime.timedelta(seconds=120)
+        assert before + retry_after <= next_check <= after + retry_after
 
         # A malformed window (RFC 9773 section 4.2) once Retry-After has
         # passed: min-days decides; the state stays as it was.
@@ -321,7 +335,9 @@ def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
 
         # No Retry-After: asked again in six hours.
         fake_ari.renewal_info = (200, window(start, end), {})
+        before = datetime.datetime.now(UTC)
         setup.run("newOrder")
+        after = datetime.datetime.now(UTC)
         state = json.loads(Path(f"{chain}.ari").read_text())
-        next_check = datetime.datetime.fromisoformat(state["nextCheck"]) - now
-        assert abs(next_check - ari.DEFAULT_RETRY_AFTER) < datetime.timedelta(seconds=30)
+        next_check = datetime.datetime.fromisoformat(state["nextCheck"])
+        assert before + ari.DEFAULT_RETRY_AFTER <= next_check <= after + ari.DEFAULT_RETRY_AFTER

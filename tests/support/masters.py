@@ -1,46 +1,145 @@
-"""Driving Debian's Perl lacme 0.8.2 master (/usr/sbin/lacme) against the Pebble bench.
+"""A master, ours (`master_setup`) or Perl lacme 0.8.2's (`perl_master_setup`),
+with a throwaway configuration against an ACME test server.
 
-Only the master runs as root; it forks the ACME client as `_lacme-client`
-and the http-01 webserver as `_lacme-www`, so everything those read lives
-in world-readable temporary directories.
+The master runs as root; it forks the ACME client as `_lacme-client` and the
+http-01 webserver as `_lacme-www`, so everything those read lives in
+world-readable temporary directories.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from accountd_helpers import accountd_section
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
-from keys import new_key_file, public_jwk
-from pebble import (
-    PebbleServer,
-    temporary_directory,
-)
 
-LACME = Path("/usr/sbin/lacme")
-LACME_CLIENT = Path("/usr/libexec/lacme/client")
-PERL_ACCOUNTD = Path("/usr/bin/lacme-accountd")
-OUR_ACCOUNTD = Path(sys.executable).parent / "lacme-accountd"
-LACME_TIMEOUT = 120.0
-CONTACT = "mailto:admin@example.test"
+from support.accountd import accountd_section
+from support.commands import ACCOUNTD, CONTACT, LACME, PERL_CLIENT, PERL_LACME, TIMEOUT, run_checked
+from support.pebble import PebbleServer
+from support.pki import new_key_file, public_jwk
+from support.servers import AcmeTestServer
+from support.system import temporary_directory
 
 KeyType = Literal["rsa", "ec"]
 KEY_KINDS: dict[KeyType, str] = {"rsa": "rsa2048", "ec": "p256"}
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
+def leaf_of(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def names_of(cert: x509.Certificate) -> list[str]:
+    """The DNS names of CERT's subjectAltName, sorted."""
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sorted(san.get_values_for_type(x509.DNSName))
+
+
 @dataclass
-class LacmeSetup:
-    """A throwaway lacme.conf + lacme-certs.conf (+ lacme-accountd.conf) and keys."""
+class MasterSetup:
+    """Our master's lacme.conf, lacme-accountd.conf and account key."""
+
+    server: AcmeTestServer
+    directory: Path
+    config: Path
+    certs_config: Path
+    account_key_path: Path
+    account_key: Any
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        """`lacme --config=... ARGS`; unless CHECK is false, fail the test with
+        its output unless it succeeds."""
+        return run_checked(
+            [LACME, f"--config={self.config}", *args],
+            check=check,
+            timeout=timeout,
+            explain=self.server.log,
+        )
+
+    def register(self) -> dict[str, Any]:
+        """`account --register --tos-agreed CONTACT`: the new account, checked
+        to be valid and, where the server shows its key, to be accountd's."""
+        account: dict[str, Any] = json.loads(
+            self.run("account", "--register", "--tos-agreed", CONTACT).stdout
+        )
+        assert account["status"] == "valid"
+        assert account.get("key", public_jwk(self.account_key)) == public_jwk(self.account_key)
+        return account
+
+    def write_sections(self, sections: Mapping[str, Mapping[str, str]], defaults: str = "") -> None:
+        """Write lacme-certs.conf; every section trusts the server's roots."""
+        lines = [f"CAfile = {self.server.roots_file}", defaults]
+        for name, settings in sections.items():
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {value}" for key, value in settings.items()]
+        self.certs_config.write_text("\n".join(lines) + "\n")
+
+    def one_section(self, name: str = "site", **settings: str) -> Path:
+        """Write lacme-certs.conf with one section NAME for a fresh P-256
+        key; the certificate chain file it installs."""
+        key_path, _ = self.service_key(name, "p256")
+        chain = self.directory / f"{name}.chain"
+        self.write_sections(
+            {name: {"certificate-key": str(key_path), "certificate-chain": str(chain), **settings}}
+        )
+        return chain
+
+    def service_key(self, name: str, kind: str) -> tuple[Path, Any]:
+        path = self.directory / f"{name}.key"
+        return path, new_key_file(path, kind)
+
+
+@contextmanager
+def master_setup(
+    server: AcmeTestServer,
+    *,
+    account_key_kind: str = "p256",
+    accountd: Sequence[str] | None = (str(ACCOUNTD),),
+    client: Sequence[str] | None = None,
+    webserver: Sequence[str] | None = None,
+    listen: str | None = None,
+    extra_client: Sequence[str] = (),
+    ssl_cafile: bool = True,
+    extra_webserver: Sequence[str] = (),
+) -> Iterator[MasterSetup]:
+    """lacme.conf, lacme-accountd.conf and an account key in a temporary
+    directory; ACCOUNTD None leaves [accountd] out (use --socket=).  Without
+    SSL_CAFILE the client must be told about the server's listener CA otherwise."""
+    with ExitStack() as stack:
+        directory = temporary_directory(stack, "lacme-master-")
+        account_key_path = directory / "account.key"
+        account_key = new_key_file(account_key_path, account_key_kind)
+        certs_config = directory / "lacme-certs.conf"
+        lines = [
+            "[client]",
+            f"server = {server.directory_url}",
+            *([f"SSL_CAfile = {server.ca_bundle}"] if ssl_cafile else []),
+            *([f"command = {' '.join(client)}"] if client else []),
+            *extra_client,
+            "[webserver]",
+            f"listen = {f'127.0.0.1:{server.http_port}' if listen is None else listen}",
+            *([f"command = {' '.join(webserver)}"] if webserver else []),
+            *extra_webserver,
+        ]
+        if accountd is not None:
+            lines += accountd_section(directory, account_key_path, accountd)
+        config = directory / "lacme.conf"
+        config.write_text("\n".join(lines) + "\n")
+        yield MasterSetup(server, directory, config, certs_config, account_key_path, account_key)
+
+
+@dataclass
+class PerlMasterSetup:
+    """Perl's lacme.conf and lacme-certs.conf (and lacme-accountd.conf), and keys."""
 
     pebble: PebbleServer
     directory: Path
@@ -57,30 +156,19 @@ class LacmeSetup:
     ) -> subprocess.CompletedProcess[str]:
         """Run `lacme [--socket=S] ARGS`; unless `check` is false, fail the
         test with its output unless it succeeds."""
-        argv = [str(LACME), f"--config={self.config}"]
+        argv: list[str | Path] = [PERL_LACME, f"--config={self.config}"]
         if socket is not None:
             argv.append(f"--socket={socket}")
-        result = subprocess.run(
-            [*argv, *args], capture_output=True, text=True, timeout=LACME_TIMEOUT, check=False
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(result.args)} exited {result.returncode}\n"
-                f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n"
-                f"{self.pebble.log()}"
-            )
-        return result
+        return run_checked([*argv, *args], check=check, explain=self.pebble.log)
 
     def register_and_issue(self, socket: Path | None = None) -> None:
         """`account --register --tos-agreed`, then `newOrder`, checking both results."""
-        # A contact is needed: without one lacme follows the registration with
-        # an empty account update, which Pebble rejects.
         result = self.run("account", "--register", "--tos-agreed", CONTACT, socket=socket)
         account = json.loads(result.stdout)
         assert account["status"] == "valid"
         assert account["contact"] == [CONTACT]
         # The account really is the key accountd was given.
-        assert account["key"] == public_jwk(self.account_key)
+        assert account.get("key", public_jwk(self.account_key)) == public_jwk(self.account_key)
         self.run("newOrder", socket=socket)
         self.check_certificate()
 
@@ -90,8 +178,7 @@ class LacmeSetup:
         assert x509.load_pem_x509_certificate(self.certificate.read_bytes()) == leaf
         assert intermediates, "certificate-chain has no intermediate"
         assert leaf.public_key() == self.service_key.public_key()
-        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(self.names)
+        assert names_of(leaf) == sorted(self.names)
 
         roots = x509.load_pem_x509_certificates(self.pebble.roots_file.read_bytes())
         verifier = (
@@ -107,7 +194,7 @@ class LacmeSetup:
 
 
 @contextmanager
-def lacme_setup(
+def perl_master_setup(
     pebble: PebbleServer,
     *,
     account_key_type: KeyType = "rsa",
@@ -116,8 +203,8 @@ def lacme_setup(
     client_command: Sequence[str] | None = None,
     client_timeout: float | None = None,
     names: Sequence[str] = ("a.example.test", "b.example.test"),
-) -> Iterator[LacmeSetup]:
-    """Write the configuration in a temporary directory, removed on exit.
+) -> Iterator[PerlMasterSetup]:
+    """Perl lacme's configuration in a temporary directory, removed on exit.
 
     With `accountd_command`, lacme spawns it (`--stdio`, with a
     lacme-accountd.conf naming the account key); without, the [accountd]
@@ -139,7 +226,7 @@ def lacme_setup(
         # an IP URL despite the certificate's IP SAN.  Ours checks it, and
         # is given the CA the same way: Perl lacme refuses [client] keys it
         # doesn't know, such as SSL_CAfile.
-        command = " ".join(client_command or [str(LACME_CLIENT)])
+        command = " ".join(client_command or [str(PERL_CLIENT)])
         config_lines = [
             f"config-certs = {directory / 'lacme-certs.conf'}",
             "[client]",
@@ -174,7 +261,7 @@ def lacme_setup(
             )
             + "\n"
         )
-        yield LacmeSetup(
+        yield PerlMasterSetup(
             pebble=pebble,
             directory=directory,
             config=config,

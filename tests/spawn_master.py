@@ -1,6 +1,6 @@
-"""Helpers for tests/test_spawn.py, and the master-like programs it runs.
+"""The master-like programs tests/test_spawn.py runs, and what it shares with them.
 
-As a script, `python spawn_helpers.py MODE`:
+As a script, `python spawn_master.py MODE`:
 
 - `firewall`: meant to run inside `unshare -n`; brings up lo, runs
   challenge_setup with `iptables = Yes` once on no tables at all, then after
@@ -21,25 +21,16 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from lacme.config import WebserverConfig
 from lacme.spawn import challenge_setup, resolve_credentials, spawn
+from lacme.webserver import PREFIX
+from support.proc import children
 
-WEBSERVER_COMMAND = f"{sys.executable} -m lacme.webserver"
-CHALLENGE = "/.well-known/acme-challenge/"
+CHALLENGE = PREFIX.decode()
 FIREWALL_PROGRAMS = ("iptables", "ip6tables")
-
-
-@dataclass(frozen=True)
-class Webserver:
-    """[webserver] settings, as config.WebserverConfig holds them."""
-
-    listen: str = ""
-    challenge_directory: str | None = None
-    command: str = WEBSERVER_COMMAND
-    iptables: bool = False
 
 
 def http_get(family: socket.AddressFamily, address: str | tuple[str, int], path: str) -> bytes:
@@ -52,40 +43,6 @@ def http_get(family: socket.AddressFamily, address: str | tuple[str, int], path:
         while chunk := sock.recv(4096):
             chunks.append(chunk)
     return b"".join(chunks)
-
-
-def parents() -> dict[int, int]:
-    """Every process's parent pid, zombies included, from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # Fields after the parenthesised command name: state, ppid, ...
-        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return found
-
-
-def children(parent: int) -> list[int]:
-    """Pids of PARENT's children (zombies included)."""
-    return [pid for pid, ppid in parents().items() if ppid == parent]
-
-
-def descendants(ancestor: int) -> set[int]:
-    """Pids of ANCESTOR's children, their children, and so on."""
-    by_parent: dict[int, list[int]] = {}
-    for pid, ppid in parents().items():
-        by_parent.setdefault(ppid, []).append(pid)
-    found: set[int] = set()
-    todo = [ancestor]
-    while todo:
-        for child in by_parent.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def firewall_rules() -> dict[str, list[str]]:
@@ -109,7 +66,7 @@ def _firewall() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     client = resolve_credentials("_lacme-client", "nogroup", "client")
     www = resolve_credentials("_lacme-www", "nogroup", "webserver")
-    settings = Webserver(
+    settings = WebserverConfig(
         listen="127.0.0.1 [::1]:8080, [::]:8081 [::ffff:127.0.0.1]:8082", iptables=True
     )
     # A fresh namespace has no filter table yet: iptables-save shows nothing.
@@ -147,7 +104,7 @@ def _hold(listen: str) -> None:
     client = resolve_credentials("_lacme-client", "nogroup", "client")
     www = resolve_credentials("_lacme-www", "nogroup", "webserver")
     try:
-        with challenge_setup(Webserver(listen=listen), client, www, debug=True) as directory:
+        with challenge_setup(WebserverConfig(listen=listen), client, www, debug=True) as directory:
             (Path(directory) / "tok").write_text("held")
             print(json.dumps({"directory": directory, "webservers": children(os.getpid())}))
             sys.stdout.flush()

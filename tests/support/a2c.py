@@ -23,12 +23,9 @@ users can read (lacme's unprivileged children read the CA bundle).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import importlib.metadata
 import json
 import os
 import re
-import shutil
 import sqlite3
 import ssl
 import subprocess
@@ -40,29 +37,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from ca import make_ca
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from keys import write_key
-from pebble import (
+
+from support.pebble import mock_dns_argv
+from support.pki import make_ca, write_key, write_tls_material
+from support.system import (
     all_running,
-    mock_dns_argv,
+    in_own_network_namespace,
     port_open,
     spawn_logged,
     temporary_directory,
     wait_for,
-    write_tls_material,
 )
 
-CLONE_NEWNET = 0x40000000
-NETNS = "/proc/thread-self/ns/net"
-# Where this module is imported (pytest's collection): the machine's own.
-HOST_NETNS = os.stat(NETNS).st_ino
 ACME_PORT = 443
 HTTP_PORT = 80
 DNS_PORT = 53
 CHALLTESTSRV_PORT = 8055
-SERVE = Path(__file__).with_name("a2c_serve.py")
+SERVE = Path(__file__).parent.parent / "a2c_serve.py"
 # The profiles the bench advertises in the directory's meta.profiles.
 PROFILES = {
     "classic": "the default profile",
@@ -70,50 +63,9 @@ PROFILES = {
 }
 
 
-def missing() -> str | None:
-    """Why the bench can't run here, or None."""
-    if os.geteuid() != 0:
-        return "needs root, for a network namespace"
-    # By its distribution: this module's name shadows the package here.
-    try:
-        version = importlib.metadata.version("acme2certifier")
-    except importlib.metadata.PackageNotFoundError:
-        return "acme2certifier is not installed (pip install '.[test]')"
-    if not version.startswith("0.46."):
-        return f"acme2certifier {version} is installed, the bench is for 0.46.x"
-    if shutil.which("pebble-challtestsrv") is None:
-        return "pebble-challtestsrv not found (Debian package pebble)"
-    return None
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-@contextmanager
-def network_namespace() -> Iterator[None]:
-    """Move this thread, and the processes it starts meanwhile, into a fresh
-    network namespace; come back on exit.  Processes started inside stay
-    there, so stop them before leaving (ExitStack order does)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    original = os.open(NETNS, os.O_RDONLY)
-    try:
-        _check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-        try:
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            yield
-        finally:
-            _check(libc.setns(original, CLONE_NEWNET), "setns back")
-    finally:
-        os.close(original)
-
-
 @dataclass
 class A2CServer:
-    """A running acme2certifier; the attributes master_helpers.master_setup()
-    reads from a PebbleServer are here too."""
+    """A running acme2certifier (a support.servers.AcmeTestServer)."""
 
     directory_url: str
     ca_bundle: Path  # CA of the HTTPS listener
@@ -226,7 +178,7 @@ def running_acme2certifier(
     for none; eab_keys: if given, external account binding is required, with
     these MAC keys (base64url) by key identifier.
     """
-    if os.stat(NETNS).st_ino == HOST_NETNS:
+    if not in_own_network_namespace():
         # Ports 53, 80 and 443 of the machine are not the bench's to take.
         raise RuntimeError("running_acme2certifier() belongs inside network_namespace()")
     with ExitStack() as stack:

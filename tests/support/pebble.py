@@ -9,35 +9,28 @@ of lacme (`_lacme-client`, `_lacme-www`) can read the CA bundle and the roots.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import itertools
 import json
 import os
-import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from keys import write_key
 
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 5.0
-
-T = TypeVar("T")
+from support.pki import write_tls_material
+from support.system import (
+    all_running,
+    free_ports,
+    port_open,
+    spawn_logged,
+    temporary_directory,
+    wait_for,
+)
 
 
 class PebbleFactory(Protocol):
@@ -52,167 +45,6 @@ class PebbleFactory(Protocol):
         env: Mapping[str, str] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> PebbleServer: ...
-
-
-def missing_commands() -> list[str]:
-    return [cmd for cmd in ("pebble", "pebble-challtestsrv") if shutil.which(cmd) is None]
-
-
-def wait_for(
-    condition: Callable[[], T | None],
-    what: str,
-    timeout: float = STARTUP_TIMEOUT,
-    interval: float = 0.05,
-    alive: Callable[[], None] | None = None,
-) -> T:
-    """Poll `condition` until it returns something truthy, and return that.
-
-    `alive` is called at each round to fail fast (by raising) when a process
-    we are waiting on has died, instead of waiting for the whole timeout.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None:
-            alive()
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_ports(count: int) -> list[int]:
-    """Return `count` distinct loopback ports currently free for both TCP and UDP.
-
-    All sockets are held open until every port is chosen, so the ports are
-    distinct; there is an unavoidable window before the servers bind them.
-    """
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(tcp)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                # The mock DNS server listens on both TCP and UDP.
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, then SIGKILL if the process has not exited within `timeout`."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def temporary_directory(stack: ExitStack, prefix: str, mode: int = 0o755) -> Path:
-    """A temporary directory (by default one other users can enter), removed when `stack` closes.
-
-    pytest's tmp_path lives under a 0700 directory, which lacme's unprivileged
-    children could not enter.
-    """
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    stack.callback(shutil.rmtree, path, ignore_errors=True)
-    path.chmod(mode)
-    return path
-
-
-def write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
-    """Create a CA and a listener certificate for 127.0.0.1/::1/localhost.
-
-    Returns (CA certificate, listener certificate, listener key) paths.
-    """
-    now = datetime.datetime.now(datetime.UTC)
-    validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lacme test listener CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(validity[0])
-        .not_valid_after(validity[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(validity[0])
-        .not_valid_after(validity[1])
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    ca_path = directory / "listener-ca.pem"
-    cert_path = directory / "listener-cert.pem"
-    key_path = directory / "listener-key.pem"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    ca_path.chmod(0o644)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_key(key_path, key)
-    return ca_path, cert_path, key_path
 
 
 @dataclass
@@ -268,32 +100,6 @@ class PebbleServer:
             f"--- {path.name} ---\n{path.read_text(errors='replace')}"
             for path in sorted(self.workdir.glob("*.log"))
         )
-
-
-def spawn_logged(
-    stack: ExitStack, argv: list[str], log: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start ARGV with its output in LOG; stopped when STACK closes."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    stack.callback(stop_process, proc)
-    return proc
-
-
-def all_running(
-    processes: list[subprocess.Popen[bytes]], log: Callable[[], str]
-) -> Callable[[], None]:
-    """A check for wait_for's ALIVE: raises, with LOG, once any of PROCESSES
-    (as the list then stands) has exited."""
-
-    def check() -> None:
-        for proc in processes:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{log()}")
-
-    return check
 
 
 def mock_dns_argv(dns_port: int, management_port: int) -> list[str]:

@@ -1,16 +1,12 @@
-"""Running our ACME client process directly, with a stand-in accountd and a
-hand-made (hostile) ACME server, for the client's tests."""
+"""A hand-made ACME server on loopback, for what neither Pebble nor
+acme2certifier can be made to send: it checks no signature, answers a happy
+issuance by default, and whatever a test tells it to for any path."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import os
-import socket
 import ssl
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,62 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pebble import temporary_directory, write_tls_material
+from support.pki import write_tls_material
+from support.system import temporary_directory
 
-CLIENT = [sys.executable, "-m", "lacme.client"]
-GREETING = (
-    b'1 OK {"alg":"ES256","jwk-thumbprint":"thumb"}\r\n'
-    b'{"crv":"P-256","kty":"EC","x":"eA","y":"eQ"}\r\n'
-)
 TOKEN = "tok_en-1"
 PEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-
-
-@contextmanager
-def fake_accountd(greeting: bytes = GREETING) -> Iterator[socket.socket]:
-    """The client's end of a socketpair whose other end greets, then answers
-    every line with a (meaningless) signature, as the hostile server checks none."""
-    ours, theirs = socket.socketpair()
-
-    def serve() -> None:
-        with theirs, theirs.makefile("rb") as lines:
-            try:
-                theirs.sendall(greeting)
-                for _ in lines:
-                    theirs.sendall(b"c2ln\r\n")
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    with ours:
-        yield ours
-
-
-def run_client(
-    command: str,
-    *args: str,
-    settings: dict[str, Any],
-    accountd: socket.socket,
-    stdin: bytes = b"",
-    cwd: Path | str = "/",
-    env: dict[str, str] | None = None,
-    timeout: float = 60,
-) -> subprocess.CompletedProcess[bytes]:
-    """`python -m lacme.client COMMAND CONFIG_FD SOCKET_FD ARGS`, as lacme's master runs it."""
-    with tempfile.TemporaryFile() as config:
-        config.write(json.dumps(settings).encode())
-        config.seek(0)
-        return subprocess.run(
-            [*CLIENT, command, str(config.fileno()), str(accountd.fileno()), *args],
-            input=stdin,
-            capture_output=True,
-            pass_fds=(config.fileno(), accountd.fileno()),
-            cwd=cwd,
-            env={**os.environ, "DEBUG": "0", **(env or {})},
-            timeout=timeout,
-            check=False,
-        )
 
 
 # An answer: (status, Content-Type, body, extra headers).  A callable body is

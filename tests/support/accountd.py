@@ -1,4 +1,7 @@
-"""Helpers to drive a lacme-accountd process (ours or Perl's) in tests."""
+"""Talking to a lacme-accountd, ours or Perl's, as its clients do: signing
+requests, checking signatures, a standalone accountd on a socket, the
+[accountd] section spawning one; and a stand-in accountd for the client's
+tests."""
 
 import base64
 import contextlib
@@ -7,7 +10,7 @@ import json
 import signal
 import socket
 import subprocess
-import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +19,16 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from pebble import stop_process, wait_for
 
 from lacme.accountd_protocol import Greeting, canonical_json, parse_greeting
+from support.commands import ACCOUNTD
+from support.system import stop_process, wait_for
 
-ACCOUNTD = Path(sys.executable).parent / "lacme-accountd"
+# What the stand-in accountd greets with: an ES256 key (not a real one).
+GREETING = (
+    b'1 OK {"alg":"ES256","jwk-thumbprint":"thumb"}\r\n'
+    b'{"crv":"P-256","kty":"EC","x":"eA","y":"eQ"}\r\n'
+)
 
 
 def b64url(data: bytes) -> bytes:
@@ -32,11 +40,27 @@ def unb64url(data: bytes | str) -> bytes:
     return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
 
 
+def signing_line(header: object, payload: bytes = b"") -> bytes:
+    """A line as the client sends it: HEADER (JSON-encoded, unless bytes
+    already) and PAYLOAD, base64url, joined by a dot, then CRLF."""
+    encoded = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return b64url(encoded) + b"." + b64url(payload) + b"\r\n"
+
+
 def request_line(alg: str, payload: bytes = b"", **header: Any) -> bytes:
     """A valid signing input line, with HEADER fields overriding the defaults."""
     fields = {"alg": alg, "nonce": "n0nce", "url": "https://ca.test/new-acct", "kid": "k1"}
     fields.update(header)
-    return b64url(json.dumps(fields).encode()) + b"." + b64url(payload) + b"\r\n"
+    return signing_line(fields, payload)
+
+
+def run_accountd(
+    *args: str, stdin: bytes = b"", **popen: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """Our `lacme-accountd ARGS`, STDIN its input, its output captured."""
+    return subprocess.run(
+        [str(ACCOUNTD), *args], input=stdin, capture_output=True, timeout=60, check=False, **popen
+    )
 
 
 def verify(jwk: dict[str, str], signing_input: bytes, signature_b64: bytes) -> None:
@@ -154,3 +178,24 @@ def accountd_section(directory: Path, account_key: Path, command: Sequence[str])
     accountd_config = directory / "lacme-accountd.conf"
     accountd_config.write_text(f"privkey = file:{account_key}\n")
     return ["[accountd]", f"command = {' '.join(command)}", f"config = {accountd_config}"]
+
+
+@contextlib.contextmanager
+def fake_accountd(greeting: bytes = GREETING) -> Iterator[socket.socket]:
+    """The client's end of a socketpair whose other end greets, then answers
+    every line with a (meaningless) signature, for servers that check none."""
+    ours, theirs = socket.socketpair()
+
+    def serve() -> None:
+        with theirs, theirs.makefile("rb") as lines:
+            try:
+                theirs.sendall(greeting)
+                for _ in lines:
+                    theirs.sendall(b"c2ln\r\n")
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with ours:
+        yield ours

@@ -1,0 +1,16 @@
+"""What the tests share, one job a module:
+
+- `system`: temporary directories, free ports, child processes, waiting;
+- `proc`: inspecting other processes through /proc;
+- `requires`: what a test needs of the machine (root, Debian packages);
+- `pki`: keys, test CAs and the listeners' TLS material;
+- `servers`: what every ACME test server offers, and running a test against each;
+- `pebble`, `a2c`: the Pebble and acme2certifier test servers;
+- `hostile`: a hand-made ACME server, for what neither real one can be made to send;
+- `accountd`: talking to a lacme-accountd (ours or Perl's), and a stand-in one;
+- `commands`: our commands and Perl lacme's, and running them;
+- `masters`: a master (ours or Perl's) with a throwaway configuration.
+
+The programs the tests start as other processes (`fake_client.py`,
+`inspect_child.py`, `spawn_master.py`, `a2c_serve.py`) live beside the tests.
+"""

@@ -1,0 +1,68 @@
+"""Inspecting processes through /proc: the process tree, and what one
+process holds (open descriptors, status fields, environment).  PID "self"
+is the calling process, as from a stand-in program the master started."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def open_fds(pid: int | str = "self") -> set[int]:
+    """The descriptors PID has open."""
+    listed = {int(name) for name in os.listdir(f"/proc/{pid}/fd")}
+    if pid != "self":
+        return listed
+    alive = set()
+    for fd in listed:
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the one listdir used
+        alive.add(fd)
+    return alive
+
+
+def status_fields(pid: int | str = "self") -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {name: value.strip() for name, _, value in (line.partition(":") for line in lines)}
+
+
+def environment(pid: int | str = "self") -> dict[str, str]:
+    """The environment PID was executed with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if item)
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent pid, zombies included."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # Fields after the parenthesised command name: state, ppid, ...
+        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def children(parent: int) -> list[int]:
+    """Pids of PARENT's children (zombies included)."""
+    return [pid for pid, ppid in parents().items() if ppid == parent]
+
+
+def descendants(ancestor: int) -> set[int]:
+    """Pids of ANCESTOR's children, their children, and so on."""
+    by_parent: dict[int, list[int]] = {}
+    for pid, ppid in parents().items():
+        by_parent.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = [ancestor]
+    while todo:
+        for child in by_parent.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
