@@ -1,9 +1,8 @@
-"""Fixtures (the ACME test servers of tests/support) and the markers.
-
-Every test is of one kind, `unit`, `process` or `e2e` (pyproject.toml says
-what each means); `interop` and `root` may come on top.  A test's needs of
-the machine are markers too: `root`, and `debian(PACKAGE, ...)`.  A test
-whose needs are not met fails with one line naming them: it never skips.
+"""Fixtures (the ACME test servers of tests/support) and the suite's rules
+on markers (support.requires): every test is of one kind, `unit`, `process`
+or `e2e` (pyproject.toml says what each means), with `interop` and `root` on
+top; a test whose needs (`root`, `debian(PACKAGE, ...)`) are not met fails
+with one line naming them: it never skips.
 """
 
 from __future__ import annotations
@@ -18,11 +17,15 @@ from support.a2c import A2CServer, running_acme2certifier
 from support.commands import ACCOUNTD
 from support.pebble import PebbleFactory, PebbleServer, running_pebble
 from support.pki import IssuingCA, make_ca
-from support.requires import require_acme2certifier, require_packages, require_root
+from support.requires import (
+    check_kinds,
+    check_needs,
+    require_acme2certifier,
+    require_packages,
+    require_root,
+)
 from support.servers import A2CBench, Bench, PebbleBench
 from support.system import network_namespace
-
-KINDS = ("unit", "process", "e2e")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,25 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuse a test without exactly one kind, or a unit test that is more."""
-    wrong = []
-    for item in items:
-        kinds = [kind for kind in KINDS if item.get_closest_marker(kind)]
-        extra = [name for name in ("root", "interop", "debian") if item.get_closest_marker(name)]
-        if len(kinds) != 1 or (kinds == ["unit"] and extra):
-            wrong.append(f"{item.nodeid}: marked {', '.join(kinds + extra) or 'nothing'}")
-    if wrong:
-        raise pytest.UsageError(
-            "each test is exactly one of unit, process or e2e, and a unit test "
-            "needs neither root nor a package:\n  " + "\n  ".join(wrong)
-        )
+    check_kinds(items)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("root"):
-        require_root()
-    for marker in item.iter_markers("debian"):
-        require_packages(*marker.args)
+    check_needs(item)
 
 
 @pytest.fixture(scope="module")

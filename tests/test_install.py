@@ -582,7 +582,7 @@ def test_install_issue_and_uninstall(real_install: RealInstall, pebble: PebbleSe
 
 @pytest.mark.process
 @pytest.mark.root
-@pytest.mark.debian("systemd")
+@pytest.mark.debian("systemd", "man-db")
 def test_systemd_units_verify(real_install: RealInstall) -> None:
     # Installed for real: verify checks that ExecStart= and the manual exist.
     units = real_install.prefix / "lib/systemd/system"

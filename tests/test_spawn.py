@@ -43,14 +43,20 @@ from support.pki import new_key_file
 from support.proc import children
 from support.system import temporary_directory, wait_for
 
-pytestmark = [pytest.mark.process, pytest.mark.root]
-
 HELPERS = Path(__file__).with_name("spawn_master.py")
 PERL_ACCOUNTD = Path("/usr/bin/lacme-accountd")
 PERL_WEBSERVER = Path("/usr/libexec/lacme/webserver")
-CLIENT = pwd.getpwnam("_lacme-client")
-WWW = pwd.getpwnam("_lacme-www")
 NOGROUP = 65534
+
+
+def client_user() -> pwd.struct_passwd:
+    """The client's user, which Debian's lacme package creates."""
+    return pwd.getpwnam("_lacme-client")
+
+
+def www_user() -> pwd.struct_passwd:
+    """The webserver's user, which Debian's lacme package creates."""
+    return pwd.getpwnam("_lacme-www")
 
 
 @pytest.fixture
@@ -103,13 +109,18 @@ def sleeper(credentials: Credentials | None, **kwargs: Any) -> subprocess.Popen[
 # --- credentials -----------------------------------------------------------
 
 
+@pytest.mark.process
+@pytest.mark.debian("lacme")  # its users
 def test_resolve_credentials() -> None:
     assert resolve_credentials("", "", "client") is None
-    assert resolve_credentials("_lacme-client", "nogroup", "client") == (CLIENT.pw_uid, NOGROUP)
-    assert resolve_credentials("_lacme-www", "", "webserver") == (WWW.pw_uid, None)
+    client = (client_user().pw_uid, NOGROUP)
+    assert resolve_credentials("_lacme-client", "nogroup", "client") == client
+    assert resolve_credentials("_lacme-www", "", "webserver") == (www_user().pw_uid, None)
     assert resolve_credentials("", "nogroup", "accountd") == (None, NOGROUP)
 
 
+@pytest.mark.process
+@pytest.mark.debian("lacme")  # its users
 @pytest.mark.parametrize(
     ("user", "group", "message"),
     [
@@ -125,6 +136,8 @@ def test_resolve_credentials_refusals(user: str, group: str, message: str) -> No
 # --- spawn -----------------------------------------------------------------
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_child_runs_unprivileged_with_only_its_contract(
     client: Credentials, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,7 +154,7 @@ def test_child_runs_unprivileged_with_only_its_contract(
         os.close(write_end)
     try:
         status = status_fields(proc.pid)
-        assert status["Uid"].split() == [str(CLIENT.pw_uid)] * 4
+        assert status["Uid"].split() == [str(client_user().pw_uid)] * 4
         assert status["Gid"].split() == [str(NOGROUP)] * 4
         assert status["Groups"].split() == [str(NOGROUP)]
         assert status["NoNewPrivs"] == "1"
@@ -150,8 +163,8 @@ def test_child_runs_unprivileged_with_only_its_contract(
         assert environment(proc.pid) == {
             "USER": "_lacme-client",
             "LOGNAME": "_lacme-client",
-            "HOME": CLIENT.pw_dir,
-            "SHELL": CLIENT.pw_shell,
+            "HOME": client_user().pw_dir,
+            "SHELL": client_user().pw_shell,
             "PATH": "/usr/bin:/bin",
             "TERM": "vt100",
             "DEBUG": "1",
@@ -165,6 +178,8 @@ def test_child_runs_unprivileged_with_only_its_contract(
         assert stop(proc) == -signal.SIGTERM
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_child_without_privilege_drop_keeps_roots_identity() -> None:
     proc = sleeper(None)
     try:
@@ -178,6 +193,8 @@ def test_child_without_privilege_drop_keeps_roots_identity() -> None:
         stop(proc)
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_child_cannot_read_root_files_nor_become_root(
     client: Credentials, shared_dir: Path
 ) -> None:
@@ -202,6 +219,8 @@ def test_child_cannot_read_root_files_nor_become_root(
     assert (proc.returncode, out) == (0, b"denied\ndenied\n")
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_spawn_failures_are_one_line_errors(
     client: Credentials, shared_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -219,13 +238,15 @@ def test_spawn_failures_are_one_line_errors(
         spawn([], client)
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_children_get_sigterm_when_the_master_dies() -> None:
     master = subprocess.Popen(
         [sys.executable, str(HELPERS), "orphan"], stdout=subprocess.PIPE, text=True
     )
     assert master.stdout is not None
     pid = int(master.stdout.readline())
-    assert status_fields(pid)["Uid"].split()[0] == str(WWW.pw_uid)
+    assert status_fields(pid)["Uid"].split()[0] == str(www_user().pw_uid)
     master.kill()
     master.wait()
     # Reparented and killed: gone, or a zombie about to be reaped by init.
@@ -238,11 +259,13 @@ def test_children_get_sigterm_when_the_master_dies() -> None:
 # --- accountd --------------------------------------------------------------
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_spawn_accountd_as_another_user(client: Credentials, shared_dir: Path) -> None:
     # %u is expanded for the child (_lacme-client), not for root.
     key = shared_dir / "_lacme-client.key"
     new_key_file(key, "p256")
-    os.chown(key, CLIENT.pw_uid, -1)
+    os.chown(key, client_user().pw_uid, -1)
     command = f"{ACCOUNTD} --privkey=file:{shared_dir}/%u.key"
     sock, proc = spawn_accountd(command, client, config="/dev/null", quiet=True, debug=False)
     try:
@@ -256,7 +279,7 @@ def test_spawn_accountd_as_another_user(client: Credentials, shared_dir: Path) -
         sock.settimeout(30)
         connection = Connection(sock)
         assert connection.greeting.alg == "ES256"
-        assert status_fields(proc.pid)["Uid"].split() == [str(CLIENT.pw_uid)] * 4
+        assert status_fields(proc.pid)["Uid"].split() == [str(client_user().pw_uid)] * 4
         # Its end of the socketpair as stdin and stdout, nothing else.
         assert open_fds(proc.pid) - {0, 1, 2} == set()
         assert os.readlink(f"/proc/{proc.pid}/fd/0") == os.readlink(f"/proc/{proc.pid}/fd/1")
@@ -269,12 +292,14 @@ def test_spawn_accountd_as_another_user(client: Credentials, shared_dir: Path) -
         stop(proc)
 
 
+@pytest.mark.process
+@pytest.mark.root
 @pytest.mark.interop
 @pytest.mark.debian(*requires.PERL_ACCOUNTD)
 def test_spawn_perl_accountd(www: Credentials, shared_dir: Path) -> None:
     key = shared_dir / "account.key"
     new_key_file(key, "rsa2048")
-    os.chown(key, WWW.pw_uid, -1)
+    os.chown(key, www_user().pw_uid, -1)
     config = shared_dir / "accountd.conf"
     config.write_text(f"privkey = file:{key}\n")
     sock, proc = spawn_accountd(
@@ -291,6 +316,8 @@ def test_spawn_perl_accountd(www: Credentials, shared_dir: Path) -> None:
         stop(proc)
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_spawn_accountd_command_is_just_argv(client: Credentials) -> None:
     """As with `ssh -T host lacme-accountd`: words, looked up in PATH, and
     the documented options appended; echo writes them to the socket."""
@@ -309,6 +336,8 @@ def test_spawn_accountd_command_is_just_argv(client: Credentials) -> None:
         )
 
 
+@pytest.mark.process
+@pytest.mark.root
 @pytest.mark.parametrize(
     ("user", "group"), [("_lacme-client", "nogroup"), ("", ""), ("", "nogroup"), ("_lacme-www", "")]
 )
@@ -327,6 +356,8 @@ def test_spawn_accountd_expands_as_the_child_would(user: str, group: str) -> Non
     assert by_master == by_child.rstrip(b"\n")
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_spawn_accountd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPG_TTY", "/dev/pts/9")
     monkeypatch.setenv("XDG_CONFIG_HOME", "/root/.config-of-the-master")
@@ -348,6 +379,8 @@ def test_spawn_accountd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     }
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_spawn_accountd_refusals(client: Credentials) -> None:
     with pytest.raises(ValueError, match=r"^\[accountd\] command is empty$"):
         spawn_accountd("  ", None, config="", quiet=True, debug=False)
@@ -360,6 +393,8 @@ def test_spawn_accountd_refusals(client: Credentials) -> None:
 # --- connect_accountd ------------------------------------------------------
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_connect_accountd(shared_dir: Path) -> None:
     directory = shared_dir / "run"
     directory.mkdir(mode=0o700)
@@ -383,6 +418,8 @@ def test_connect_accountd(shared_dir: Path) -> None:
         )
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_connect_accountd_missing_or_not_a_socket(shared_dir: Path) -> None:
     directory = shared_dir / "run"
     directory.mkdir(mode=0o755)
@@ -406,6 +443,7 @@ def test_connect_accountd_missing_or_not_a_socket(shared_dir: Path) -> None:
 # --- parse_listen ----------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_parse_listen() -> None:
     parsed = parse_listen("127.0.0.1, [::1]:8080 /run/lacme-www.socket,0.0.0.0:443 [::]")
     assert parsed == [
@@ -426,6 +464,7 @@ def test_parse_listen() -> None:
     assert parse_listen("") == parse_listen(" , ") == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "bad",
     [
@@ -468,6 +507,8 @@ def leftovers(scratch_tmp: Path) -> list[str]:
     return [p.name for p in scratch_tmp.iterdir() if p.name.startswith("acme-challenge.")]
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_webservers_on_tcp_and_unix_sockets(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
@@ -477,20 +518,20 @@ def test_webservers_on_tcp_and_unix_sockets(
     with challenge_setup(settings, client, www, debug=False) as directory:
         challenge_dir = Path(directory)
         info = challenge_dir.stat()
-        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (CLIENT.pw_uid, 0o755)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (client_user().pw_uid, 0o755)
         assert challenge_dir.parent == scratch_tmp
         # The client writes the token file, with its umask.
         writer = spawn(
             ["sh", "-c", "printf tok.thumb > tok"], client, cwd=directory, stdin=subprocess.DEVNULL
         )
         assert writer.wait(30) == 0
-        assert (challenge_dir / "tok").stat().st_uid == CLIENT.pw_uid
+        assert (challenge_dir / "tok").stat().st_uid == client_user().pw_uid
         assert stat.S_IMODE(unix_path.stat().st_mode) == 0o666
         webservers = children(os.getpid())
         assert len(webservers) == 2
         for pid in webservers:
             status = status_fields(pid)
-            assert status["Uid"].split() == [str(WWW.pw_uid)] * 4
+            assert status["Uid"].split() == [str(www_user().pw_uid)] * 4
             assert status["NoNewPrivs"] == "1"
             assert environment(pid)["DEBUG"] == "0"
             assert (
@@ -526,6 +567,8 @@ def free_port() -> int:
     return port
 
 
+@pytest.mark.process
+@pytest.mark.root
 @pytest.mark.interop
 @pytest.mark.debian("lacme")
 def test_perl_webserver_command(client: Credentials, www: Credentials, scratch_tmp: Path) -> None:
@@ -541,6 +584,8 @@ def test_perl_webserver_command(client: Credentials, www: Credentials, scratch_t
     assert children(os.getpid()) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_nothing_left_after_an_exception_inside(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
@@ -560,6 +605,8 @@ def test_nothing_left_after_an_exception_inside(
     assert children(os.getpid()) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_failed_setup_undoes_what_was_done(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
@@ -576,6 +623,8 @@ def test_failed_setup_undoes_what_was_done(
     assert children(os.getpid()) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_webserver_command_failure(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
@@ -588,6 +637,8 @@ def test_webserver_command_failure(
     assert leftovers(scratch_tmp) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_a_webserver_that_died_is_reported(
     client: Credentials, www: Credentials, scratch_tmp: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -602,6 +653,8 @@ def test_a_webserver_that_died_is_reported(
     assert leftovers(scratch_tmp) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_unix_socket_path_in_the_way(
     client: Credentials, www: Credentials, scratch_tmp: Path
 ) -> None:
@@ -624,6 +677,8 @@ def test_unix_socket_path_in_the_way(
     assert leftovers(scratch_tmp) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_listen_empty_needs_a_challenge_directory(client: Credentials, www: Credentials) -> None:
     error = refusal(WebserverConfig(listen=""), client, www)
     assert str(error) == "[webserver] challenge-directory is required when listen is empty"
@@ -653,6 +708,8 @@ def assert_released(held: dict[str, Any], unix_path: Path) -> None:
         assert not Path(f"/proc/{pid}").exists()
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_sigterm_leaves_nothing_behind(scratch_tmp: Path) -> None:
     unix_path = scratch_tmp / "www.socket"
     master, held = hold(scratch_tmp, f"127.0.0.1:{free_port()} {unix_path}")
@@ -664,6 +721,8 @@ def test_sigterm_leaves_nothing_behind(scratch_tmp: Path) -> None:
     assert_released(held, unix_path)
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_impatient_signals_leave_nothing_behind(scratch_tmp: Path) -> None:
     """More signals while the first one's exception unwinds: held back
     until everything is undone."""
@@ -686,10 +745,12 @@ def test_impatient_signals_leave_nothing_behind(scratch_tmp: Path) -> None:
 def challenge_directory(shared_dir: Path) -> Path:
     directory = shared_dir / "acme-challenge"
     directory.mkdir()
-    os.chown(directory, CLIENT.pw_uid, -1)
+    os.chown(directory, client_user().pw_uid, -1)
     return directory
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_challenge_directory_is_emptied(
     client: Credentials, www: Credentials, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -713,6 +774,8 @@ def test_challenge_directory_is_emptied(
     assert outside.read_text() == "keep"
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_challenge_directory_must_be_empty(
     client: Credentials, www: Credentials, shared_dir: Path
 ) -> None:
@@ -724,6 +787,8 @@ def test_challenge_directory_must_be_empty(
     assert [p.name for p in directory.iterdir()] == ["someone-elses"]
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_challenge_directory_lock(client: Credentials, www: Credentials, shared_dir: Path) -> None:
     directory = challenge_directory(shared_dir)
     settings = WebserverConfig(challenge_directory=str(directory))
@@ -736,6 +801,8 @@ def test_challenge_directory_lock(client: Credentials, www: Credentials, shared_
     assert list(directory.iterdir()) == []
 
 
+@pytest.mark.process
+@pytest.mark.root
 def test_challenge_directory_missing(
     client: Credentials, www: Credentials, shared_dir: Path
 ) -> None:
@@ -748,6 +815,8 @@ def test_challenge_directory_missing(
 # --- challenge_setup: iptables -----------------------------------------------
 
 
+@pytest.mark.process
+@pytest.mark.root
 @pytest.mark.debian("iptables", "util-linux", "iproute2")
 def test_firewall_rules_in_a_network_namespace() -> None:
     done = subprocess.run(

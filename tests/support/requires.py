@@ -1,5 +1,6 @@
-"""What a test needs of the machine.  A test that lacks it fails with one
-line naming what to install or how to run it; it never skips."""
+"""What a test needs of the machine, and the suite's rules on markers
+(tests/conftest.py applies them).  A test that lacks what it needs fails
+with one line naming what to install or how to run it; it never skips."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 PERL_MASTER = ("lacme", "liblwp-protocol-https-perl")
 PERL_ACCOUNTD = ("lacme-accountd", "libcrypt-openssl-rsa-perl")
 ACME2CERTIFIER_SERIES = "0.46."
+KINDS = ("unit", "process", "e2e")
 
 # The markers of a test running Perl lacme's master (as root) or accountd.
 perl_master = [pytest.mark.interop, pytest.mark.root, pytest.mark.debian(*PERL_MASTER)]
@@ -64,3 +66,26 @@ def require_acme2certifier() -> None:
             "run scripts/setup (it installs the test extra, pip install '.[test]')",
             pytrace=False,
         )
+
+
+def check_kinds(items: list[pytest.Item]) -> None:
+    """Refuse a test without exactly one kind, or a unit test that is more."""
+    wrong = []
+    for item in items:
+        kinds = [kind for kind in KINDS if item.get_closest_marker(kind)]
+        extra = [name for name in ("root", "interop", "debian") if item.get_closest_marker(name)]
+        if len(kinds) != 1 or (kinds == ["unit"] and extra):
+            wrong.append(f"{item.nodeid}: marked {', '.join(kinds + extra) or 'nothing'}")
+    if wrong:
+        raise pytest.UsageError(
+            "each test is exactly one of unit, process or e2e, and a unit test "
+            "needs neither root nor a package:\n  " + "\n  ".join(wrong)
+        )
+
+
+def check_needs(item: pytest.Item) -> None:
+    """Fail ITEM, before it runs, if the machine lacks what its markers need."""
+    if item.get_closest_marker("root"):
+        require_root()
+    for marker in item.iter_markers("debian"):
+        require_packages(*marker.args)
