@@ -168,7 +168,7 @@ class PerlMasterSetup:
         assert account["status"] == "valid"
         assert account["contact"] == [CONTACT]
         # The account really is the key accountd was given.
-        assert account.get("key", public_jwk(self.account_key)) == public_jwk(self.account_key)
+        assert account["key"] == public_jwk(self.account_key)
         self.run("newOrder", socket=socket)
         self.check_certificate()
 
