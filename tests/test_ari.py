@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from lacme import ari
 from lacme.certificate import ari_cert_id
+from lacme.client_contract import decode_renewal_info
 from support.accountd import fake_accountd
 from support.commands import run_client
 from support.hostile import PEM, hostile_server
@@ -67,19 +68,21 @@ def answer(start: str, end: str, **extra: Any) -> bytes:
 
 @pytest.mark.unit
 def test_parse_client_output() -> None:
-    info = ari.parse_client_output(
-        json.dumps(
-            {
-                "renewalInfo": {
-                    "suggestedWindow": {
-                        "start": "2026-01-03T00:00:00Z",
-                        "end": "2026-01-07T00:00:00.5+01:00",
+    info = ari.renewal_info(
+        decode_renewal_info(
+            json.dumps(
+                {
+                    "renewalInfo": {
+                        "suggestedWindow": {
+                            "start": "2026-01-03T00:00:00Z",
+                            "end": "2026-01-07T00:00:00.5+01:00",
+                        },
+                        "explanationURL": "https://ca.example/why",
                     },
-                    "explanationURL": "https://ca.example/why",
-                },
-                "retryAfter": 21600,
-            }
-        ).encode()
+                    "retryAfter": 21600,
+                }
+            ).encode()
+        )
     )
     assert info.start == datetime.datetime(2026, 1, 3, tzinfo=UTC)
     assert info.end == datetime.datetime(2026, 1, 6, 23, 0, 0, 500000, tzinfo=UTC)
@@ -92,6 +95,7 @@ def test_parse_client_output() -> None:
     ("output", "message"),
     [
         (b"<html>", "not JSON"),
+        (b'{"renewalinfo": {}}', "no renewalInfo object"),
         (b'{"renewalInfo": {}}', "no suggestedWindow"),
         (answer("2026-01-03T00:00:00", "2026-01-07T00:00:00Z"), "has no time zone"),
         (answer("yesterday", "2026-01-07T00:00:00Z"), "not a timestamp"),
@@ -101,7 +105,7 @@ def test_parse_client_output() -> None:
 )
 def test_malformed_renewal_information(output: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ari.parse_client_output(output)
+        ari.renewal_info(decode_renewal_info(output))
 
 
 def info(start_day: int, end_day: int, retry_after: float | None = None) -> ari.RenewalInfo:

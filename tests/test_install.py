@@ -26,7 +26,7 @@ import pytest
 from cryptography import x509
 
 import lacme as lacme_package
-from lacme import accountd, client, config, inifile
+from lacme import accountd, client, client_contract, config, inifile
 from support.pebble import PebbleServer
 from support.pki import new_key_file
 from support.requires import require_packages, require_root
@@ -106,12 +106,9 @@ def keys_by_section(text: str) -> dict[str, set[str]]:
     return sections
 
 
-def client_settings(conf: config.Config) -> client.Settings:
+def client_settings(conf: config.Config) -> client_contract.ClientSettings:
     """What the client makes of the [client] section the master hands it."""
-    read, write = os.pipe()
-    os.write(write, conf.client.settings_json())
-    os.close(write)
-    return client.read_settings(read)
+    return client_contract.decode_settings(client_contract.encode_settings(conf.client.settings()))
 
 
 @pytest.mark.unit

@@ -106,6 +106,10 @@ def test_help_and_version_win() -> None:
         (["account", "-x"], "unknown option: -x"),
         (["account", "-debug"], "unknown option: -d"),
         (["newOrder", "--min-days=soon"], "--min-days: not an integer: 'soon'"),
+        # As in lacme.conf: int() would take these.
+        (["newOrder", "--min-days= 5"], "--min-days: not an integer: ' 5'"),
+        (["newOrder", "--min-days=1_0"], "--min-days: not an integer: '1_0'"),
+        (["newOrder", "--min-days=x%"], "--min-days: not a percentage: 'x%'"),
         (["newOrder", "--min-days"], "option --min-days requires an argument"),
         (["account", "--quiet=yes"], "option --quiet does not take an argument"),
     ],
@@ -132,7 +136,7 @@ def test_help_imports_neither_cryptography_nor_ssl() -> None:
     # What --help costs is measured in bench/master_issuance.py.
     code = (
         "import sys; from lacme.master import main; main(['--help']); "
-        "heavy = {'cryptography', 'ssl', 'lacme.config', 'lacme.spawn', 'json', 'socket'}; "
+        "heavy = {'cryptography', 'ssl', 'lacme.config', 'lacme.spawn', 'socket'}; "
         "print(sorted(heavy & set(sys.modules)), file=sys.stderr)"
     )
     result = subprocess.run(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lacme import config
+from lacme.client_contract import encode_settings
 from lacme.config import ConfigError
 
 
@@ -78,7 +79,7 @@ def test_every_documented_key(tmp_path: Path) -> None:
     assert conf.accountd == config.AccountdConfig(
         "a", "ag", "ssh -T host lacme-accountd", "/c.conf", False
     )
-    assert json.loads(conf.client.settings_json()) == {
+    assert json.loads(encode_settings(conf.client.settings())) == {
         "socket": "/s",
         "user": "u",
         "group": "g",
@@ -95,7 +96,7 @@ def test_every_documented_key(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_client_json_has_nulls_as_lacme_0_8_2_but_no_unset_cafile(tmp_path: Path) -> None:
     conf = config.load(str(write(tmp_path / "lacme.conf", "")))
-    settings = json.loads(conf.client.settings_json())
+    settings = json.loads(encode_settings(conf.client.settings()))
     assert settings["server"] is None
     assert settings["SSL_verify"] is None
     assert "SSL_CAfile" not in settings

@@ -61,7 +61,7 @@ def test_min_days_setting_and_option_take_a_percentage() -> None:
     assert config.parse_section(source(subjectAltName="DNS:a.example")).min_days is None
     with pytest.raises(config.ConfigError, match=r"min-days = 150%: .* over 100%$"):
         config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "150%"}))
-    with pytest.raises(config.ConfigError, match=r"min-days = x%: not an integer$"):
+    with pytest.raises(config.ConfigError, match=r"min-days = x%: not a percentage$"):
         config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "x%"}))
     parsed = master.parse_args(["newOrder", "--min-days=33%"])
     assert isinstance(parsed, master.Arguments)

@@ -22,7 +22,6 @@ of an unexpected Content-Type are refused.
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import re
 import ssl
@@ -36,6 +35,7 @@ import httpx
 
 from lacme import __version__
 from lacme.accountd_protocol import b64url_encode
+from lacme.parsing import is_ip_address
 
 USER_AGENT = f"lacme/{__version__}"
 
@@ -735,11 +735,7 @@ class AcmeSession:
 
 def identifier_type(value: str) -> str:
     """RFC 8738: an IP address is an `ip` identifier, anything else `dns`."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return "dns"
-    return "ip"
+    return "ip" if is_ip_address(value) else "dns"
 
 
 def _alternate_links(response: Response) -> list[str]:

@@ -17,14 +17,14 @@ again and again (which would favour the window's start).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from typing import Any
+
+from lacme import files
+from lacme.client_contract import RenewalInfoAnswer
 
 # When the server gives no Retry-After: RFC 9773's example interval.
 DEFAULT_RETRY_AFTER = datetime.timedelta(hours=6)
@@ -64,28 +64,23 @@ def _timestamp(value: Any, what: str) -> datetime.datetime:
     return when.astimezone(datetime.UTC)
 
 
-def parse_client_output(output: bytes) -> RenewalInfo:
-    """The client's `renewalInfo` answer; ValueError if it is malformed,
-    an end not after the start included (RFC 9773 section 4.2)."""
-    try:
-        answer = json.loads(output)
-    except ValueError as e:
-        raise ValueError(f"not JSON: {e}") from None
-    info = answer.get("renewalInfo") if isinstance(answer, dict) else None
-    window = info.get("suggestedWindow") if isinstance(info, dict) else None
-    if not isinstance(info, dict) or not isinstance(window, dict):
+def renewal_info(answer: RenewalInfoAnswer) -> RenewalInfo:
+    """What the client's `renewalInfo` answer says; ValueError if its window
+    is malformed, an end not after the start included (RFC 9773 section 4.2)."""
+    info = answer.renewal_info
+    window = info.get("suggestedWindow")
+    if not isinstance(window, dict):
         raise ValueError("no suggestedWindow")
     start = _timestamp(window.get("start"), "suggestedWindow start")
     end = _timestamp(window.get("end"), "suggestedWindow end")
     if end <= start:
         raise ValueError(f"suggestedWindow ends ({end}) before it starts ({start})")
     explanation = info.get("explanationURL")
-    retry_after = answer.get("retryAfter")
     return RenewalInfo(
         start=start,
         end=end,
         explanation_url=explanation if isinstance(explanation, str) else None,
-        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        retry_after=answer.retry_after,
     )
 
 
@@ -154,15 +149,4 @@ def save_state(path: str, state: State) -> None:
         "nextCheck": state.next_check.isoformat(),
         "explanationURL": state.explanation_url,
     }
-    directory, name = os.path.split(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    files.replace(path, json.dumps(data, indent=2).encode() + b"\n", 0o644)

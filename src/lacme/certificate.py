@@ -17,7 +17,6 @@ import datetime
 import ipaddress
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -28,8 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from lacme import files
 from lacme.accountd_protocol import b64url_encode
+from lacme.client_contract import ContractError, split_chain
 from lacme.config import CertSection, Percent, resolve_owner
+from lacme.parsing import is_ip_address
 
 ServiceKey: TypeAlias = (
     rsa.RSAPrivateKey
@@ -106,10 +108,6 @@ _TLS_FEATURES = {
     "status_request": x509.TLSFeatureType.status_request,
     "status_request_v2": x509.TLSFeatureType.status_request_v2,
 }
-_PEM_CHAIN = re.compile(
-    rb"\s*(?:-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*)+"
-)
-_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 _DOTTED_OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
 
 
@@ -202,10 +200,9 @@ def build_csr(section: CertSection, key: ServiceKey) -> x509.CertificateSigningR
 
 def general_name(identifier: str) -> x509.DNSName | x509.IPAddress:
     """An identifier of a CertSection as a subjectAltName entry."""
-    try:
+    if is_ip_address(identifier):
         return x509.IPAddress(ipaddress.ip_address(identifier))
-    except ValueError:
-        return x509.DNSName(identifier)
+    return x509.DNSName(identifier)
 
 
 def _validity(path: str) -> tuple[datetime.datetime, datetime.datetime] | None:
@@ -241,10 +238,12 @@ def valid_until(
 def parse_chain(pem: bytes) -> list[x509.Certificate]:
     """The certificates of the PEM chain the client returned, leaf first;
     anything but PEM certificates (and whitespace between them) is refused."""
-    if not _PEM_CHAIN.fullmatch(pem):
-        raise CertificateError("the ACME server's answer is not a PEM certificate chain")
     try:
-        return [x509.load_pem_x509_certificate(block) for block in _PEM_BLOCK.findall(pem)]
+        blocks = split_chain(pem)
+    except ContractError:
+        raise CertificateError("the ACME server's answer is not a PEM certificate chain") from None
+    try:
+        return [x509.load_pem_x509_certificate(block) for block in blocks]
     except ValueError as e:
         raise CertificateError(f"the ACME server's chain holds a broken certificate: {e}") from None
 
@@ -304,27 +303,7 @@ def _umask() -> int:
     return mask
 
 
-def _stage(path: str, data: bytes, mode: int, uid: int, gid: int) -> str:
-    """A temporary file next to PATH holding DATA with its final mode and
-    owner, on disk; removed again if anything fails."""
-    directory, name = os.path.split(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            # chown first: it may clear set-id bits that chmod then sets.
-            if uid != -1 or gid != -1:
-                os.fchown(f.fileno(), uid, gid)
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return temporary
-
-
-def install(files: Sequence[tuple[str, bytes]], mode: int | None, owner: str | None) -> None:
+def install(written: Sequence[tuple[str, bytes]], mode: int | None, owner: str | None) -> None:
     """Write each (path, content) of FILES atomically.  Every temporary file
     is complete (content, mode, owner, fsync) before the first rename, so a
     failure leaves the old files as they were and no temporary file behind;
@@ -338,11 +317,11 @@ def install(files: Sequence[tuple[str, bytes]], mode: int | None, owner: str | N
         raise CertificateError(f"owner = {owner}: {e}") from None
     staged: list[tuple[str, str]] = []
     try:
-        for path, data in files:
+        for path, data in written:
             if os.path.isdir(path):
                 raise CertificateError(f"can't write {path}: it is a directory")
             try:
-                staged.append((_stage(path, data, mode, uid, gid), path))
+                staged.append((files.stage(path, data, mode, uid, gid), path))
             except OSError as e:
                 raise CertificateError(f"can't write {path}: {e.strerror or e}") from None
         while staged:
@@ -355,13 +334,7 @@ def install(files: Sequence[tuple[str, bytes]], mode: int | None, owner: str | N
     finally:
         for temporary, _ in staged:
             os.unlink(temporary)
-    # The renames themselves must survive a crash too.
-    for directory in {os.path.dirname(path) or "." for path, _ in files}:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    files.sync_directories(path for path, _ in written)
 
 
 def fingerprint(certificate: x509.Certificate) -> str:

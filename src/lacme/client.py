@@ -32,13 +32,11 @@ Environment: DEBUG=1 traces requests and responses on stderr;
 SSL_CERT_FILE names the CA bundle to trust, as for OpenSSL's tools.
 """
 
-import json
 import os
 import socket
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -55,22 +53,29 @@ from lacme.accountd_protocol import (
 from lacme.acme import USER_AGENT, AcmeError, AcmeSession, Deadline
 from lacme.client_contract import (
     ACCOUNT,
-    ACCOUNT_DEACTIVATE,
-    ACCOUNT_REGISTER,
-    ACCOUNT_TOS_AGREED,
     DIRECTORY,
     KEY_CHANGE,
+    MAX_INPUT,
     NEW_ORDER,
     RENEWAL_INFO,
     REVOKE_CERT,
     UNSIGNED,
+    ClientSettings,
+    ContractError,
+    RenewalInfoAnswer,
+    decode_settings,
+    encode_object,
+    encode_renewal_info,
+    parse_account_arguments,
+    parse_argv,
+    parse_directory_arguments,
+    parse_key_change_arguments,
+    parse_new_order_arguments,
+    parse_renewal_info_arguments,
+    parse_revoke_arguments,
 )
 
 NAME = "lacme-client"
-DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
-DEFAULT_TIMEOUT = 30.0
-# The [client] keys lacme's master keeps for itself and passes along anyway.
-MASTER_KEYS = frozenset({"socket", "user", "group", "command"})
 TLS_VERSIONS = {
     "tlsv1": ssl.TLSVersion.TLSv1,
     "tlsv1_1": ssl.TLSVersion.TLSv1_1,
@@ -83,63 +88,17 @@ class Fatal(Exception):
     """An error that stops the client; the message is what is shown."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    server: str = DEFAULT_SERVER
-    timeout: float = DEFAULT_TIMEOUT
-    verify: bool = True
-    cafile: str | None = None
-    tls_version: str | None = None
-    cipher_list: str | None = None
-    preferred_chain: str | None = None
-    profile: str | None = None
-    replaces: str | None = None
-
-
-def read_settings(fd: int) -> Settings:
-    """The [client] settings: a JSON object on FD, `null` meaning unset."""
+def read_settings(fd: int) -> ClientSettings:
+    """The settings on FD (lacme.client_contract)."""
     try:
         with os.fdopen(fd, "rb") as config:
-            data = json.loads(config.read(MAX_LINE))
-    except (OSError, ValueError) as e:
+            data = config.read(MAX_INPUT)
+    except OSError as e:
         raise Fatal(f"can't read the settings on fd {fd}: {e}") from None
-    if not isinstance(data, dict):
-        raise Fatal(f"the settings on fd {fd} are not a JSON object")
-    values = {k: v for k, v in data.items() if v is not None and k not in MASTER_KEYS}
-    for key, value in values.items():
-        if not isinstance(value, str | int | float):
-            raise Fatal(f"setting {key} is not a string")
-    unknown = values.keys() - {
-        "server",
-        "timeout",
-        "SSL_verify",
-        "SSL_CAfile",
-        "SSL_version",
-        "SSL_cipher_list",
-        "preferred-chain",
-        "profile",
-        "replaces",
-    }
-    if unknown:
-        raise Fatal(f"unknown setting(s) in [client]: {', '.join(sorted(unknown))}")
     try:
-        timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
-    except ValueError:
-        raise Fatal(f"timeout is not a number of seconds: {values['timeout']!r}") from None
-    if not timeout >= 0:
-        raise Fatal(f"timeout is not a number of seconds: {values['timeout']!r}")
-    return Settings(
-        server=str(values.get("server", DEFAULT_SERVER)),
-        timeout=timeout,
-        # As lacme 0.8.2: anything but "No" verifies.
-        verify=str(values.get("SSL_verify", "Yes")).lower() != "no",
-        cafile=None if "SSL_CAfile" not in values else str(values["SSL_CAfile"]),
-        tls_version=None if "SSL_version" not in values else str(values["SSL_version"]),
-        cipher_list=None if "SSL_cipher_list" not in values else str(values["SSL_cipher_list"]),
-        preferred_chain=None if "preferred-chain" not in values else str(values["preferred-chain"]),
-        profile=None if "profile" not in values else str(values["profile"]),
-        replaces=None if "replaces" not in values else str(values["replaces"]),
-    )
+        return decode_settings(data)
+    except ContractError as e:
+        raise Fatal(f"can't read the settings on fd {fd}: {e}") from None
 
 
 def tls_version_range(spec: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
@@ -165,7 +124,7 @@ def tls_version_range(spec: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
     return min(allowed), max(allowed)
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext:
+def ssl_context(settings: ClientSettings) -> ssl.SSLContext:
     """SSL_CAfile if set, else what OpenSSL trusts (SSL_CERT_FILE, SSL_CERT_DIR,
     then the system store); SSL_verify = No turns verification off entirely."""
     try:
@@ -229,16 +188,15 @@ def open_accountd(fd: int) -> Accountd:
     return Accountd(sock)
 
 
-def account(session: AcmeSession, args: list[str], settings: Settings) -> None:
+def account(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`account FLAGS [CONTACT ...]`: print the account object on stdout."""
-    if not args or not args[0].isdigit():
-        raise Fatal("usage: account FLAGS [CONTACT ...]")
-    flags, contacts = int(args[0]), args[1:]
+    change = parse_account_arguments(args)
+    contacts = list(change.contacts)
     obj: dict[str, Any] | None = None
     created = False
-    if flags & ACCOUNT_REGISTER:
+    if change.register:
         registration: dict[str, Any] = {"contact": contacts} if contacts else {}
-        if flags & ACCOUNT_TOS_AGREED:
+        if change.tos_agreed:
             registration["termsOfServiceAgreed"] = True
         print(
             f"Requesting new registration for {', '.join(contacts) or 'no contact'}",
@@ -251,23 +209,27 @@ def account(session: AcmeSession, args: list[str], settings: Settings) -> None:
         print(f"Terms of Service: {tos}", file=sys.stderr)
     print(f"Key ID: {session.account_kid()}", file=sys.stderr)
     update: dict[str, Any] = {"contact": contacts} if contacts and not created else {}
-    if flags & ACCOUNT_DEACTIVATE:
+    if change.deactivate:
         update["status"] = "deactivated"
     if update or obj is None:
         # No update and no account object yet (accountd gave the Key ID, so
         # there is no JWK to look it up with): POST-as-GET fetches it.
         obj = session.update_account(update or None)
-    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
-    print()
+    write_stdout(encode_object(obj))
+
+
+def write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
 
 
 def read_stdin(what: str) -> bytes:
     """A DER object on stdin; a CSR or certificate is a few KiB."""
-    data = sys.stdin.buffer.read(MAX_LINE + 1)
+    data = sys.stdin.buffer.read(MAX_INPUT + 1)
     if not data:
         raise Fatal(f"no {what} on stdin")
-    if len(data) > MAX_LINE:
-        raise Fatal(f"the {what} on stdin is over {MAX_LINE} bytes")
+    if len(data) > MAX_INPUT:
+        raise Fatal(f"the {what} on stdin is over {MAX_INPUT} bytes")
     return data
 
 
@@ -287,37 +249,34 @@ def write_key_authorization(token: str, key_authorization: str) -> None:
         file.write(key_authorization)
 
 
-def new_order(session: AcmeSession, domains: list[str], settings: Settings) -> None:
+def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`newOrder DOMAIN ...`: CSR (DER) on stdin, certificate chain (PEM) on stdout."""
-    if not domains:
-        raise Fatal("usage: newOrder DOMAIN ...")
+    identifiers = parse_new_order_arguments(args)
     csr = read_stdin("CSR")
+    order = settings.order
     chain = session.issue(
-        domains,
+        identifiers,
         csr,
         write_key_authorization,
-        preferred_chain=settings.preferred_chain,
-        profile=settings.profile,
-        replaces=settings.replaces,
+        preferred_chain=order.preferred_chain,
+        profile=order.profile,
+        replaces=order.replaces,
     )
     sys.stdout.write(chain)
 
 
-def revoke_cert(session: AcmeSession, args: list[str], settings: Settings) -> None:
+def revoke_cert(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`revokeCert [REASON]`: the certificate (DER) on stdin, REASON a reason code."""
-    if len(args) > 1 or not all(arg.isdigit() for arg in args):
-        raise Fatal("usage: revokeCert [REASON] (the certificate on stdin)")
+    reason = parse_revoke_arguments(args)
     certificate = read_stdin("certificate")
-    session.revoke(certificate, int(args[0]) if args else None)
+    session.revoke(certificate, reason)
 
 
-def key_change(session: AcmeSession, args: list[str], settings: Settings) -> None:
+def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`keyChange NEW_SOCKET_FD`: move the account to the key of the
     lacme-accountd on NEW_SOCKET_FD, which signs the inner JWS (RFC 8555
     section 7.3.5); print the account object, fetched with the new key."""
-    if len(args) != 1 or not args[0].isdigit():
-        raise Fatal("usage: keyChange NEW_SOCKET_FD")
-    new = open_accountd(int(args[0]))
+    new = open_accountd(parse_key_change_arguments(args))
     greeting = new.greeting
     if greeting.kid is not None or not greeting.jwk:
         raise Fatal("the new key's lacme-accountd has a Key ID configured: it must send its key")
@@ -336,26 +295,20 @@ def key_change(session: AcmeSession, args: list[str], settings: Settings) -> Non
 
     session.key_change(greeting.alg, greeting.jwk, greeting.jwk_thumbprint, sign)
     print(f"Account key changed to {greeting.jwk_thumbprint}", file=sys.stderr)
-    json.dump(session.update_account(None), sys.stdout, indent=2, sort_keys=True)
-    print()
+    write_stdout(encode_object(session.update_account(None)))
 
 
-def directory(session: AcmeSession, args: list[str], settings: Settings) -> None:
+def directory(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`directory`: print the server's directory object."""
-    if args:
-        raise Fatal("usage: directory")
-    json.dump(session.directory, sys.stdout, indent=2, sort_keys=True)
-    print()
+    parse_directory_arguments(args)
+    write_stdout(encode_object(session.directory))
 
 
-def renewal_info(session: AcmeSession, args: list[str], settings: Settings) -> None:
+def renewal_info(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`renewalInfo CERTID`: print the certificate's renewal information
     (RFC 9773) and the Retry-After it came with, for the master to decide."""
-    if len(args) != 1:
-        raise Fatal("usage: renewalInfo CERTID")
-    info, retry_after = session.renewal_info(args[0])
-    json.dump({"renewalInfo": info, "retryAfter": retry_after}, sys.stdout, indent=2)
-    print()
+    info, retry_after = session.renewal_info(parse_renewal_info_arguments(args))
+    write_stdout(encode_renewal_info(RenewalInfoAnswer(info, retry_after)))
 
 
 def refuse_to_sign(signing_input: bytes) -> str:
@@ -374,13 +327,12 @@ COMMANDS = {
 
 
 def run(argv: list[str]) -> None:
-    if len(argv) < 3 or argv[0] not in COMMANDS or not (argv[1].isdigit() and argv[2].isdigit()):
-        raise Fatal(
-            f"usage: {sys.executable} -m lacme.client {{{','.join(COMMANDS)}}} "
-            "CONFIG_FD SOCKET_FD [ARGUMENT ...]"
-        )
-    command, config_fd, socket_fd, args = argv[0], int(argv[1]), int(argv[2]), argv[3:]
-    settings = read_settings(config_fd)
+    try:
+        invocation = parse_argv(argv)
+    except ContractError as e:
+        raise Fatal(f"usage: {sys.executable} -m lacme.client {e}") from None
+    command, socket_fd, args = invocation.command, invocation.socket_fd, list(invocation.arguments)
+    settings = read_settings(invocation.config_fd)
     # Lookups sign nothing, and the master puts no accountd behind their
     # SOCKET_FD (one could ask for a passphrase): it is left alone.
     accountd = None if command in UNSIGNED else open_accountd(socket_fd)
@@ -436,7 +388,7 @@ def run(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         run(sys.argv[1:] if argv is None else argv)
-    except (Fatal, AcmeError) as e:
+    except (Fatal, AcmeError, ContractError) as e:
         print(f"{NAME} {__version__}: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,15 +1,19 @@
 """The contract between the master and the ACME client process, as lacme
-0.8.2's, so that either side can be the Perl one:
+0.8.2's, so that either side can be the Perl one; this module is the one
+place that encodes and decodes what crosses it (argv, the settings on
+CONFIG_FD, what comes back on stdout):
 
     CLIENT_COMMAND... COMMAND CONFIG_FD SOCKET_FD [ARGUMENT ...]
 
 - the working directory is the challenge directory for newOrder (the client
   writes each key authorization there, named after its token), `/` otherwise;
 - CONFIG_FD is a readable descriptor holding the [client] settings as one
-  JSON object;
+  JSON object: every key of MASTER_KEYS and CLIENT_KEYS, null when unset
+  (but SSL_CAfile, left out when unset); the client ignores MASTER_KEYS;
 - SOCKET_FD is a stream connected to lacme-accountd (accountd_protocol);
 - stdin: the CSR (DER) for newOrder, the certificate (DER) for revokeCert;
-- stdout: the account object (JSON) for account, the chain (PEM) for newOrder;
+- stdout: the account object (JSON, indented, keys sorted) for account, the
+  chain (PEM certificates, leaf first, nothing else) for newOrder;
 - environment: DEBUG=1 turns on a trace on stderr.
 
 `account` takes FLAGS, the sum of the ACCOUNT_* bits below, then contacts;
@@ -21,11 +25,10 @@ Beyond 0.8.2, all optional, so that a lacme 0.8.2 master works unchanged:
 - `revokeCert [REASON]`: REASON, an RFC 5280 reason code (REVOCATION_REASONS);
 - `keyChange NEW_SOCKET_FD`: move the account to the key of a second
   lacme-accountd connected on NEW_SOCKET_FD (stdout: the account object);
-- CONFIG_FD may hold `preferred-chain` for newOrder: the issuer common name
-  of the chain to return among those the server offers;
-- CONFIG_FD may hold `profile` for newOrder, a name from the directory's
-  meta.profiles, and `replaces`, the ARI certID (RFC 9773) of the
-  certificate the order renews;
+- CONFIG_FD may hold ORDER_KEYS for newOrder: `preferred-chain`, the issuer
+  common name of the chain to return among those the server offers;
+  `profile`, a name from the directory's meta.profiles; `replaces`, the ARI
+  certID (RFC 9773) of the certificate the order renews;
 - `directory`: the server's directory object (JSON) on stdout;
 - `renewalInfo CERTID`: the certificate's renewal information (RFC 9773) on
   stdout, as {"renewalInfo": OBJECT, "retryAfter": SECONDS or null}.
@@ -33,12 +36,18 @@ Beyond 0.8.2, all optional, so that a lacme 0.8.2 master works unchanged:
   passes a stream with no accountd behind it (UNSIGNED).
 """
 
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
 ACCOUNT = "account"
 NEW_ORDER = "newOrder"
 REVOKE_CERT = "revokeCert"
 KEY_CHANGE = "keyChange"
 DIRECTORY = "directory"
 RENEWAL_INFO = "renewalInfo"
+COMMANDS = (ACCOUNT, NEW_ORDER, REVOKE_CERT, KEY_CHANGE, DIRECTORY, RENEWAL_INFO)
 UNSIGNED = frozenset({DIRECTORY, RENEWAL_INFO})
 
 ACCOUNT_REGISTER = 1
@@ -58,3 +67,254 @@ REVOCATION_REASONS = {
     "privilegeWithdrawn": 9,
     "aACompromise": 10,
 }
+
+# The settings on CONFIG_FD, a JSON object, null meaning unset.  The
+# [client] keys of lacme.conf, in lacme 0.8.2's spelling: the master keeps
+# MASTER_KEYS for itself and, as 0.8.2's, passes them along anyway.
+MASTER_KEYS = ("socket", "user", "group", "command")
+CLIENT_KEYS = ("server", "timeout", "SSL_verify", "SSL_version", "SSL_cipher_list", "SSL_CAfile")
+# Beyond 0.8.2, per order, for newOrder only.
+ORDER_KEYS = ("preferred-chain", "profile", "replaces")
+DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
+DEFAULT_TIMEOUT = 30.0
+# The settings, and a CSR or certificate on stdin, are a few KiB.
+MAX_INPUT = 1 << 20
+
+_PEM_CHAIN = re.compile(
+    rb"\s*(?:-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*)+"
+)
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+class ContractError(ValueError):
+    """What crossed the boundary is not what the contract allows; the
+    message says what."""
+
+
+# --- argv ---------------------------------------------------------------------
+
+
+class Invocation(NamedTuple):
+    """The client's command line, after CLIENT_COMMAND."""
+
+    command: str
+    config_fd: int
+    socket_fd: int
+    arguments: tuple[str, ...]
+
+
+def client_argv(program: Sequence[str], invocation: Invocation) -> list[str]:
+    """The command line that starts PROGRAM (the [client] command) for INVOCATION."""
+    return [
+        *program,
+        invocation.command,
+        str(invocation.config_fd),
+        str(invocation.socket_fd),
+        *invocation.arguments,
+    ]
+
+
+def parse_argv(argv: Sequence[str]) -> Invocation:
+    """The client's side of client_argv(); ContractError, the usage, otherwise."""
+    if len(argv) < 3 or argv[0] not in COMMANDS or not (argv[1].isdigit() and argv[2].isdigit()):
+        raise ContractError(f"{{{','.join(COMMANDS)}}} CONFIG_FD SOCKET_FD [ARGUMENT ...]")
+    return Invocation(argv[0], int(argv[1]), int(argv[2]), tuple(argv[3:]))
+
+
+class AccountChange(NamedTuple):
+    """`account FLAGS [CONTACT ...]`."""
+
+    register: bool = False
+    tos_agreed: bool = False
+    deactivate: bool = False
+    contacts: tuple[str, ...] = ()
+
+    def arguments(self) -> tuple[str, ...]:
+        flags = (
+            (ACCOUNT_REGISTER if self.register else 0)
+            | (ACCOUNT_TOS_AGREED if self.tos_agreed else 0)
+            | (ACCOUNT_DEACTIVATE if self.deactivate else 0)
+        )
+        return (str(flags), *self.contacts)
+
+
+def parse_account_arguments(arguments: Sequence[str]) -> AccountChange:
+    if not arguments or not arguments[0].isdigit():
+        raise ContractError("usage: account FLAGS [CONTACT ...]")
+    flags = int(arguments[0])
+    return AccountChange(
+        register=bool(flags & ACCOUNT_REGISTER),
+        tos_agreed=bool(flags & ACCOUNT_TOS_AGREED),
+        deactivate=bool(flags & ACCOUNT_DEACTIVATE),
+        contacts=tuple(arguments[1:]),
+    )
+
+
+def parse_new_order_arguments(arguments: Sequence[str]) -> list[str]:
+    """The identifiers to order (an IP address is an `ip` one)."""
+    if not arguments:
+        raise ContractError("usage: newOrder DOMAIN ...")
+    return list(arguments)
+
+
+def revoke_arguments(reason: int | None) -> tuple[str, ...]:
+    return () if reason is None else (str(reason),)
+
+
+def parse_revoke_arguments(arguments: Sequence[str]) -> int | None:
+    """The RFC 5280 reason code, if any."""
+    if len(arguments) > 1 or not all(argument.isdigit() for argument in arguments):
+        raise ContractError("usage: revokeCert [REASON] (the certificate on stdin)")
+    return int(arguments[0]) if arguments else None
+
+
+def parse_key_change_arguments(arguments: Sequence[str]) -> int:
+    """The descriptor of the new key's lacme-accountd."""
+    if len(arguments) != 1 or not arguments[0].isdigit():
+        raise ContractError("usage: keyChange NEW_SOCKET_FD")
+    return int(arguments[0])
+
+
+def parse_directory_arguments(arguments: Sequence[str]) -> None:
+    if arguments:
+        raise ContractError("usage: directory")
+
+
+def parse_renewal_info_arguments(arguments: Sequence[str]) -> str:
+    """The ARI certID (RFC 9773 section 4.1) of the certificate."""
+    if len(arguments) != 1:
+        raise ContractError("usage: renewalInfo CERTID")
+    return arguments[0]
+
+
+# --- CONFIG_FD ----------------------------------------------------------------
+
+
+class OrderSettings(NamedTuple):
+    """The optional per-order settings (ORDER_KEYS)."""
+
+    preferred_chain: str | None = None
+    profile: str | None = None
+    replaces: str | None = None
+
+
+class ClientSettings(NamedTuple):
+    """The settings as the client takes them."""
+
+    server: str = DEFAULT_SERVER
+    timeout: float = DEFAULT_TIMEOUT
+    verify: bool = True
+    cafile: str | None = None
+    tls_version: str | None = None
+    cipher_list: str | None = None
+    order: OrderSettings = OrderSettings()
+
+
+def encode_settings(client: Mapping[str, str | None], order: OrderSettings | None = None) -> bytes:
+    """CONFIG_FD's content: the [client] keys CLIENT (those of MASTER_KEYS and
+    CLIENT_KEYS; None when unset, sent as null as lacme 0.8.2 does), then
+    the per-order keys that are set."""
+    unknown = client.keys() - {*MASTER_KEYS, *CLIENT_KEYS}
+    if unknown:
+        raise ValueError(f"not [client] keys: {', '.join(sorted(unknown))}")
+    settings = dict(client)
+    if settings.get("SSL_CAfile") is None:
+        # Perl's client hands every SSL_* key to IO::Socket::SSL, where an
+        # explicit undef CA file is not the same as none given.
+        settings.pop("SSL_CAfile", None)
+    for key, value in zip(ORDER_KEYS, order or OrderSettings(), strict=True):
+        if value is not None:
+            settings[key] = value
+    return json.dumps(settings).encode()
+
+
+def decode_settings(data: bytes) -> ClientSettings:
+    """The client's side of encode_settings(); ContractError if DATA is not
+    a JSON object of known keys with string (or number) values."""
+    try:
+        obj = json.loads(data)
+    except ValueError as e:
+        raise ContractError(f"not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ContractError("not a JSON object")
+    values = {k: v for k, v in obj.items() if v is not None and k not in MASTER_KEYS}
+    for key, value in values.items():
+        if not isinstance(value, str | int | float):
+            raise ContractError(f"setting {key} is not a string")
+    unknown = values.keys() - {*CLIENT_KEYS, *ORDER_KEYS}
+    if unknown:
+        raise ContractError(f"unknown setting(s) in [client]: {', '.join(sorted(unknown))}")
+    try:
+        timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
+    except ValueError:
+        raise ContractError(f"timeout is not a number of seconds: {values['timeout']!r}") from None
+    if not timeout >= 0:
+        raise ContractError(f"timeout is not a number of seconds: {values['timeout']!r}")
+
+    def text(key: str) -> str | None:
+        return None if key not in values else str(values[key])
+
+    return ClientSettings(
+        server=text("server") or DEFAULT_SERVER,
+        timeout=timeout,
+        # As lacme 0.8.2: anything but "No" verifies.
+        verify=(text("SSL_verify") or "Yes").lower() != "no",
+        cafile=text("SSL_CAfile"),
+        tls_version=text("SSL_version"),
+        cipher_list=text("SSL_cipher_list"),
+        order=OrderSettings(*(text(key) for key in ORDER_KEYS)),
+    )
+
+
+# --- stdout ---------------------------------------------------------------------
+
+
+def encode_object(obj: Mapping[str, Any]) -> bytes:
+    """An account or directory object, as the client prints it."""
+    return json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def decode_object(output: bytes) -> dict[str, Any] | None:
+    """The object the client printed; None if it printed no JSON object."""
+    try:
+        obj = json.loads(output) if output.strip() else None
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class RenewalInfoAnswer(NamedTuple):
+    """`renewalInfo`'s output: the server's renewalInfo object and the
+    Retry-After (seconds) it came with."""
+
+    renewal_info: dict[str, Any]
+    retry_after: float | None
+
+
+def encode_renewal_info(answer: RenewalInfoAnswer) -> bytes:
+    data = {"renewalInfo": answer.renewal_info, "retryAfter": answer.retry_after}
+    return json.dumps(data, indent=2).encode() + b"\n"
+
+
+def decode_renewal_info(output: bytes) -> RenewalInfoAnswer:
+    """The master's side of encode_renewal_info(); ContractError if OUTPUT
+    is not such an answer."""
+    try:
+        answer = json.loads(output)
+    except ValueError as e:
+        raise ContractError(f"not JSON: {e}") from None
+    info = answer.get("renewalInfo") if isinstance(answer, dict) else None
+    if not isinstance(info, dict):
+        raise ContractError("no renewalInfo object")
+    retry_after = answer.get("retryAfter")
+    if isinstance(retry_after, bool) or not isinstance(retry_after, int | float):
+        retry_after = None
+    return RenewalInfoAnswer(info, None if retry_after is None else float(retry_after))
+
+
+def split_chain(output: bytes) -> list[bytes]:
+    """The PEM certificates of the chain newOrder printed, leaf first;
+    ContractError for anything but PEM certificates and whitespace."""
+    if not _PEM_CHAIN.fullmatch(output):
+        raise ContractError("not a PEM certificate chain")
+    return _PEM_BLOCK.findall(output)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import grp
 import ipaddress
-import json
 import os
 import pwd
 import re
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from lacme import inifile
+from lacme.client_contract import CLIENT_KEYS, MASTER_KEYS
+from lacme.parsing import is_ip_address, yes_no
 from lacme.specifiers import SpecifierError, expand
 
 DEFAULT_CONFIG = "%E/lacme/lacme.conf"
@@ -101,15 +102,21 @@ class Percent(NamedTuple):
     value: float
 
 
-def parse_percent(text: str) -> Percent | None:
-    """`N%` (0 to 100) as a Percent; None if TEXT is not a percentage."""
-    match = _PERCENT.fullmatch(text)
-    if match is None:
-        return None
-    value = float(match.group(1))
-    if value > 100:
-        raise ValueError("a percentage of the lifetime can't be over 100%")
-    return Percent(value)
+def parse_min_days(text: str) -> int | Percent:
+    """`min-days`, in lacme.conf or on the command line: a number of days,
+    or `N%` (0 to 100) of the certificate's lifetime; ValueError saying why
+    TEXT is neither."""
+    if text.endswith("%"):
+        match = _PERCENT.fullmatch(text)
+        if match is None:
+            raise ValueError("not a percentage")
+        value = float(match.group(1))
+        if value > 100:
+            raise ValueError("a percentage of the lifetime can't be over 100%")
+        return Percent(value)
+    if not _INTEGER.fullmatch(text):
+        raise ValueError("not an integer")
+    return int(text)
 
 
 # -I: both run in the challenge directory, which the client may write to;
@@ -129,13 +136,11 @@ def _default_accountd_command() -> str:
 
 
 def _yes_no(filename: str, section: str, key: str, value: str | None, default: bool) -> bool:
-    """A Yes/No setting (any case; unset or empty: DEFAULT).  0.8.2 took
-    anything else silently for one or the other, e.g. `iptables = true` for No."""
-    if not value:
-        return default
-    if value.lower() not in ("yes", "no"):
-        raise ConfigError(f"{filename}: [{section}] {key} = {value}: expected Yes or No")
-    return value.lower() == "yes"
+    """A Yes/No setting (lacme.parsing), unset meaning DEFAULT."""
+    try:
+        return yes_no(value or "", default)
+    except ValueError as e:
+        raise ConfigError(f"{filename}: [{section}] {key} = {value}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -151,19 +156,10 @@ class ClientConfig:
     ssl_cipher_list: str | None = None
     ssl_cafile: str | None = None
 
-    def settings_json(self, extra: Mapping[str, str] | None = None) -> bytes:
-        """The section as the client contract wants it on CONFIG_FD: every
-        documented key, null when unset, as lacme 0.8.2 sends it; then EXTRA,
-        the contract's optional per-run keys (e.g. `preferred-chain`)."""
-        settings: dict[str, str | None] = {
-            key: getattr(self, attribute) for key, attribute in _CLIENT_KEYS.items()
-        }
-        settings.update(extra or {})
-        if self.ssl_cafile is None:
-            # Perl's client hands every SSL_* key to IO::Socket::SSL, where
-            # an explicit undef CA file is not the same as none given.
-            del settings["SSL_CAfile"]
-        return json.dumps(settings).encode()
+    def settings(self) -> dict[str, str | None]:
+        """The section by the keys of lacme.conf (lacme.client_contract
+        MASTER_KEYS and CLIENT_KEYS), None where unset."""
+        return {key: getattr(self, attribute) for key, attribute in _CLIENT_KEYS.items()}
 
 
 @dataclass(frozen=True)
@@ -185,18 +181,9 @@ class AccountdConfig:
     quiet: bool = True
 
 
-_CLIENT_KEYS = {
-    "socket": "socket",
-    "user": "user",
-    "group": "group",
-    "command": "command",
-    "server": "server",
-    "timeout": "timeout",
-    "SSL_verify": "ssl_verify",
-    "SSL_version": "ssl_version",
-    "SSL_cipher_list": "ssl_cipher_list",
-    "SSL_CAfile": "ssl_cafile",
-}
+# lacme.conf's [client] keys are the client contract's; ClientConfig's
+# attributes are their lower-case spellings.
+_CLIENT_KEYS = {key: key.lower() for key in (*MASTER_KEYS, *CLIENT_KEYS)}
 _WEBSERVER_KEYS = {
     "listen": "listen",
     "challenge-directory": "challenge_directory",
@@ -415,14 +402,6 @@ def valid_domain(name: str) -> bool:
     return len(name) <= 253 and _DOMAIN.fullmatch(name) is not None
 
 
-def _is_ip_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
 def _ip_address(name: str, invalid: ConfigError) -> str:
     """NAME in the text form RFC 8738 identifiers use (RFC 5952 for IPv6)."""
     if "%" in name:  # a scoped address names no host a CA could reach
@@ -534,13 +513,9 @@ def parse_section(source: CertSource) -> CertSection:
     min_days: int | Percent | None = None
     if (setting := get("min-days")) is not None:
         try:
-            min_days = parse_percent(setting.value)
+            min_days = parse_min_days(setting.value)
         except ValueError as e:
             raise error(setting, str(e)) from None
-        if min_days is None:
-            if not _INTEGER.fullmatch(setting.value):
-                raise error(setting, "not an integer")
-            min_days = int(setting.value)
 
     cafile_setting = settings.get("CAfile")
     cafile = default_cafile() if cafile_setting is None else (cafile_setting.value or None)
@@ -582,7 +557,7 @@ def parse_section(source: CertSource) -> CertSection:
                 raise error(setting, f"{item!r} is not DNS:name or IP:address")
             if not valid_domain(name):
                 raise error(setting, f"{name!r} is not a valid domain name")
-            if _is_ip_address(name):
+            if is_ip_address(name):
                 raise error(setting, f"{name!r} is an IP address: write IP:{name}")
             alt_names.append(name.lower())
 

@@ -39,22 +39,27 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from lacme import __version__
 from lacme.cli import UsageError, scan
 from lacme.client_contract import (
     ACCOUNT,
-    ACCOUNT_DEACTIVATE,
-    ACCOUNT_REGISTER,
-    ACCOUNT_TOS_AGREED,
     DIRECTORY,
     KEY_CHANGE,
     NEW_ORDER,
     RENEWAL_INFO,
     REVOCATION_REASONS,
     REVOKE_CERT,
+    AccountChange,
+    Invocation,
+    OrderSettings,
+    client_argv,
+    decode_object,
+    decode_renewal_info,
+    encode_settings,
+    revoke_arguments,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +68,7 @@ if TYPE_CHECKING:
     from contextlib import ExitStack
     from types import FrameType
 
-    from cryptography.x509 import CertificateSigningRequest
+    from cryptography.x509 import Certificate, CertificateSigningRequest
 
     from lacme import ari
     from lacme.config import CertSection, CertSource, Config, Percent
@@ -164,19 +169,12 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         raise UsageError(f"invalid command: {positional[0]}")
     min_days: int | Percent | None = None
     if (text := scanned.last("min-days")) is not None:
-        try:
-            min_days = int(text)
-        except ValueError:
-            if not text.endswith("%"):
-                raise UsageError(f"--min-days: not an integer: {text!r}") from None
-            from lacme.config import parse_percent
+        from lacme.config import parse_min_days
 
-            try:
-                min_days = parse_percent(text)
-            except ValueError as e:
-                raise UsageError(f"--min-days: {e}: {text!r}") from None
-            if min_days is None:
-                raise UsageError(f"--min-days: not a percentage: {text!r}") from None
+        try:
+            min_days = parse_min_days(text)
+        except ValueError as e:
+            raise UsageError(f"--min-days: {e}: {text!r}") from None
     if "force" in flags:
         min_days = -1
     debug = "debug" in flags
@@ -222,17 +220,27 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-class _Lazy:
-    """The challenge directory, set up when the first section needs it."""
+class ChallengeDirectory:
+    """The challenge directory and its webservers, for a newOrder run: set
+    up by SET_UP when the first section due needs them, torn down on leaving."""
 
-    def __init__(self, make: Callable[[], str]) -> None:
-        self._make = make
-        self._value: str | None = None
+    def __init__(self, set_up: Callable[[ExitStack], str]) -> None:
+        from contextlib import ExitStack
 
-    def get(self) -> str:
-        if self._value is None:
-            self._value = self._make()
-        return self._value
+        self._set_up = set_up
+        self._stack = ExitStack()
+        self._path: str | None = None
+
+    def __enter__(self) -> ChallengeDirectory:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        return self._stack.__exit__(*exc_info)
+
+    def path(self) -> str:
+        if self._path is None:
+            self._path = self._set_up(self._stack)
+        return self._path
 
 
 class Master:
@@ -269,14 +277,14 @@ class Master:
         cwd: str = "/",
         command: str | None = None,
         extra_fds: Sequence[int] = (),
-        settings_extra: Mapping[str, str] | None = None,
+        order: OrderSettings | None = None,
         lookup: bool = False,
     ) -> tuple[int, bytes]:
         """Run the client for the command (lacme.client_contract), with its
         own accountd conversation, as lacme 0.8.2's acme_client(); return its
         exit status and (if CAPTURE) its stdout.  COMMAND replaces the
-        command line's, EXTRA_FDS are passed on too, SETTINGS_EXTRA goes
-        into the settings on CONFIG_FD.  LOOKUP: the command signs nothing
+        command line's, EXTRA_FDS are passed on too, ORDER goes into the
+        settings on CONFIG_FD.  LOOKUP: the command signs nothing
         (client_contract.UNSIGNED), so there is no accountd conversation."""
         import socket
         import subprocess
@@ -312,13 +320,16 @@ class Master:
                     spawn.connect_accountd(specifiers.expand(self.config.client.socket))
                 )
             settings = stack.enter_context(tempfile.TemporaryFile())
-            settings.write(self.config.client.settings_json(settings_extra))
+            settings.write(encode_settings(self.config.client.settings(), order))
             settings.flush()
             settings.seek(0)
             fds = (settings.fileno(), sock.fileno(), *extra_fds)
             stdout = subprocess.PIPE if capture else subprocess.DEVNULL
+            invocation = Invocation(
+                command or self.args.command, settings.fileno(), sock.fileno(), tuple(arguments)
+            )
             client = spawn.spawn(
-                [*argv, command or self.args.command, *map(str, fds[:2]), *arguments],
+                client_argv(argv, invocation),
                 self.client_credentials,
                 cwd=cwd,
                 pass_fds=fds,
@@ -347,12 +358,13 @@ class Master:
     def account(self) -> int:
         if self.args.rollover is not None or self.args.rollover_socket is not None:
             return self._key_change()
-        flags = (
-            (ACCOUNT_REGISTER if self.args.register else 0)
-            | (ACCOUNT_TOS_AGREED if self.args.tos_agreed else 0)
-            | (ACCOUNT_DEACTIVATE if self.args.deactivate else 0)
+        change = AccountChange(
+            register=self.args.register,
+            tos_agreed=self.args.tos_agreed,
+            deactivate=self.args.deactivate,
+            contacts=self.args.arguments,
         )
-        status, output = self.run_client([str(flags), *self.args.arguments], capture=True)
+        status, output = self.run_client(change.arguments(), capture=True)
         self._show_account(output)
         return status
 
@@ -393,13 +405,8 @@ class Master:
         """The account object as the client printed it (JSON) when asked
         for, or for a script as lacme 0.8.2 prints it; for a human at a
         terminal, its status, contacts and orders URL."""
-        import json
-
-        try:
-            account = json.loads(output) if output.strip() else None
-        except ValueError:
-            account = None
-        if self.args.json or not isinstance(account, dict) or not sys.stdout.isatty():
+        account = decode_object(output)
+        if self.args.json or account is None or not sys.stdout.isatty():
             sys.stdout.buffer.write(output)
             sys.stdout.flush()
             return
@@ -416,8 +423,7 @@ class Master:
         sys.stdout.flush()
 
     def new_order(self) -> int:
-        from contextlib import ExitStack
-
+        """Renew each section asked for (all by default) that is due."""
         from lacme import config as configuration
 
         files = configuration.certificate_files(self.config, self.args.config_certs)
@@ -425,19 +431,47 @@ class Master:
             self.debug(f"Reading {filename}")
         sources = configuration.load_certs(files)
         status = 0
-        with ExitStack() as stack:
-            challenges = _Lazy(lambda: self._challenge_directory(stack))
+        with ChallengeDirectory(self._set_up_challenges) as challenges:
             for name in self.args.arguments or sorted(sources):
                 source = sources.get(name)
                 if source is None:
                     _say(f"Warning: No such section {name}, skipping")
                     status = 1
-                    continue
-                if not self._issue(source, challenges):
+                elif not self._renew(source, challenges):
                     status = 1
         return status
 
-    def _challenge_directory(self, stack: ExitStack) -> str:
+    def _renew(self, source: CertSource, challenges: ChallengeDirectory) -> bool:
+        """One section, top to bottom: is it due, order, verify, install,
+        notify.  False when a step failed."""
+        import datetime
+
+        from lacme import certificate
+        from lacme.certificate import CertificateError
+        from lacme.config import ConfigError
+
+        try:
+            section = self._section(source)
+            due, replaces = self._renewal_due(section, datetime.datetime.now(datetime.UTC))
+            if not due:
+                return True
+            csr = certificate.build_csr(section, certificate.load_key(section.certificate_key))
+            chain = self._order(section, csr, challenges.path(), replaces)
+            if chain is None:
+                return False
+            certificate.check_chain(chain, csr, section, datetime.datetime.now(datetime.UTC))
+            self._install(section, chain)
+        except ConfigError as e:  # it names file and section itself
+            _say(f"Error: {e}")
+            return False
+        except CertificateError as e:
+            _say(f"[{source.name}] Error: {e}")
+            return False
+        return self._notify(section)
+
+    def _set_up_challenges(self, stack: ExitStack) -> str:
+        """The challenge directory, with webservers serving it (lacme.spawn),
+        until STACK closes."""
         from lacme import spawn
 
         www = spawn.resolve_credentials(
@@ -449,48 +483,25 @@ class Master:
             )
         )
 
-    def _issue(self, source: CertSource, challenges: _Lazy) -> bool:
-        """Renew one section if it is due; False when that failed."""
-        import datetime
+    def _section(self, source: CertSource) -> CertSection:
+        """SOURCE's settings checked (ConfigError), and against the server's profiles."""
+        from lacme.config import parse_section
 
-        from lacme import certificate
-        from lacme.certificate import CertificateError
-        from lacme.config import ConfigError, parse_section
-
-        name = source.name
-        try:
-            section = parse_section(source)
-            if self.args.debug:
-                _say(f"Configuration option for {name}:")
-                for setting in sorted(source.settings.values()):
-                    _say(f"    {setting.key} = {setting.value}")
-            self._check_profile(section)
-            now = datetime.datetime.now(datetime.UTC)
-            due, replaces = self._renewal_due(section, now)
-            if not due:
-                return True
-            key = certificate.load_key(section.certificate_key)
-            csr = certificate.build_csr(section, key)
-        except ConfigError as e:  # it names file and section itself
-            _say(f"Error: {e}")
-            return False
-        except CertificateError as e:
-            _say(f"[{name}] Error: {e}")
-            return False
-        return self._order(section, csr, challenges, replaces)
+        section = parse_section(source)
+        if self.args.debug:
+            _say(f"Configuration option for {source.name}:")
+            for setting in sorted(source.settings.values()):
+                _say(f"    {setting.key} = {setting.value}")
+        self._check_profile(section)
+        return section
 
     @functools.cached_property
     def server_directory(self) -> dict[str, Any] | None:
         """The ACME server's directory, asked of the client once a run for
         profiles and renewal information; None, after a warning, if that fails."""
-        import json
-
         status, output = self.run_client([], command=DIRECTORY, capture=True, lookup=True)
-        try:
-            directory = json.loads(output) if status == 0 else None
-        except ValueError:
-            directory = None
-        if not isinstance(directory, dict):
+        directory = decode_object(output) if status == 0 else None
+        if directory is None:
             _say(
                 "Warning: can't get the ACME server's directory: "
                 "profiles go unchecked, renewal goes by min-days"
@@ -565,8 +576,8 @@ class Master:
         try:
             if status != 0:
                 raise ValueError("the client failed")
-            info = ari.parse_client_output(output)
-        except ValueError as e:
+            info = ari.renewal_info(decode_renewal_info(output))
+        except ValueError as e:  # ContractError included
             _say(f"[{name}] Warning: no renewal information ({e}), renewal goes by min-days")
             return None
         state = ari.next_state(previous, cert_id, info, now)
@@ -575,15 +586,6 @@ class Master:
         except OSError as e:
             _say(f"[{name}] Warning: can't save {path}: {e.strerror}")
         return state
-
-    def _order_settings(self, section: CertSection, replaces: str | None) -> dict[str, str]:
-        """The client contract's optional newOrder keys on CONFIG_FD, those set."""
-        settings = {
-            "preferred-chain": section.preferred_chain,
-            "profile": section.profile,
-            "replaces": replaces,
-        }
-        return {key: value for key, value in settings.items() if value is not None}
 
     def _still_valid(self, section: CertSection, now: datetime.datetime) -> bool:
         from lacme import certificate
@@ -602,50 +604,50 @@ class Master:
         self,
         section: CertSection,
         csr: CertificateSigningRequest,
-        challenges: _Lazy,
+        challenges: str,
         replaces: str | None,
-    ) -> bool:
-        import contextlib
-        import datetime
-
+    ) -> list[Certificate] | None:
+        """The chain the client brings back for CSR, the client working in
+        the challenge directory CHALLENGES; None, after an error, if it
+        failed.  CertificateError if what it brought is no chain."""
         from cryptography.hazmat.primitives import serialization
 
-        from lacme import ari, certificate
-        from lacme.certificate import CertificateError
+        from lacme import certificate
 
-        name = section.name
-        directory = challenges.get()
-        self.debug(f"[{name}] Will request authorization for: {', '.join(section.identifiers)}")
+        self.debug(
+            f"[{section.name}] Will request authorization for: {', '.join(section.identifiers)}"
+        )
         status, output = self.run_client(
             section.identifiers,
             stdin=csr.public_bytes(serialization.Encoding.DER),
             capture=True,
-            cwd=directory,
-            settings_extra=self._order_settings(section, replaces),
+            cwd=challenges,
+            order=OrderSettings(section.preferred_chain, section.profile, replaces),
         )
         if status != 0:
-            _say(f"[{name}] Error: Couldn't issue X.509 certificate!")
-            return False
-        try:
-            chain = certificate.parse_chain(output)
-            certificate.check_chain(chain, csr, section, datetime.datetime.now(datetime.UTC))
-            files: list[tuple[str, bytes]] = []
-            if section.certificate is not None:
-                _say(f"Installing X.509 certificate {section.certificate}")
-                files.append((section.certificate, certificate.pem(chain[:1])))
-            if section.certificate_chain is not None:
-                _say(f"Installing X.509 certificate chain {section.certificate_chain}")
-                files.append((section.certificate_chain, certificate.pem(chain)))
-            certificate.install(files, section.mode, section.owner)
-        except CertificateError as e:
-            _say(f"[{name}] Error: {e}")
-            return False
+            _say(f"[{section.name}] Error: Couldn't issue X.509 certificate!")
+            return None
+        return certificate.parse_chain(output)
+
+    def _install(self, section: CertSection, chain: Sequence[Certificate]) -> None:
+        """Write the verified CHAIN where SECTION says, atomically (CertificateError)."""
+        import contextlib
+
+        from lacme import ari, certificate
+
+        files: list[tuple[str, bytes]] = []
+        if section.certificate is not None:
+            _say(f"Installing X.509 certificate {section.certificate}")
+            files.append((section.certificate, certificate.pem(chain[:1])))
+        if section.certificate_chain is not None:
+            _say(f"Installing X.509 certificate chain {section.certificate_chain}")
+            files.append((section.certificate_chain, certificate.pem(chain)))
+        certificate.install(files, section.mode, section.owner)
         # What it says is about the certificate just replaced.
         with contextlib.suppress(OSError):
             os.unlink(ari.state_path(section.certificate_paths()[0]))
         sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n{certificate.summary(chain[0])}\n")
         sys.stdout.flush()
-        return self._notify(section)
 
     def _notify(self, section: CertSection) -> bool:
         import subprocess
@@ -690,7 +692,7 @@ class Master:
             sys.stdout.write(f"{certificate.fingerprint(cert)}\n{certificate.summary(cert)}\n")
             sys.stdout.flush()
             revoked, _ = self.run_client(
-                [] if reason is None else [str(reason)],
+                revoke_arguments(reason),
                 stdin=cert.public_bytes(serialization.Encoding.DER),
             )
             if revoked != 0:

@@ -1,0 +1,236 @@
+"""The master↔client codec (lacme.client_contract): what one side encodes the
+other decodes as it was, and what the contract does not allow is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lacme.client_contract import (
+    ACCOUNT,
+    CLIENT_KEYS,
+    DEFAULT_SERVER,
+    DEFAULT_TIMEOUT,
+    MASTER_KEYS,
+    NEW_ORDER,
+    AccountChange,
+    ClientSettings,
+    ContractError,
+    Invocation,
+    OrderSettings,
+    RenewalInfoAnswer,
+    client_argv,
+    decode_object,
+    decode_renewal_info,
+    decode_settings,
+    encode_object,
+    encode_renewal_info,
+    encode_settings,
+    parse_account_arguments,
+    parse_argv,
+    parse_directory_arguments,
+    parse_key_change_arguments,
+    parse_new_order_arguments,
+    parse_renewal_info_arguments,
+    parse_revoke_arguments,
+    revoke_arguments,
+    split_chain,
+)
+
+pytestmark = pytest.mark.unit
+
+PEM = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+def test_argv_round_trip() -> None:
+    invocation = Invocation(NEW_ORDER, 7, 8, ("a.example", "192.0.2.1"))
+    argv = client_argv(["/usr/bin/python3", "-I", "-m", "lacme.client"], invocation)
+    program = ["/usr/bin/python3", "-I", "-m", "lacme.client"]
+    assert argv == [*program, "newOrder", "7", "8", "a.example", "192.0.2.1"]
+    assert parse_argv(argv[4:]) == invocation
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["newOrder", "7"],
+        ["frobnicate", "7", "8"],
+        ["account", "x", "8"],
+        ["account", "7", "-8"],
+    ],
+)
+def test_argv_refusals(argv: list[str]) -> None:
+    with pytest.raises(
+        ContractError, match=r"^\{account,.*\} CONFIG_FD SOCKET_FD \[ARGUMENT \.\.\.\]$"
+    ):
+        parse_argv(argv)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        AccountChange(),
+        AccountChange(register=True, tos_agreed=True, contacts=("mailto:a@example",)),
+        AccountChange(deactivate=True),
+    ],
+)
+def test_account_arguments_round_trip(change: AccountChange) -> None:
+    assert parse_account_arguments(change.arguments()) == change
+
+
+def test_account_flags_are_lacme_0_8_2s() -> None:
+    change = AccountChange(register=True, tos_agreed=True, deactivate=True, contacts=("c",))
+    assert change.arguments() == ("7", "c")
+
+
+@pytest.mark.parametrize("reason", [None, 0, 4, 10])
+def test_revoke_arguments_round_trip(reason: int | None) -> None:
+    assert parse_revoke_arguments(revoke_arguments(reason)) == reason
+
+
+@pytest.mark.parametrize(
+    ("parse", "arguments", "usage"),
+    [
+        (parse_account_arguments, [], "usage: account FLAGS [CONTACT ...]"),
+        (parse_account_arguments, ["x"], "usage: account FLAGS [CONTACT ...]"),
+        (parse_new_order_arguments, [], "usage: newOrder DOMAIN ..."),
+        (
+            parse_revoke_arguments,
+            ["1", "2"],
+            "usage: revokeCert [REASON] (the certificate on stdin)",
+        ),
+        (parse_revoke_arguments, ["-1"], "usage: revokeCert [REASON] (the certificate on stdin)"),
+        (parse_key_change_arguments, [], "usage: keyChange NEW_SOCKET_FD"),
+        (parse_key_change_arguments, ["fd"], "usage: keyChange NEW_SOCKET_FD"),
+        (parse_directory_arguments, ["x"], "usage: directory"),
+        (parse_renewal_info_arguments, [], "usage: renewalInfo CERTID"),
+    ],
+)
+def test_argument_refusals(parse: object, arguments: list[str], usage: str) -> None:
+    assert callable(parse)
+    with pytest.raises(ContractError) as refused:
+        parse(arguments)
+    assert str(refused.value) == usage
+
+
+def test_settings_round_trip() -> None:
+    client = dict.fromkeys((*MASTER_KEYS, *CLIENT_KEYS), None) | {
+        "server": "https://ca.example/dir",
+        "timeout": "12.5",
+        "SSL_verify": "No",
+        "SSL_CAfile": "/ca.pem",
+        "SSL_version": "TLSv1_2",
+        "SSL_cipher_list": "HIGH",
+        "command": "/usr/libexec/lacme/client",
+    }
+    order = OrderSettings("ISRG Root X1", "shortlived", "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE")
+    assert decode_settings(encode_settings(client, order)) == ClientSettings(
+        server="https://ca.example/dir",
+        timeout=12.5,
+        verify=False,
+        cafile="/ca.pem",
+        tls_version="TLSv1_2",
+        cipher_list="HIGH",
+        order=order,
+    )
+
+
+def test_settings_unset_are_null_but_no_unset_cafile_as_lacme_0_8_2() -> None:
+    encoded = json.loads(encode_settings(dict.fromkeys((*MASTER_KEYS, *CLIENT_KEYS), None)))
+    assert encoded == dict.fromkeys((*MASTER_KEYS, *CLIENT_KEYS[:-1]), None)
+    assert decode_settings(json.dumps(encoded).encode()) == ClientSettings(
+        server=DEFAULT_SERVER, timeout=DEFAULT_TIMEOUT, verify=True
+    )
+
+
+def test_settings_encoder_refuses_what_is_no_client_key() -> None:
+    with pytest.raises(ValueError, match="not \\[client\\] keys: profile"):
+        encode_settings({"profile": "x"})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{", "^not JSON: "),
+        (b"[]", "^not a JSON object$"),
+        (b'{"server": ["a"]}', "^setting server is not a string$"),
+        (b'{"SSL_ca_path": "/x"}', r"^unknown setting\(s\) in \[client\]: SSL_ca_path$"),
+        (b'{"timeout": "soon"}', "^timeout is not a number of seconds: 'soon'$"),
+        (b'{"timeout": "-1"}', "^timeout is not a number of seconds: '-1'$"),
+        (b'{"timeout": "nan"}', "^timeout is not a number of seconds: 'nan'$"),
+    ],
+)
+def test_settings_refusals(data: bytes, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        decode_settings(data)
+
+
+def test_object_round_trip() -> None:
+    account = {"status": "valid", "contact": ["mailto:a@example"], "orders": "https://ca/o"}
+    assert decode_object(encode_object(account)) == account
+    # As lacme 0.8.2 prints it: indented, keys sorted, a final newline.
+    assert encode_object({"b": 1, "a": 2}) == b'{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+@pytest.mark.parametrize("output", [b"", b"  \n", b"<html>", b"[1]", b'"valid"'])
+def test_no_object(output: bytes) -> None:
+    assert decode_object(output) is None
+
+
+@pytest.mark.parametrize("retry_after", [None, 21600.0, 0.5])
+def test_renewal_info_round_trip(retry_after: float | None) -> None:
+    answer = RenewalInfoAnswer({"suggestedWindow": {"start": "a", "end": "b"}}, retry_after)
+    assert decode_renewal_info(encode_renewal_info(answer)) == answer
+
+
+@pytest.mark.parametrize(
+    ("output", "retry_after"),
+    [
+        (b'{"renewalInfo": {}, "retryAfter": "60"}', None),
+        (b'{"renewalInfo": {}, "retryAfter": true}', None),
+    ],
+)
+def test_renewal_info_retry_after_not_a_number_is_none(output: bytes, retry_after: None) -> None:
+    assert decode_renewal_info(output).retry_after is retry_after
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (b"<html>", "^not JSON: "),
+        (b"[]", "^no renewalInfo object$"),
+        (b'{"renewalInfo": []}', "^no renewalInfo object$"),
+    ],
+)
+def test_renewal_info_refusals(output: bytes, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        decode_renewal_info(output)
+
+
+def test_chain_split() -> None:
+    second = PEM.replace(b"AAAA", b"BBBB")
+    assert split_chain(b"\n" + PEM + second.replace(b"\n", b"\r\n") + b"\n") == [
+        PEM.strip(),
+        second.strip().replace(b"\n", b"\r\n"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        b"",
+        b"<html>certificate</html>",
+        PEM + b"trailing garbage",
+        PEM.replace(b"AAAA", b"AA!A"),
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    ],
+)
+def test_chain_refusals(output: bytes) -> None:
+    with pytest.raises(ContractError, match=r"^not a PEM certificate chain$"):
+        split_chain(output)
+
+
+def test_account_command_name() -> None:
+    assert parse_argv([ACCOUNT, "3", "4", "1"]).arguments == ("1",)
