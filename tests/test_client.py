@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 
 import lacme
-from lacme.acme import AcmeTimeout, Deadline, Problem, parse_retry_after
+from lacme.acme_http import AcmeTimeout, Deadline, Problem, parse_retry_after
 from lacme.client import Fatal, read_settings, tls_version_range
 from support import requires
 from support.accountd import fake_accountd, standalone_accountd

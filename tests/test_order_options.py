@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lacme import acme, certificate, config, master
+from lacme import acme, acme_http, certificate, config, master
 from lacme.cli import UsageError
 from support.pki import NOW, IssuingCA, generate_key
 
@@ -127,7 +127,7 @@ def test_alternate_links() -> None:
             ("Link", '<https://ca.test/up>; rel="up"'),
         ]
     )
-    response = acme.Response("POST", "https://ca.test/cert/1", 200, headers, b"")
+    response = acme_http.Response("POST", "https://ca.test/cert/1", 200, headers, b"")
     assert acme._alternate_links(response) == [
         "https://ca.test/cert/1/alt/1",
         "https://o.test/2",

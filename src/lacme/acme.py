@@ -1,9 +1,11 @@
-"""ACME (RFC 8555) over one HTTPS connection, signing through a callback.
+"""The ACME (RFC 8555) conversation: resources and the issuance flow, over
+lacme.acme_http's transport, signing through a callback (lacme.jws).
 
-`AcmeSession` holds what an ACME conversation needs and nothing secret: an
-HTTP client (one keep-alive connection), the directory, the current nonce,
-the account's public JWK or Key ID, and a `sign` callback that turns a JWS
-signing input into a signature (lacme's client asks accountd for it).
+`AcmeSession` holds what an ACME conversation needs and nothing secret: the
+transport (one keep-alive connection, the current nonce, the deadline), the
+directory, the account's public JWK or Key ID, a `sign` callback that turns
+a JWS signing input into a signature (lacme's client asks accountd for it),
+and a `warn` callback for what the user should know but does not stop it.
 
 Resources and states are named as in RFC 8555 (and certbot's acme library):
 directory, newNonce, newAccount, newOrder, authorization, challenge,
@@ -11,65 +13,40 @@ finalize, certificate, revokeCert, keyChange; orders go pending -> ready ->
 processing -> valid, or invalid.  The inner JWS of keyChange and of an
 external account binding are signed through callbacks too: accountd holds
 the new key and the HMAC key, never this process.
-
-What real servers do is expected and handled here: a fresh nonce comes with
-every response, `badNonce` is retried with it, connection errors and 5xx
-answers are retried with bounded backoff, `Retry-After` is honoured, and one
-deadline bounds every request, wait and poll.  Bodies larger than a bound or
-of an unexpected Content-Type are refused.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import ssl
-import sys
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from lacme import __version__
+from lacme import jws
 from lacme.accountd_protocol import b64url_encode
+from lacme.acme_http import (
+    ERROR_NS,
+    JSON,
+    MAX_BODY,
+    MAX_CERTIFICATE_BODY,
+    PEM_CHAIN,
+    AcmeError,
+    AcmeTimeout,
+    Deadline,
+    Problem,
+    Response,
+    Trace,
+    Transport,
+)
+from lacme.jws import Signer
 from lacme.parsing import is_ip_address
 
-USER_AGENT = f"lacme/{__version__}"
-
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
-JOSE_JSON = "application/jose+json"
-PEM_CHAIN = "application/pem-certificate-chain"
-
-# Directories, orders and authorizations are a few KiB; a certificate chain
-# a few tens.  Anything much larger is a broken or hostile server.
-MAX_BODY = 1 << 20
-MAX_CERTIFICATE_BODY = 10 << 20
-
-ERROR_NS = "urn:ietf:params:acme:error:"
-
-# RFC 8555 section 6.5: a badNonce answer carries a fresh nonce to retry
-# with.  Retries are bounded so that a server rejecting every nonce cannot
-# keep us busy until the deadline; at Pebble's worst test setting (half the
-# nonces rejected) 20 retries fail one request in two million, where 10
-# would fail one in two thousand: one run in twenty of a 100-request test.
-MAX_BAD_NONCE_RETRIES = 20
-# Connection errors and 5xx answers: retried this many times, waiting
-# Retry-After or else 1, 2, 4, 8... seconds, capped.
-MAX_TRANSIENT_RETRIES = 5
-MAX_BACKOFF = 10.0
 # Polling orders that give no Retry-After: quick at first (Pebble and
 # Boulder usually validate or issue within a second), then slower.
 POLL_INITIAL = 0.1
 POLL_MAX = 2.0
-# Beyond any sensible timeout, and far from what time.sleep() overflows on.
-MAX_RETRY_AFTER = 86400.0
-# One request may take at most this long, deadline permitting.
-REQUEST_TIMEOUT = 30.0
-
 # RFC 8555 section 8.3: tokens are base64url.  Whoever publishes one makes a
 # file of that name, so anything else ('/', '..', NUL) is refused.
 TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -80,178 +57,8 @@ ALREADY_REPLACED = ERROR_NS + "alreadyReplaced"
 # RFC 8288 links: <target>; param; param=value...
 LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 
-# sign(signing input) -> base64url signature
-Signer = Callable[[bytes], str]
 # provision(token, key authorization): publish an http-01 key authorization
 Provision = Callable[[str, str], None]
-Trace = Callable[[str], None]
-
-
-@dataclass
-class Problem:
-    """An RFC 7807 problem document, with RFC 8555 section 6.7.1 subproblems."""
-
-    type: str
-    detail: str
-    status: int | None = None
-    identifier: str | None = None
-    subproblems: list[Problem] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, obj: Any) -> Problem:
-        if not isinstance(obj, dict):
-            return cls(type="about:blank", detail=f"malformed problem document: {obj!r:.200}")
-        identifier = obj.get("identifier")
-        status = obj.get("status")
-        subproblems = obj.get("subproblems")
-        return cls(
-            type=str(obj.get("type", "about:blank")),
-            detail=str(obj.get("detail", obj.get("title", ""))),
-            status=status if isinstance(status, int) else None,
-            identifier=(
-                f"{identifier.get('type')}:{identifier.get('value')}"
-                if isinstance(identifier, dict)
-                else None
-            ),
-            subproblems=(
-                [cls.from_json(sub) for sub in subproblems] if isinstance(subproblems, list) else []
-            ),
-        )
-
-    def __str__(self) -> str:
-        name = self.type.removeprefix(ERROR_NS)
-        parts = (self.identifier, None if name == "about:blank" else name, self.detail)
-        head = ": ".join(part for part in parts if part)
-        return "\n  ".join([head, *(str(sub) for sub in self.subproblems)])
-
-
-class AcmeError(Exception):
-    """The conversation failed; `problem` is the server's word on it, if any."""
-
-    def __init__(self, message: str, problem: Problem | None = None) -> None:
-        super().__init__(f"{message}: {problem}" if problem is not None else message)
-        self.problem = problem
-
-
-class AcmeTimeout(AcmeError):
-    """The deadline passed, or a wait the server asked for would pass it."""
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").partition(";")[0].strip().lower()
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (RFC 9110 section 10.2.3),
-    delay-seconds or HTTP-date; None if absent or unparseable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000": RFC 5322's way of saying UTC, for HTTP-dates too
-        return None
-    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
-
-
-@dataclass
-class Response:
-    """An HTTP response read in full (within its size bound)."""
-
-    method: str
-    url: str
-    status: int
-    headers: httpx.Headers
-    body: bytes
-
-    @property
-    def media_type(self) -> str:
-        return media_type(self.headers.get("content-type"))
-
-    @property
-    def location(self) -> str:
-        location: str | None = self.headers.get("location")
-        if not location:
-            raise AcmeError(f"{self.method} {self.url}: HTTP {self.status} without a Location")
-        return str(httpx.URL(self.url).join(location))
-
-    def retry_after(self) -> float | None:
-        return parse_retry_after(self.headers.get("retry-after"), time.time())
-
-    def problem(self) -> Problem | None:
-        if self.status < 400 or self.media_type != PROBLEM_JSON:
-            return None
-        try:
-            return Problem.from_json(json.loads(self.body))
-        except ValueError:
-            return Problem(type="about:blank", detail="problem document is not JSON")
-
-    def check(self) -> Response:
-        """Self if successful, else an AcmeError with the server's problem."""
-        if self.status < 400:
-            return self
-        problem = self.problem()
-        what = f"{self.method} {self.url}: HTTP {self.status}"
-        if problem is None:
-            raise AcmeError(f"{what} (Content-Type {self.media_type or 'none'}, no problem)")
-        raise AcmeError(what, problem)
-
-    def json(self) -> dict[str, Any]:
-        """The body of a successful application/json response, an object."""
-        self.check()
-        if self.media_type != JSON:
-            raise AcmeError(
-                f"{self.method} {self.url}: Content-Type {self.media_type or 'none'}, not {JSON}"
-            )
-        try:
-            obj = json.loads(self.body)
-        except ValueError as e:
-            raise AcmeError(f"{self.method} {self.url}: body is not JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise AcmeError(f"{self.method} {self.url}: body is not a JSON object")
-        return obj
-
-
-class Deadline:
-    """The `timeout` setting: one deadline for the whole conversation (none if 0)."""
-
-    def __init__(
-        self,
-        timeout: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.timeout = timeout
-        self.clock = clock
-        self.wait = sleep
-        self.end = clock() + timeout if timeout > 0 else None
-
-    def remaining(self, what: str) -> float | None:
-        """Seconds left (None: no deadline); raises AcmeTimeout if none are."""
-        if self.end is None:
-            return None
-        left = self.end - self.clock()
-        if left <= 0:
-            raise AcmeTimeout(f"timeout ({self.timeout:g}s) exceeded {what}")
-        return left
-
-    def sleep(self, seconds: float, what: str, *, server_asked: bool) -> None:
-        """Wait, unless that passes the deadline.  A wait of our own choosing
-        is shortened instead, leaving time for one more look."""
-        left = self.remaining(what)
-        if left is not None and seconds >= left:
-            if server_asked:
-                raise AcmeTimeout(
-                    f"timeout ({self.timeout:g}s) would be exceeded waiting the "
-                    f"{seconds:g}s the server asked for {what}"
-                )
-            seconds = left / 2
-        self.wait(seconds)
 
 
 class AcmeSession:
@@ -273,11 +80,12 @@ class AcmeSession:
         thumbprint: str,
         kid: str | None,
         deadline: Deadline,
+        warn: Callable[[str], None],
         trace: Trace | None = None,
         eab: tuple[str, str] | None = None,
     ) -> None:
         self.directory_url = directory_url
-        self.http = http
+        self.transport = Transport(http, deadline, trace)
         self.sign = sign
         self.alg = alg
         self.jwk = jwk
@@ -285,53 +93,18 @@ class AcmeSession:
         self.kid = kid
         self.deadline = deadline
         self.trace = trace
+        self.warn = warn
         # (alg, kid) of the external account binding `sign` makes, if any.
         self.eab = eab
-        self.nonce: str | None = None
         self._directory: dict[str, Any] | None = None
 
     def __enter__(self) -> AcmeSession:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.http.close()
+        self.transport.http.close()
 
     # -- HTTP ---------------------------------------------------------------
-
-    def _send(self, method: str, url: str, body: bytes | None, limit: int, accept: str) -> Response:
-        """One HTTP exchange, reading at most `limit` bytes of body."""
-        left = self.deadline.remaining(f"before {method} {url}")
-        timeout = REQUEST_TIMEOUT if left is None else min(left, REQUEST_TIMEOUT)
-        headers = {"Accept": accept}
-        if body is not None:
-            headers["Content-Type"] = JOSE_JSON
-        if self.trace:
-            self.trace(f">>> {method} {url}")
-        with self.http.stream(
-            method, url, content=body, headers=headers, timeout=timeout
-        ) as response:
-            length = response.headers.get("content-length", "")
-            if length.isdigit() and int(length) > limit:
-                raise AcmeError(f"{method} {url}: refusing a {length}-byte body (limit {limit})")
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise AcmeError(f"{method} {url}: refusing a body over {limit} bytes")
-                chunks.append(chunk)
-                # A server dripping bytes would otherwise outlive the deadline.
-                self.deadline.remaining(f"reading the answer to {method} {url}")
-        result = Response(method, url, response.status_code, response.headers, b"".join(chunks))
-        # RFC 8555 section 6.5: any response may carry the next nonce, even an error.
-        if nonce := response.headers.get("replay-nonce"):
-            self.nonce = nonce
-        if self.trace:
-            headers_text = "".join(f"\n    {k}: {v}" for k, v in response.headers.multi_items())
-            self.trace(f"<<< HTTP {response.status_code} {method} {url}{headers_text}")
-            if result.media_type in (JSON, PROBLEM_JSON):
-                self.trace(f"<<< {result.body.decode(errors='replace')}")
-        return result
 
     def _request(
         self,
@@ -344,55 +117,14 @@ class AcmeSession:
         limit: int = MAX_BODY,
         accept: str = JSON,
     ) -> Response:
-        """An HTTP request, signed if `signed` (POST-as-GET when `payload` is
-        None), retried on badNonce, connection errors and 5xx answers."""
-        bad_nonces = 0
-        transient = 0
-        while True:
-            body = self._jws(url, payload, use_jwk) if signed else None
-            try:
-                response = self._send(method, url, body, limit, accept)
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
-                raise AcmeError(f"{method} {url}: {e}") from None
-            except httpx.TransportError as e:
-                failure = f"{method} {url}: {e or type(e).__name__}"
-                # An untrusted certificate will not become trusted by retrying.
-                if _caused_by(e, ssl.SSLCertVerificationError):
-                    raise AcmeError(failure) from None
-                self.deadline.remaining(f"during {failure}")
-                retry_after = None
-            except httpx.HTTPError as e:  # a body that fails to decode, say
-                raise AcmeError(f"{method} {url}: {e or type(e).__name__}") from None
-            else:
-                problem = response.problem()
-                if problem is not None and problem.type == ERROR_NS + "badNonce":
-                    bad_nonces += 1
-                    if bad_nonces > MAX_BAD_NONCE_RETRIES:
-                        raise AcmeError(f"{method} {url}: {bad_nonces} nonces rejected", problem)
-                    continue
-                if response.status < 500:
-                    return response
-                failure = f"{method} {url}: HTTP {response.status}"
-                if problem is not None:
-                    failure += f" ({problem})"
-                retry_after = response.retry_after()
-            transient += 1
-            if transient > MAX_TRANSIENT_RETRIES:
-                raise AcmeError(f"giving up after {transient} attempts: {failure}")
-            delay = (
-                retry_after if retry_after is not None else min(MAX_BACKOFF, 2.0 ** (transient - 1))
-            )
-            if self.trace:
-                self.trace(f"!!! {failure}; retrying in {delay:g}s")
-            self.deadline.sleep(
-                delay, f"to retry {method} {url}", server_asked=retry_after is not None
-            )
+        """A request, signed if `signed` (POST-as-GET when `payload` is None)."""
+        body = (lambda: self._jws(url, payload, use_jwk)) if signed else None
+        return self.transport.request(method, url, body=body, limit=limit, accept=accept)
 
     def _jws(self, url: str, payload: dict[str, Any] | None, use_jwk: bool) -> bytes:
         """A flattened JWS (RFC 7515 section 7.2.2) as RFC 8555 section 6.2 wants."""
-        if self.nonce is None:
-            self.new_nonce()
-        header: dict[str, Any] = {"alg": self.alg, "nonce": self.nonce, "url": url}
+        nonce = self.transport.take_nonce() or self.new_nonce()
+        header: dict[str, Any] = {"alg": self.alg, "nonce": nonce, "url": url}
         if use_jwk:
             if not self.jwk:
                 raise AcmeError(
@@ -406,22 +138,7 @@ class AcmeSession:
             header["kid"] = self.kid
         if self.trace:
             self.trace(f">>> {json.dumps(header)} {'' if payload is None else json.dumps(payload)}")
-        protected = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-        encoded_payload = (
-            b""
-            if payload is None
-            else b64url_encode(json.dumps(payload, separators=(",", ":")).encode())
-        )
-        signature = self.sign(protected + b"." + encoded_payload)
-        # Each nonce is good for one request; the response brings the next.
-        self.nonce = None
-        return json.dumps(
-            {
-                "protected": protected.decode(),
-                "payload": encoded_payload.decode(),
-                "signature": signature,
-            }
-        ).encode()
+        return json.dumps(jws.sign(header, payload, self.sign)).encode()
 
     def post(
         self,
@@ -459,11 +176,14 @@ class AcmeSession:
         tos = self._meta().get("termsOfService")
         return tos if isinstance(tos, str) else None
 
-    def new_nonce(self) -> None:
+    def new_nonce(self) -> str:
+        """A fresh nonce from newNonce (RFC 8555 section 7.2)."""
         response = self._request("HEAD", self.resource("newNonce"))
         response.check()
-        if self.nonce is None:
+        nonce = self.transport.take_nonce()
+        if nonce is None:
             raise AcmeError(f"HEAD {response.url}: no Replay-Nonce")
+        return nonce
 
     def new_account(self, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """newAccount; sets `kid`.  Returns the account and whether it is new (201).
@@ -525,13 +245,7 @@ class AcmeSession:
         """A nonce-less JWS carried in a request's payload (RFC 8555 sections 7.3.4, 7.3.5)."""
         if self.trace:
             self.trace(f">>> inner {json.dumps(header)} {json.dumps(payload)}")
-        protected = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-        encoded_payload = b64url_encode(json.dumps(payload, separators=(",", ":")).encode())
-        return {
-            "protected": protected.decode(),
-            "payload": encoded_payload.decode(),
-            "signature": sign(protected + b"." + encoded_payload),
-        }
+        return jws.sign(header, payload, sign)
 
     def account_kid(self) -> str:
         kid = self.find_account()
@@ -562,7 +276,7 @@ class AcmeSession:
             # That certificate was renewed already (by a run whose installation
             # failed, say): a new certificate is still wanted, just not as its
             # replacement.
-            print(f"Warning: {problem}; ordering without `replaces`", file=sys.stderr)
+            self.warn(f"{problem}; ordering without `replaces`")
             del payload["replaces"]
             response = self.post(self.resource("newOrder"), payload)
         order = response.json()
@@ -605,10 +319,8 @@ class AcmeSession:
             if _same_name(issuers[-1], preferred_chain):
                 return alternate_chain
         offered = ", ".join(repr(issuer) for issuer in issuers)
-        print(
-            f"Warning: no chain issued by {preferred_chain!r} (offered: {offered}); "
-            "using the default chain",
-            file=sys.stderr,
+        self.warn(
+            f"no chain issued by {preferred_chain!r} (offered: {offered}); using the default chain"
         )
         return chain
 
@@ -766,15 +478,6 @@ def _chain_issuer(chain: str) -> str | None:
 
 def _same_name(issuer: str | None, preferred: str) -> bool:
     return issuer is not None and issuer.casefold() == preferred.casefold()
-
-
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, kind):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def _text(value: Any, what: str) -> str:

@@ -50,7 +50,8 @@ from lacme.accountd_protocol import (
     b64url_decode,
     parse_greeting,
 )
-from lacme.acme import USER_AGENT, AcmeError, AcmeSession, Deadline
+from lacme.acme import AcmeSession
+from lacme.acme_http import USER_AGENT, AcmeError, Deadline
 from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
@@ -311,6 +312,10 @@ def renewal_info(session: AcmeSession, args: list[str], settings: ClientSettings
     write_stdout(encode_renewal_info(RenewalInfoAnswer(info, retry_after)))
 
 
+def warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr)
+
+
 def refuse_to_sign(signing_input: bytes) -> str:
     """The signer of the lookups (UNSIGNED), which have no accountd."""
     raise AcmeError("this command has no lacme-accountd to sign with")
@@ -365,6 +370,7 @@ def run(argv: list[str]) -> None:
             thumbprint="",
             kid=None,
             deadline=deadline,
+            warn=warn,
             trace=trace,
         ) as session:
             COMMANDS[command](session, args, settings)
@@ -379,6 +385,7 @@ def run(argv: list[str]) -> None:
         thumbprint=greeting.jwk_thumbprint,
         kid=greeting.kid,
         deadline=deadline,
+        warn=warn,
         trace=trace,
         eab=greeting.eab,
     ) as session:
