@@ -42,14 +42,12 @@ from lacme.acme_http import (
 )
 from lacme.jws import Signer
 from lacme.parsing import is_ip_address
+from lacme.webserver_contract import valid_token
 
 # Polling orders that give no Retry-After: quick at first (Pebble and
 # Boulder usually validate or issue within a second), then slower.
 POLL_INITIAL = 0.1
 POLL_MAX = 2.0
-# RFC 8555 section 8.3: tokens are base64url.  Whoever publishes one makes a
-# file of that name, so anything else ('/', '..', NUL) is refused.
-TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 # RFC 9773 section 4.1: base64url(AKI keyIdentifier) "." base64url(serial);
 # it goes into a URL path, so nothing else.
 CERT_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -383,7 +381,7 @@ class AcmeSession:
             if challenge is None:
                 raise AcmeError(f"no http-01 challenge offered for {identifier}")
             token = _text(challenge.get("token"), f"http-01 token for {identifier}")
-            if not TOKEN.fullmatch(token):
+            if not valid_token(token):
                 raise AcmeError(f"refusing the http-01 token {token[:100]!r} for {identifier}")
             provision(token, f"{token}.{self.thumbprint}")
             self.answer_challenge(_text(challenge.get("url"), f"challenge URL for {identifier}"))

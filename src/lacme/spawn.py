@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import IO, Any, NamedTuple, Protocol
 
-from lacme import specifiers
+from lacme import specifiers, webserver_contract
 
 Stream = int | IO[Any] | None
 
@@ -521,11 +521,11 @@ def _serve(
             _bind(stack, sock, address)
             fd = sock.fileno()
             proc = spawn(
-                [*argv, str(fd)],
+                webserver_contract.argv(argv, fd),
                 www,
                 cwd=directory,
                 pass_fds=(fd,),
-                env={"DEBUG": "1" if debug else "0"},
+                env=webserver_contract.environment(debug),
             )
             stack.callback(_stop_webserver, proc, address, debug)
             if debug:

@@ -1,18 +1,19 @@
 """The http-01 challenge webserver: `python -m lacme.webserver FD`.
 
-Holds nothing secret.  It runs unprivileged, started by the master with its
-working directory set to the challenge directory and FD a listening stream
-socket (TCP over IPv4 or IPv6, or UNIX) that the master bound.  The only
-files it touches are the token files in that directory, opened read-only
-relative to it, never following a symbolic link and never blocking on a
-FIFO.  It writes no file, and nothing to stdout.
+Holds nothing secret.  It runs unprivileged, started by the master as
+lacme.webserver_contract says: its working directory the challenge
+directory, FD a listening stream socket (TCP over IPv4 or IPv6, or UNIX)
+that the master bound.  The only files it touches are the token files in
+that directory, opened read-only relative to it, never following a symbolic
+link and never blocking on a FIFO.  It writes no file, and nothing to stdout.
 
 Every connection carries one request and gets one response, with
 `Content-Type: text/plain`, `Content-Length` and `Connection: close`:
 
 - 200 with the file's content (no body for HEAD): `GET` or `HEAD` of
-  `/.well-known/acme-challenge/TOKEN`, TOKEN matching `[A-Za-z0-9_-]+`,
-  where TOKEN is a regular file of at most MAX_CONTENT bytes;
+  `/.well-known/acme-challenge/TOKEN`, TOKEN a valid token
+  (`[A-Za-z0-9_-]+`, webserver_contract.valid_token) naming a regular file
+  of at most MAX_CONTENT bytes;
 - 404: the same, but there is no file TOKEN;
 - 403: any other well-formed request: another method or path, a query, a
   percent-encoded or otherwise invalid token, a symbolic link, a FIFO, a
@@ -42,6 +43,8 @@ import stat
 import sys
 import time
 
+from lacme import webserver_contract
+
 # typing imports re and more: a megabyte of resident memory for annotations.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,9 +53,10 @@ if TYPE_CHECKING:
 
 NAME = "lacme-webserver"
 PREFIX = b"/.well-known/acme-challenge/"
-TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # RFC 9110 §5.6.2: the characters of a method or header name.
-TCHAR_BYTES = TOKEN_BYTES | frozenset(b"!#$%&'*+.^`|~")
+TCHAR_BYTES = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
 NAME_MAX = 255  # a longer token can't name a file
 MAX_HEAD = 8192  # request line and headers together
 MAX_CONTENT = 16384  # a key authorization is under 200 bytes
@@ -63,7 +67,7 @@ REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 # Failures of the peer's side of the connection, not worth an error line.
 PEER_ERRNOS = frozenset((errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT))
-DEBUG = os.environ.get("DEBUG", "") not in ("", "0")  # the Perl master passes DEBUG=0
+DEBUG = webserver_contract.debug(os.environ)
 LOGGED_REQUEST = 200  # bytes of a request line shown in the debug log
 
 
@@ -150,7 +154,7 @@ def answer(method: bytes, target: bytes) -> tuple[int, bytes]:
     if method not in (b"GET", b"HEAD") or not target.startswith(PREFIX):
         return 403, b""
     token = target[len(PREFIX) :]
-    if not token or len(token) > NAME_MAX or not TOKEN_BYTES.issuperset(token):
+    if len(token) > NAME_MAX or not webserver_contract.valid_token(token):
         return 403, b""
     return read_token(token.decode("ascii"))
 
@@ -333,22 +337,18 @@ class Server:
 
 
 def main() -> int:
-    args = sys.argv[1:]
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
-    if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()):
-        log("usage: python -m lacme.webserver FD (a listening socket)")
+    try:
+        fd = webserver_contract.parse_argv(sys.argv[1:])
+    except ValueError as e:
+        log(str(e))
         return 2
     try:
         try:
-            listener = socket.socket(fileno=int(args[0]))
-        except OSError as e:
-            log(f"error: file descriptor {args[0]}: {e.strerror}")
-            return 1
-        if listener.type != socket.SOCK_STREAM or not listener.getsockopt(
-            socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-        ):
-            log(f"error: file descriptor {args[0]} is not a listening stream socket")
+            listener = webserver_contract.listener(fd)
+        except ValueError as e:
+            log(f"error: {e}")
             return 1
         # accept() must not block when a peer gives up between select() and it.
         listener.setblocking(False)
