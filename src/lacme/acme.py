@@ -40,6 +40,7 @@ from lacme.acme_http import (
     Trace,
     Transport,
 )
+from lacme.acme_resources import Authorization, Order, text
 from lacme.jws import Signer
 from lacme.parsing import is_ip_address
 from lacme.webserver_contract import valid_token
@@ -257,7 +258,7 @@ class AcmeSession:
 
     def new_order(
         self, domains: Iterable[str], *, profile: str | None = None, replaces: str | None = None
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, Order]:
         """newOrder for DNS identifiers, and IP ones (RFC 8738); (order URL, order).
         PROFILE names one of the directory's meta.profiles; REPLACES is the
         ARI certID (RFC 9773 section 5) of the certificate the order renews."""
@@ -277,7 +278,7 @@ class AcmeSession:
             self.warn(f"{problem}; ordering without `replaces`")
             del payload["replaces"]
             response = self.post(self.resource("newOrder"), payload)
-        order = response.json()
+        order = Order.parse(response.json())
         return response.location, order
 
     def renewal_info(self, cert_id: str) -> tuple[dict[str, Any], float | None]:
@@ -290,16 +291,15 @@ class AcmeSession:
         response = self._request("GET", url)
         return response.json(), response.retry_after()
 
-    def authorization(self, url: str) -> dict[str, Any]:
-        return self.post(url).json()
+    def authorization(self, url: str) -> Authorization:
+        return Authorization.parse(self.post(url).json())
 
     def answer_challenge(self, url: str) -> dict[str, Any]:
         """Tell the server the challenge is ready to be validated (section 7.5.1)."""
         return self.post(url, {}).json()
 
-    def finalize(self, order: dict[str, Any], csr_der: bytes) -> Response:
-        url = _text(order.get("finalize"), "finalize URL of the order")
-        return self.post(url, {"csr": b64url_encode(csr_der).decode()})
+    def finalize(self, order: Order, csr_der: bytes) -> Response:
+        return self.post(order.finalize_url(), {"csr": b64url_encode(csr_der).decode()})
 
     def certificate(self, url: str, preferred_chain: str | None = None) -> str:
         """Download the certificate chain (section 7.4.2), PEM: the first of
@@ -363,34 +363,26 @@ class AcmeSession:
         (see `certificate` for PREFERRED_CHAIN, `new_order` for PROFILE and
         REPLACES)."""
         url, order = self.new_order(domains, profile=profile, replaces=replaces)
-        for authz_url in _list(order, "authorizations", "order"):
-            authz = self.authorization(_text(authz_url, "authorization URL"))
-            identifier = _identifier(authz)
-            status = authz.get("status")
-            if status == "valid":
+        for authz_url in order.authorization_urls():
+            authz = self.authorization(authz_url)
+            if authz.status == "valid":
                 continue
-            if status != "pending":
+            if authz.status != "pending":
                 raise AcmeError(
-                    f"authorization for {identifier} is {status}", _challenge_problems(authz)
+                    f"authorization for {authz.identifier} is {authz.status}", authz.problems()
                 )
-            challenges = _list(authz, "challenges", f"authorization for {identifier}")
-            challenge = next(
-                (c for c in challenges if isinstance(c, dict) and c.get("type") == "http-01"),
-                None,
-            )
-            if challenge is None:
-                raise AcmeError(f"no http-01 challenge offered for {identifier}")
-            token = _text(challenge.get("token"), f"http-01 token for {identifier}")
+            challenge = authz.http_01()
+            token = text(challenge.token, f"http-01 token for {authz.identifier}")
             if not valid_token(token):
-                raise AcmeError(f"refusing the http-01 token {token[:100]!r} for {identifier}")
+                raise AcmeError(
+                    f"refusing the http-01 token {token[:100]!r} for {authz.identifier}"
+                )
             provision(token, f"{token}.{self.thumbprint}")
-            self.answer_challenge(_text(challenge.get("url"), f"challenge URL for {identifier}"))
+            self.answer_challenge(text(challenge.url, f"challenge URL for {authz.identifier}"))
         order = self.wait_for_order(url, order, csr_der)
-        return self.certificate(
-            _text(order.get("certificate"), "certificate URL of the order"), preferred_chain
-        )
+        return self.certificate(order.certificate_url(), preferred_chain)
 
-    def wait_for_order(self, url: str, order: dict[str, Any], csr_der: bytes) -> dict[str, Any]:
+    def wait_for_order(self, url: str, order: Order, csr_der: bytes) -> Order:
         """Poll the order through pending, ready (finalizing it then),
         processing, until valid; raise if it becomes invalid, or at the deadline."""
         interval = POLL_INITIAL
@@ -398,7 +390,7 @@ class AcmeSession:
         server_asked = False
         finalized = False
         while True:
-            status = order.get("status")
+            status = order.status
             if status == "valid":
                 return order
             if status == "invalid":
@@ -414,29 +406,23 @@ class AcmeSession:
                     raise AcmeError(f"order {url} has unknown status {status!r}")
             except AcmeTimeout as e:
                 raise AcmeTimeout(f"{e} (the order was {status})") from None
-            order = response.json()
+            order = Order.parse(response.json())
             server_wait = response.retry_after()
             server_asked = server_wait is not None
             # Back off while the status stays the same; a new one is progress,
             # and the next step (validation, issuance) is as quick to come.
-            interval = (
-                POLL_INITIAL if order.get("status") != status else min(POLL_MAX, interval * 2)
-            )
+            interval = POLL_INITIAL if order.status != status else min(POLL_MAX, interval * 2)
             delay = server_wait if server_wait is not None else interval
 
-    def _order_failure(self, order: dict[str, Any]) -> AcmeError:
+    def _order_failure(self, order: Order) -> AcmeError:
         """The order's problem, with those of its failed challenges per identifier."""
-        problem = (
-            Problem.from_json(order["error"])
-            if "error" in order
-            else Problem(type="about:blank", detail="")
-        )
-        for url in _list(order, "authorizations", "order"):
-            authz = self.authorization(_text(url, "authorization URL"))
-            if authz.get("status") == "invalid":
+        problem = order.error or Problem(type="about:blank", detail="")
+        for url in order.authorization_urls():
+            authz = self.authorization(url)
+            if authz.status == "invalid":
                 problem.subproblems += [
                     sub
-                    for sub in _challenge_problems(authz).subproblems
+                    for sub in authz.problems().subproblems
                     # Servers often copy the failed challenge's error into the order's.
                     if (sub.type, sub.detail) != (problem.type, problem.detail)
                 ]
@@ -476,35 +462,3 @@ def _chain_issuer(chain: str) -> str | None:
 
 def _same_name(issuer: str | None, preferred: str) -> bool:
     return issuer is not None and issuer.casefold() == preferred.casefold()
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise AcmeError(f"the server sent no valid {what}")
-    return value
-
-
-def _list(obj: dict[str, Any], name: str, what: str) -> list[Any]:
-    value = obj.get(name)
-    if not isinstance(value, list):
-        raise AcmeError(f"the server sent an {what} without a list of {name}")
-    return value
-
-
-def _identifier(authz: dict[str, Any]) -> str:
-    identifier = authz.get("identifier")
-    if not isinstance(identifier, dict):
-        raise AcmeError("the server sent an authorization without identifier")
-    return f"{identifier.get('type')}:{identifier.get('value')}"
-
-
-def _challenge_problems(authz: dict[str, Any]) -> Problem:
-    """The errors of an authorization's challenges, as subproblems for its identifier."""
-    identifier = _identifier(authz)
-    problem = Problem(type="about:blank", detail="")
-    for challenge in authz.get("challenges") or []:
-        if isinstance(challenge, dict) and "error" in challenge:
-            sub = Problem.from_json(challenge["error"])
-            sub.identifier = identifier
-            problem.subproblems.append(sub)
-    return problem
