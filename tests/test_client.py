@@ -20,10 +20,10 @@ import pytest
 from cryptography import x509
 
 import lacme
-from lacme.acme_http import AcmeTimeout, Deadline, Problem, parse_retry_after
-from lacme.client import Fatal, read_settings, tls_version_range
+from lacme.acme_http import AcmeError, AcmeTimeout, Deadline, Problem, parse_retry_after
+from lacme.client import Accountd, Fatal, read_settings, tls_version_range
 from support import requires
-from support.accountd import fake_accountd, standalone_accountd
+from support.accountd import GREETING, fake_accountd, standalone_accountd
 from support.commands import ACCOUNTD, CLIENT, CONTACT, PERL_ACCOUNTD, run_client
 from support.hostile import PEM, TOKEN, Answer, HostileServer, hostile_server
 from support.masters import PerlMasterSetup, perl_master_setup
@@ -120,6 +120,42 @@ def test_settings_from_perl_master() -> None:
 def test_settings_refused(text: bytes, message: str) -> None:
     with pytest.raises(Fatal, match=message):
         read_settings(settings_fd(text))
+
+
+def signed_by(answer: bytes) -> str:
+    """What the client makes of ANSWER, followed by end of file, as accountd's
+    answer to its request line (which must be as lacme 0.8.2's)."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(GREETING + answer)
+        theirs.shutdown(socket.SHUT_WR)
+        accountd = Accountd(ours)
+        try:
+            return accountd.sign(b"e30.e30", Deadline(0))
+        finally:
+            accountd.file.close()
+            assert theirs.recv(100) == b"e30.e30\r\n"
+
+
+@pytest.mark.unit
+def test_accountd_signature_taken() -> None:
+    assert signed_by(b"c2ln\r\n") == "c2ln"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"", "lacme-accountd closed the connection: it refused to sign"),
+        # Taken before at end of file; Perl lacme 0.8.2's client refuses it too.
+        (b"c2ln", "lacme-accountd sent a malformed signature b'c2ln'"),
+        (b"c2k=\r\n", "lacme-accountd sent a malformed signature b'c2k=\\r\\n'"),
+    ],
+)
+def test_accountd_signature_refused(answer: bytes, message: str) -> None:
+    with pytest.raises(AcmeError) as refused:
+        signed_by(answer)
+    assert str(refused.value) == message
 
 
 @pytest.mark.unit

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn, TextIO
 
 from lacme import __version__, cli, inifile, specifiers
 from lacme.accountd_protocol import (
-    EOL,
     MAX_LINE,
     Binding,
     Greeting,
     ProtocolError,
-    b64url_encode,
+    encode_signature,
     parse_signing_request,
 )
 
@@ -267,8 +266,6 @@ class Signer:
         """The answer to one request line (with its line feed), or None to
         refuse it, which ends the conversation."""
         try:
-            if len(line) > MAX_LINE:
-                raise ProtocolError(f"line longer than {MAX_LINE} bytes")
             request = parse_signing_request(line, self.key.alg, jwk=self.key.jwk, eab=self.binding)
         except ProtocolError as e:
             self.log.info(f"[{conn_id}] NOSIGN [{e}]")
@@ -279,7 +276,7 @@ class Signer:
             signature = self.key.sign(request.signing_input)
         if self.log.wants(Log.VERBOSE):
             self.log.verbose(f"[{conn_id}] SIGNED {request.describe()}")
-        return b64url_encode(signature) + EOL
+        return encode_signature(signature)
 
 
 def _stop(signum: int, frame: FrameType | None) -> NoReturn:

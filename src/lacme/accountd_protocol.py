@@ -1,18 +1,30 @@
 """The accountd line protocol, version 1: the contract between lacme-accountd
-and the ACME client, byte for byte that of lacme 0.8.2.
+and the ACME client, byte for byte that of lacme 0.8.2.  Every byte that
+crosses it is encoded and decoded here, and nowhere else.
 
-On each connection accountd speaks first, with two CRLF-terminated lines:
+Every message is one or more lines, each terminated by CRLF and at most
+MAX_LINE bytes long, CRLF included.
+
+The greeting (Greeting.encode, parse_greeting).  On each connection
+accountd speaks first, with two lines:
 
     1 OK {"alg":"RS256","jwk-thumbprint":"...","kid":"..."}
     {"e":"AQAB","kty":"RSA","n":"..."}
 
 the second being the account's public JWK in canonical form (`{}` when a
-Key ID is configured, which keeps the client from account management).
-Then the client sends JWS signing inputs (RFC 7515 section 5.1), one per
-line, `BASE64URL(protected header).BASE64URL(payload)`, and accountd answers
-each with `BASE64URL(signature)`.  accountd refuses, by closing the
-connection, any line that is not such a signing input for an RFC 8555
-request signed with its own algorithm.
+Key ID is configured, which keeps the client from account management).  A
+peer of 0.8.2 vintage may send just `1 OK` as the first line (its key is
+then RSA).
+
+The request line (encode_signing_request, parse_signing_request).  Then the
+client sends JWS signing inputs (RFC 7515 section 5.1), one per line,
+`BASE64URL(protected header).BASE64URL(payload)`.  accountd refuses, by
+closing the connection, any line that is not such a signing input for an
+RFC 8555 request signed with its own algorithm.
+
+The signature line (encode_signature, parse_signature).  accountd answers
+each request line it accepts with `BASE64URL(signature)`, unpadded; the
+client takes nothing else for an answer, and end of file for a refusal.
 
 Beyond 0.8.2, two nonce-less signing inputs are signed, both RFC 8555 inner
 JWS that bind something to this accountd's own key and nothing else (a
@@ -47,7 +59,7 @@ _GREETING = re.compile(rb"(\d+) OK(?: (.*))?\r\n")
 
 
 class ProtocolError(ValueError):
-    """The peer broke the protocol; the message says how."""
+    """The peer broke the protocol, or refused to sign; the message says how."""
 
 
 def b64url_encode(data: bytes) -> bytes:
@@ -105,14 +117,14 @@ def parse_greeting(first: bytes, second: bytes) -> Greeting:
     A peer of lacme 0.8.2 vintage may omit the extra data; its key is then
     RSA and the thumbprint is computed from the JWK line.
     """
-    m = _GREETING.fullmatch(first)
+    m = _GREETING.fullmatch(first) if len(first) <= MAX_LINE else None
     if m is None:
         raise ProtocolError(f"not an accountd greeting: {first[:80]!r}")
     if int(m.group(1)) != PROTOCOL_VERSION:
         raise ProtocolError(
             f"accountd speaks protocol version {int(m.group(1))}, not {PROTOCOL_VERSION}"
         )
-    if not second.endswith(EOL):
+    if len(second) > MAX_LINE or not second.endswith(EOL):
         raise ProtocolError("accountd sent no JWK line")
     try:
         extra = json.loads(m.group(2)) if m.group(2) is not None else {}
@@ -150,6 +162,11 @@ class SigningRequest(NamedTuple):
         return f"header={json.dumps(self.header, sort_keys=True)} payload={payload}"
 
 
+def encode_signing_request(signing_input: bytes) -> bytes:
+    """The client's request line asking accountd to sign SIGNING_INPUT."""
+    return signing_input + EOL
+
+
 def parse_signing_request(
     line: bytes, alg: str, *, jwk: dict[str, Any] | None = None, eab: Binding | None = None
 ) -> SigningRequest:
@@ -159,6 +176,8 @@ def parse_signing_request(
     EAB, that of an external account binding of it (JWK required then).
     Raises ProtocolError naming what is wrong; nothing may be signed then.
     """
+    if len(line) > MAX_LINE:
+        raise ProtocolError(f"line longer than {MAX_LINE} bytes")
     if not line.endswith(EOL):
         raise ProtocolError("line not terminated by CRLF")
     signing_input = line[: -len(EOL)]
@@ -243,3 +262,30 @@ def _check_binding(
         raise ProtocolError(f"{what}: kid is not this accountd's EAB key identifier")
     if _json_object(payload, what) != jwk:
         raise ProtocolError(f"{what}: payload is not this accountd's key")
+
+
+def encode_signature(signature: bytes) -> bytes:
+    """accountd's answer to a request line it accepted: SIGNATURE, unpadded
+    base64url, on a line."""
+    return b64url_encode(signature) + EOL
+
+
+def parse_signature(line: bytes) -> str:
+    """The signature in LINE, accountd's answer to a request line (b"" for
+    end of file), unpadded base64url as the JWS carries it.
+
+    Raises ProtocolError with what accountd did, worded to follow its name
+    ("closed the connection: ...", "sent a malformed signature ...").
+    """
+    if not line:
+        raise ProtocolError("closed the connection: it refused to sign")
+    malformed = f"sent a malformed signature {line[:80]!r}"
+    signature = line[: -len(EOL)]
+    # No algorithm makes an empty signature: refused here, not by the CA.
+    if len(line) > MAX_LINE or not line.endswith(EOL) or not signature:
+        raise ProtocolError(malformed)
+    try:
+        b64url_decode(signature)
+    except ValueError:
+        raise ProtocolError(malformed) from None
+    return signature.decode()

@@ -43,12 +43,12 @@ import httpx
 
 from lacme import __version__
 from lacme.accountd_protocol import (
-    EOL,
     MAX_LINE,
     Greeting,
     ProtocolError,
-    b64url_decode,
+    encode_signing_request,
     parse_greeting,
+    parse_signature,
 )
 from lacme.acme import AcmeSession
 from lacme.acme_http import USER_AGENT, AcmeError, Deadline
@@ -157,28 +157,25 @@ class Accountd:
         # Not bound by the timeout: accountd may first wait for a human to
         # type the account key's passphrase.
         try:
-            first = self.file.readline(MAX_LINE)
+            # One byte over the limit, for parse_greeting to see a line is too long.
+            first = self.file.readline(MAX_LINE + 1)
             if not first:
                 raise Fatal("lacme-accountd closed the connection without a greeting")
-            self.greeting: Greeting = parse_greeting(first, self.file.readline(MAX_LINE))
+            self.greeting: Greeting = parse_greeting(first, self.file.readline(MAX_LINE + 1))
         except (OSError, ProtocolError) as e:
             raise Fatal(f"lacme-accountd: {e}") from None
 
     def sign(self, signing_input: bytes, deadline: Deadline) -> str:
         try:
             self.sock.settimeout(deadline.remaining("waiting for lacme-accountd to sign"))
-            self.sock.sendall(signing_input + EOL)
-            line = self.file.readline(MAX_LINE)
+            self.sock.sendall(encode_signing_request(signing_input))
+            line = self.file.readline(MAX_LINE + 1)
         except OSError as e:
             raise AcmeError(f"lacme-accountd: {e or type(e).__name__}") from None
-        if not line:
-            raise AcmeError("lacme-accountd closed the connection: it refused to sign")
-        signature = line.removesuffix(EOL)
         try:
-            b64url_decode(signature)
-        except ValueError:
-            raise AcmeError(f"lacme-accountd sent a malformed signature {line[:80]!r}") from None
-        return signature.decode()
+            return parse_signature(line)
+        except ProtocolError as e:
+            raise AcmeError(f"lacme-accountd {e}") from None
 
 
 def open_accountd(fd: int) -> Accountd:
