@@ -196,7 +196,7 @@ def test_lacme_certs_conf_examples_are_valid(tmp_path: Path) -> None:
     assert section.identifiers == ("www.example.org", "example.org")
 
 
-def accountd_settings(path: Path, *options: str) -> accountd.Settings:
+def accountd_settings(path: Path, *options: str) -> accountd.AccountdSettings:
     args = accountd.parse_args([f"--config={path}", *options])
     settings = accountd.load_settings(args, accountd.Log(accountd.Log.INFO))
     # An unset socket is the default one.
@@ -214,7 +214,7 @@ def test_lacme_accountd_conf_documents_every_key() -> None:
 def test_lacme_accountd_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
     path = tmp_path / "lacme-accountd.conf"
     path.write_text(shipped("lacme-accountd.conf"))
-    with pytest.raises(accountd.Fatal, match="no account key"):
+    with pytest.raises(accountd.AccountdError, match="no account key"):
         accountd_settings(path)
     as_shipped = accountd_settings(path, "--privkey=file:/k")
     path.write_text(uncommented(shipped("lacme-accountd.conf"), examples=False))

@@ -52,11 +52,11 @@ CONFIG_KEYS = (
 DEFAULT_EAB_ALG = "HS256"
 
 
-class Fatal(Exception):
+class AccountdError(Exception):
     """An error that stops lacme-accountd; the message is the one line shown."""
 
 
-class Stop(BaseException):
+class Stopped(BaseException):
     """Raised by the SIGINT/SIGTERM/SIGHUP handler to unwind and clean up."""
 
 
@@ -153,7 +153,7 @@ def parse_args(argv: list[str]) -> Options:
     )
 
 
-class Settings(NamedTuple):
+class AccountdSettings(NamedTuple):
     privkey: str
     gpg: str
     socket: str | None
@@ -166,10 +166,10 @@ class Settings(NamedTuple):
 def _yes_no(value: str, where: str) -> bool:
     if value.lower() in ("yes", "no", ""):
         return value.lower() == "yes"
-    raise Fatal(f"{where}: expected Yes or No, not {value!r}")
+    raise AccountdError(f"{where}: expected Yes or No, not {value!r}")
 
 
-def load_settings(args: Options, log: Log) -> Settings:
+def load_settings(args: Options, log: Log) -> AccountdSettings:
     """Merge the configuration file and the command line (which wins)."""
     path = specifiers.expand(args.config if args.config is not None else DEFAULT_CONFIG)
     sections: inifile.Sections = {}
@@ -178,9 +178,9 @@ def load_settings(args: Options, log: Log) -> Settings:
         try:
             sections = inifile.read(path)
         except OSError as e:
-            raise Fatal(f"can't read configuration file {path}: {e.strerror}") from None
+            raise AccountdError(f"can't read configuration file {path}: {e.strerror}") from None
         except inifile.IniError as e:
-            raise Fatal(str(e)) from None
+            raise AccountdError(str(e)) from None
     else:
         log.debug(f"Ignoring missing configuration file at default location {path}")
 
@@ -191,26 +191,26 @@ def load_settings(args: Options, log: Log) -> Settings:
         try:
             log.file = open(logfile, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as we do
         except OSError as e:
-            raise Fatal(f"can't open log file {logfile}: {e.strerror}") from None
+            raise AccountdError(f"can't open log file {logfile}: {e.strerror}") from None
     for section in sections:
-        raise Fatal(f"{path}: unknown section [{section}] (all keys go before any section)")
+        raise AccountdError(f"{path}: unknown section [{section}] (all keys go before any section)")
     for key in values:
         if key not in CONFIG_KEYS:
-            raise Fatal(f"{path}: unknown key {key!r}")
+            raise AccountdError(f"{path}: unknown key {key!r}")
 
     quiet = (
         args.quiet if args.quiet is not None else _yes_no(values.get("quiet", ""), f"{path}: quiet")
     )
     privkey = args.privkey if args.privkey is not None else values.get("privkey")
     if not privkey:
-        raise Fatal(f"no account key: set 'privkey' in {path} or use --privkey=")
+        raise AccountdError(f"no account key: set 'privkey' in {path} or use --privkey=")
     eab: tuple[str, str, str] | None = None
     eab_kid, eab_key = values.get("eab-kid"), values.get("eab-hmac-key")
     if eab_kid or eab_key:
         if not (eab_kid and eab_key):
-            raise Fatal(f"{path}: eab-kid and eab-hmac-key go together")
+            raise AccountdError(f"{path}: eab-kid and eab-hmac-key go together")
         eab = (values.get("eab-alg") or DEFAULT_EAB_ALG, eab_kid, specifiers.expand(eab_key))
-    return Settings(
+    return AccountdSettings(
         privkey=privkey,
         gpg=values.get("gpg") or DEFAULT_GPG,
         socket=args.socket if args.socket is not None else values.get("socket") or None,
@@ -225,14 +225,14 @@ def load_account_key(privkey: str, gpg: str, log: Log) -> "AccountKey":
 
     method, _, path = privkey.partition(":")
     if method not in ("file", "gpg") or not path:
-        raise Fatal(f"unsupported privkey {privkey!r}: expected file:PATH or gpg:PATH")
+        raise AccountdError(f"unsupported privkey {privkey!r}: expected file:PATH or gpg:PATH")
     path = specifiers.expand(path)
     try:
         if method == "file":
             return accountkey.load_file(path, warn=log.info)
         return accountkey.load_gpg(path, gpg)
     except accountkey.AccountKeyError as e:
-        raise Fatal(str(e)) from None
+        raise AccountdError(str(e)) from None
 
 
 def load_eab(alg: str, kid: str, path: str) -> tuple[Binding, Callable[[bytes], bytes]]:
@@ -241,10 +241,10 @@ def load_eab(alg: str, kid: str, path: str) -> tuple[Binding, Callable[[bytes], 
     try:
         return Binding(alg, kid), accountkey.load_eab_signer(path, alg)
     except accountkey.AccountKeyError as e:
-        raise Fatal(str(e)) from None
+        raise AccountdError(str(e)) from None
 
 
-class Signer:
+class RequestSigner:
     """What every conversation shares: the key, the greeting and the log."""
 
     def __init__(
@@ -280,7 +280,7 @@ class Signer:
 
 
 def _stop(signum: int, frame: FrameType | None) -> NoReturn:
-    raise Stop
+    raise Stopped
 
 
 def check_socket_path(path: str) -> None:
@@ -289,21 +289,21 @@ def check_socket_path(path: str) -> None:
     try:
         mode = os.stat(directory).st_mode
     except OSError as e:
-        raise Fatal(f"can't stat socket directory {directory}: {e.strerror}") from None
+        raise AccountdError(f"can't stat socket directory {directory}: {e.strerror}") from None
     if mode & 0o022:
-        raise Fatal(
+        raise AccountdError(
             f"insecure permissions on {directory} (mode {mode & 0o7777:04o}): "
             "it must not be writable by group or others"
         )
     if os.path.lexists(path):
-        raise Fatal(f"{path} already exists (is another {NAME} running? if not, remove it)")
+        raise AccountdError(f"{path} already exists (is another {NAME} running? if not, remove it)")
 
 
 class _Conversation:
     """One client on the socket, served without blocking the others: a slow
     or idle client only ever holds its own buffers."""
 
-    def __init__(self, conn: socket.socket, conn_id: str, signer: Signer) -> None:
+    def __init__(self, conn: socket.socket, conn_id: str, signer: RequestSigner) -> None:
         self.conn = conn
         self.conn_id = conn_id
         self.signer = signer
@@ -339,7 +339,7 @@ class _Conversation:
         del self.unsent[:sent]
 
 
-def serve_socket(path: str, signer: Signer) -> None:
+def serve_socket(path: str, signer: RequestSigner) -> None:
     """Serve clients on a UNIX-domain socket until a signal; the socket file
     is removed on the way out.  One thread multiplexes every connection:
     signing holds the interpreter lock anyway, and no client can hold up
@@ -355,7 +355,7 @@ def serve_socket(path: str, signer: Signer) -> None:
             listener.bind(path)
             bound = os.stat(path)
         except OSError as e:
-            raise Fatal(f"can't bind {path}: {e.strerror}") from None
+            raise AccountdError(f"can't bind {path}: {e.strerror}") from None
         finally:
             os.umask(saved_umask)
         listener.listen(128)
@@ -363,7 +363,7 @@ def serve_socket(path: str, signer: Signer) -> None:
         selector.register(listener, selectors.EVENT_READ)
         log.verbose(f"Starting lacme Account Key Manager at {path}")
         _multiplex(selector, listener, signer)
-    except Stop:
+    except Stopped:
         pass
     finally:
         # Only remove the file if it is still the socket we bound.
@@ -381,7 +381,9 @@ def serve_socket(path: str, signer: Signer) -> None:
         log.verbose("Shutting down and closing lacme Account Key Manager")
 
 
-def _multiplex(selector: selectors.BaseSelector, listener: socket.socket, signer: Signer) -> None:
+def _multiplex(
+    selector: selectors.BaseSelector, listener: socket.socket, signer: RequestSigner
+) -> None:
     count = itertools.count()
     while True:
         for key, events in selector.select():
@@ -392,7 +394,7 @@ def _multiplex(selector: selectors.BaseSelector, listener: socket.socket, signer
 
 
 def _accept(
-    selector: selectors.BaseSelector, listener: socket.socket, signer: Signer, conn_id: str
+    selector: selectors.BaseSelector, listener: socket.socket, signer: RequestSigner, conn_id: str
 ) -> None:
     try:
         conn, _ = listener.accept()
@@ -433,7 +435,7 @@ def _step(selector: selectors.BaseSelector, conversation: _Conversation, events:
         selector.modify(conversation.conn, interest, conversation)
 
 
-def serve_stdio(signer: Signer) -> None:
+def serve_stdio(signer: RequestSigner) -> None:
     """One conversation on stdin/stdout, as lacme spawns accountd (possibly
     through `ssh -T`, which makes them two pipes)."""
     conn_id = str(os.getpid())
@@ -448,7 +450,7 @@ def serve_stdio(signer: Signer) -> None:
                 wfile.write(answer)
                 wfile.flush()
         except OSError as e:
-            raise Fatal(f"conversation on stdin/stdout lost: {e.strerror or e}") from None
+            raise AccountdError(f"conversation on stdin/stdout lost: {e.strerror or e}") from None
 
 
 def run(args: Options, log: Log) -> None:
@@ -459,7 +461,7 @@ def run(args: Options, log: Log) -> None:
     settings = load_settings(args, log)
     if not args.debug:
         log.level = Log.INFO if settings.quiet else Log.VERBOSE
-    signer = Signer(
+    signer = RequestSigner(
         load_account_key(settings.privkey, settings.gpg, log),
         settings.keyid,
         log,
@@ -476,10 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(Log.DEBUG if args.debug else Log.VERBOSE)
     try:
         run(args, log)
-    except (Fatal, specifiers.SpecifierError) as e:
+    except (AccountdError, specifiers.SpecifierError) as e:
         log.info(f"{NAME}: {e}")
         return 1
-    except Stop:
+    except Stopped:
         pass
     return 0
 
