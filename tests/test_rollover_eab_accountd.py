@@ -14,13 +14,17 @@ from typing import Any
 
 import pytest
 
+from lacme.accountd import Log, RequestSigner
 from lacme.accountd_protocol import (
     Binding,
     Greeting,
     ProtocolError,
+    SigningRequest,
+    encode_signature,
     parse_greeting,
     parse_signing_request,
 )
+from lacme.accountkey import AccountKey
 from support.accountd import request_line, run_accountd, signing_line, unb64url, verify
 from support.pki import new_key_file, public_jwk
 
@@ -134,6 +138,50 @@ def test_greeting_announces_the_binding_and_stays_0_8_2_without() -> None:
 
 
 # --- lacme-accountd signing them -------------------------------------------------
+
+
+class StandInKeys:
+    """An account key and an HMAC key for OWN that note what each signed."""
+
+    def __init__(self) -> None:
+        self.used: list[tuple[str, bytes]] = []
+
+    def account(self, data: bytes) -> bytes:
+        self.used.append(("account", data))
+        return b"account signature"
+
+    def mac(self, data: bytes) -> bytes:
+        self.used.append(("mac", data))
+        return b"mac signature"
+
+    def signer(self, eab: Binding | None) -> RequestSigner:
+        """A RequestSigner holding these keys, the HMAC key only with EAB."""
+        key = AccountKey("ES256", OWN, self.account)
+        return RequestSigner(key, None, Log(Log.INFO), None if eab is None else (eab, self.mac))
+
+
+@pytest.mark.unit
+def test_request_signer_signs_a_binding_with_the_hmac_key_only() -> None:
+    keys = StandInKeys()
+    signer = keys.signer(EAB)
+    binding = line({"alg": "HS256", "kid": "kid-1", "url": "https://ca.test/n"}, OWN)
+    ordinary = request_line("ES256")
+    assert signer.answer(binding, "0") == encode_signature(b"mac signature")
+    assert signer.answer(ordinary, "0") == encode_signature(b"account signature")
+    assert keys.used == [("mac", binding.rstrip()), ("account", ordinary.rstrip())]
+
+
+@pytest.mark.unit
+def test_request_signer_without_eab_key_never_signs_a_binding() -> None:
+    keys = StandInKeys()
+    signer = keys.signer(None)
+    binding = line({"alg": "HS256", "kid": "kid-1", "url": "https://ca.test/n"}, OWN)
+    assert signer.answer(binding, "0") is None
+    # What the protocol never lets through is a programming error, not a refusal.
+    request = SigningRequest(binding.rstrip(), {"alg": "HS256"}, json.dumps(OWN).encode(), True)
+    with pytest.raises(RuntimeError, match="no EAB key"):
+        signer.sign(request)
+    assert keys.used == []
 
 
 @pytest.mark.process

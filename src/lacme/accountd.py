@@ -27,6 +27,7 @@ from lacme.accountd_protocol import (
     Binding,
     Greeting,
     ProtocolError,
+    SigningRequest,
     encode_signature,
     parse_signing_request,
 )
@@ -270,13 +271,23 @@ class RequestSigner:
         except ProtocolError as e:
             self.log.info(f"[{conn_id}] NOSIGN [{e}]")
             return None
-        if request.binding and self.mac is not None:
-            signature = self.mac(request.signing_input)
-        else:
-            signature = self.key.sign(request.signing_input)
+        signature = self.sign(request)
         if self.log.wants(Log.VERBOSE):
             self.log.verbose(f"[{conn_id}] SIGNED {request.describe()}")
         return encode_signature(signature)
+
+    def sign(self, request: SigningRequest) -> bytes:
+        """The signature of a request parse_signing_request let through: an
+        external account binding with the HMAC key, anything else with the
+        account key."""
+        if not request.binding:
+            return self.key.sign(request.signing_input)
+        if self.mac is None:
+            # Unreachable: parse_signing_request lets a binding through only
+            # with our EAB key.  Never the account key instead: it signs only
+            # what was checked as a request for it.
+            raise RuntimeError("external account binding to sign, but no EAB key")
+        return self.mac(request.signing_input)
 
 
 def _stop(signum: int, frame: FrameType | None) -> NoReturn:
