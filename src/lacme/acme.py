@@ -257,12 +257,12 @@ class AcmeSession:
         return self.post(self.account_kid(), payload).json()
 
     def new_order(
-        self, domains: Iterable[str], *, profile: str | None = None, replaces: str | None = None
+        self, names: Iterable[str], *, profile: str | None = None, replaces: str | None = None
     ) -> tuple[str, Order]:
-        """newOrder for DNS identifiers, and IP ones (RFC 8738); (order URL, order).
+        """newOrder for NAMES, DNS names and IP addresses (RFC 8738); (order URL, order).
         PROFILE names one of the directory's meta.profiles; REPLACES is the
         ARI certID (RFC 9773 section 5) of the certificate the order renews."""
-        identifiers = [{"type": identifier_type(domain), "value": domain} for domain in domains]
+        identifiers = [{"type": identifier_type(name), "value": name} for name in names]
         payload: dict[str, Any] = {"identifiers": identifiers}
         if profile is not None:
             payload["profile"] = profile
@@ -350,7 +350,7 @@ class AcmeSession:
 
     def issue(
         self,
-        domains: Iterable[str],
+        names: Iterable[str],
         csr_der: bytes,
         provision: Provision,
         *,
@@ -358,11 +358,11 @@ class AcmeSession:
         profile: str | None = None,
         replaces: str | None = None,
     ) -> str:
-        """Order a certificate for DOMAINS with the CSR, having `provision`
+        """Order a certificate for NAMES (DNS names, IP addresses) with the CSR, having `provision`
         publish each pending http-01 key authorization; the PEM chain
         (see `certificate` for PREFERRED_CHAIN, `new_order` for PROFILE and
         REPLACES)."""
-        url, order = self.new_order(domains, profile=profile, replaces=replaces)
+        url, order = self.new_order(names, profile=profile, replaces=replaces)
         for authz_url in order.authorization_urls():
             authz = self.authorization(authz_url)
             if authz.status == "valid":
