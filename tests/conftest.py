@@ -1,18 +1,22 @@
-"""Fixtures (the ACME test servers of tests/support) and the suite's rules
-on markers (support.requires): every test is of one kind, `unit`, `process`
-or `e2e` (pyproject.toml says what each means), with `interop` and `root` on
-top; a test whose needs (`root`, `debian(PACKAGE, ...)`) are not met fails
-with one line naming them: it never skips.
+"""Fixtures (the ACME test servers of tests/support, and lacme's users with
+a directory they can enter) and the suite's rules on markers
+(support.requires): every test is of one kind, `unit`, `process` or `e2e`
+(pyproject.toml says what each means), with `interop` and `root` on top; a
+test whose needs (`root`, `debian(PACKAGE, ...)`) are not met fails with
+one line naming them: it never skips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lacme.privdrop import Credentials
+from support import users
 from support.a2c import A2CServer, running_acme2certifier
 from support.commands import ACCOUNTD
 from support.pebble import PebbleFactory, PebbleServer, running_pebble
@@ -25,7 +29,7 @@ from support.requires import (
     require_root,
 )
 from support.servers import A2CBench, Bench, PebbleBench
-from support.system import network_namespace
+from support.system import network_namespace, temporary_directory
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,6 +71,25 @@ def pebble_factory() -> Iterator[PebbleFactory]:
 def pebble(pebble_factory: PebbleFactory) -> PebbleServer:
     """A Pebble server with the bench's defaults (no nonce rejects, no authz reuse)."""
     return pebble_factory()
+
+
+@pytest.fixture
+def client() -> Credentials:
+    """The client's credentials (support.users)."""
+    return users.client_credentials()
+
+
+@pytest.fixture
+def www() -> Credentials:
+    """The webserver's credentials (support.users)."""
+    return users.www_credentials()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other users can enter (pytest's tmp_path is 0700)."""
+    with ExitStack() as stack:
+        yield temporary_directory(stack, "lacme-spawn-test.")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The master-like programs tests/test_spawn.py runs, and what it shares with them.
+"""The master-like programs tests/test_privdrop.py and tests/test_challenges.py
+run, and what they share with them.
 
 As a script, `python spawn_master.py MODE`:
 
@@ -24,8 +25,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from lacme.challenges import challenge_setup
 from lacme.config import WebserverConfig
-from lacme.spawn import challenge_setup, resolve_credentials, spawn
+from lacme.privdrop import resolve_credentials, spawn
 from lacme.webserver import PREFIX
 from support.proc import children
 

@@ -17,14 +17,14 @@ What the master holds: the configuration, the service keys (read only to
 sign CSRs) and the certificates it installs.  What it touches: the
 `certificate` and `certificate-chain` files (replaced atomically) and the
 renewal information kept beside them (lacme.ari), the challenge directory
-and webserver sockets (lacme.spawn sets them up and removes them), iptables
-rules when asked to (restored on exit), and the `notify` commands it runs
-as root.  Everything that talks to the network or holds the account key
-runs elsewhere: the ACME client and the webservers unprivileged
-(lacme.spawn), lacme-accountd as configured.  What the client
-brings back is checked (lacme.certificate) before any file is written;
-what it looks up (the directory's profiles, renewal information) the master
-weighs before ordering.
+and webserver sockets (lacme.challenges sets them up and removes them),
+iptables rules when asked to (restored on exit), and the `notify` commands
+it runs as root.  Everything that talks to the network or holds the account
+key runs elsewhere: the ACME client and the webservers unprivileged
+(lacme.privdrop), lacme-accountd as configured (lacme.accountd_link).  What
+the client brings back is checked (lacme.certificate) before any file is
+written; what it looks up (the directory's profiles, renewal information)
+the master weighs before ordering.
 
 Exit status: 0 when everything asked for succeeded; for `account`, the
 client's; otherwise 1 (a section or file that failed does not stop the
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
     from lacme import ari
     from lacme.config import CertSection, CertSource, Config, Percent
-    from lacme.spawn import Credentials
+    from lacme.privdrop import Credentials
 
 NAME = "lacme"
 USAGE = f"Usage: {NAME} [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND [ARGUMENT ..]"
@@ -247,16 +247,16 @@ class Master:
     """One run: the configuration, the command line, and the children's identities."""
 
     def __init__(self, args: Arguments, config: Config) -> None:
-        from lacme import spawn
+        from lacme import privdrop
 
         self.args = args
         self.config = config
-        self.client_credentials = spawn.resolve_credentials(
+        self.client_credentials = privdrop.resolve_credentials(
             config.client.user, config.client.group, "client"
         )
         self.accountd_credentials: Credentials | None = None
         if config.accountd is not None:
-            self.accountd_credentials = spawn.resolve_credentials(
+            self.accountd_credentials = privdrop.resolve_credentials(
                 config.accountd.user, config.accountd.group, "accountd"
             )
 
@@ -291,7 +291,7 @@ class Master:
         import tempfile
         from contextlib import ExitStack
 
-        from lacme import spawn, specifiers
+        from lacme import accountd_link, privdrop, specifiers
 
         argv = self.config.client.command.split()
         if not argv:
@@ -305,7 +305,7 @@ class Master:
                 peer.close()
                 stack.callback(sock.close)
             elif accountd is not None:
-                sock, proc = spawn.spawn_accountd(
+                sock, proc = accountd_link.spawn_accountd(
                     accountd.command,
                     self.accountd_credentials,
                     config=accountd.config,
@@ -313,11 +313,11 @@ class Master:
                     debug=self.args.debug,
                 )
                 # Last in, first out: the conversation ends (EOF), then accountd exits.
-                stack.callback(spawn.stop, proc, grace=ACCOUNTD_GRACE)
+                stack.callback(privdrop.stop, proc, grace=ACCOUNTD_GRACE)
                 stack.callback(self._hang_up, sock)
             else:
                 sock = stack.enter_context(
-                    spawn.connect_accountd(specifiers.expand(self.config.client.socket))
+                    accountd_link.connect_accountd(specifiers.expand(self.config.client.socket))
                 )
             settings = stack.enter_context(tempfile.TemporaryFile())
             settings.write(encode_settings(self.config.client.settings(), order))
@@ -328,7 +328,7 @@ class Master:
             invocation = Invocation(
                 command or self.args.command, settings.fileno(), sock.fileno(), tuple(arguments)
             )
-            client = spawn.spawn(
+            client = privdrop.spawn(
                 client_argv(argv, invocation),
                 self.client_credentials,
                 cwd=cwd,
@@ -337,7 +337,7 @@ class Master:
                 stdout=stdout,
                 env={"DEBUG": "1" if self.args.debug else "0"},
             )
-            stack.callback(spawn.stop, client)
+            stack.callback(privdrop.stop, client)
             self.debug(f"Forking {argv[0]}, child PID {client.pid}")
             output, _ = client.communicate(stdin)
             status = client.wait()
@@ -373,25 +373,27 @@ class Master:
         the inner keyChange JWS: neither key is ever read by master or client."""
         from contextlib import ExitStack
 
-        from lacme import spawn, specifiers
+        from lacme import accountd_link, privdrop, specifiers
         from lacme.config import AccountdConfig
 
         with ExitStack() as stack:
             if self.args.rollover_socket is not None:
                 path = specifiers.expand(self.args.rollover_socket)
-                sock = stack.enter_context(spawn.connect_accountd(path))
+                sock = stack.enter_context(accountd_link.connect_accountd(path))
             else:
                 # The old key's [accountd] settings, but the new key's configuration.
                 accountd = self.config.accountd or AccountdConfig()
-                credentials = spawn.resolve_credentials(accountd.user, accountd.group, "accountd")
-                sock, proc = spawn.spawn_accountd(
+                credentials = privdrop.resolve_credentials(
+                    accountd.user, accountd.group, "accountd"
+                )
+                sock, proc = accountd_link.spawn_accountd(
                     accountd.command,
                     credentials,
                     config=self.args.rollover or "",
                     quiet=accountd.quiet,
                     debug=self.args.debug,
                 )
-                stack.callback(spawn.stop, proc, grace=ACCOUNTD_GRACE)
+                stack.callback(privdrop.stop, proc, grace=ACCOUNTD_GRACE)
                 stack.callback(self._hang_up, sock)
             status, output = self.run_client(
                 [str(sock.fileno())], capture=True, command=KEY_CHANGE, extra_fds=(sock.fileno(),)
@@ -470,15 +472,15 @@ class Master:
         return self._notify(section)
 
     def _set_up_challenges(self, stack: ExitStack) -> str:
-        """The challenge directory, with webservers serving it (lacme.spawn),
+        """The challenge directory, with webservers serving it (lacme.challenges),
         until STACK closes."""
-        from lacme import spawn
+        from lacme import challenges, privdrop
 
-        www = spawn.resolve_credentials(
+        www = privdrop.resolve_credentials(
             self.config.webserver.user, self.config.webserver.group, "webserver"
         )
         return stack.enter_context(
-            spawn.challenge_setup(
+            challenges.challenge_setup(
                 self.config.webserver, self.client_credentials, www, self.args.debug
             )
         )
@@ -722,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lacme import config
     from lacme.certificate import CertificateError
-    from lacme.spawn import SpawnError
+    from lacme.privdrop import SpawnError
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)

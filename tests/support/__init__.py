@@ -9,7 +9,8 @@
 - `hostile`: a hand-made ACME server, for what neither real one can be made to send;
 - `accountd`: talking to a lacme-accountd (ours or Perl's), and a stand-in one;
 - `commands`: our commands and Perl lacme's, and running them;
-- `masters`: a master (ours or Perl's) with a throwaway configuration.
+- `masters`: a master (ours or Perl's) with a throwaway configuration;
+- `users`: lacme's unprivileged users, which the master's children run as.
 
 The programs the tests start as other processes (`fake_client.py`,
 `inspect_child.py`, `spawn_master.py`, `a2c_serve.py`) live beside the tests.

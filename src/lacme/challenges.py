@@ -1,57 +1,25 @@
-"""Starting and stopping the master's children: accountd, client, webservers.
+"""Making http-01 challenges servable, for the master: the challenge
+directory, the webservers' listening sockets and processes, and the
+firewall rules that let the ACME server reach them.
 
-The master runs as root; everything it starts runs as a fresh program
-(fork and execve through subprocess, never a forked copy of the master's
-memory running Python code beyond the few checks below) with:
+What it may touch, and always puts back on the way out: the configured
+`challenge-directory` (locked, then emptied), or a temporary directory of
+its own; the UNIX sockets it binds at `listen` paths; the webserver
+processes it starts (through lacme.privdrop, as lacme.webserver_contract
+says); and, with `iptables`, the iptables and ip6tables rules, saved first
+and restored afterwards.
 
-- the configured user and group: `setgroups([gid])`, `setgid`, `setuid`
-  (an empty user or group skips that part, as lacme(8) says), checked in the
-  child before exec: real, effective and saved ids, the group list, and that
-  `setuid(0)` fails;
-- a clean environment: USER, LOGNAME, HOME and SHELL from the user's passwd
-  entry, PATH (`/usr/bin:/bin`, `/usr/sbin:/usr/bin:/sbin:/bin` for root, as
-  lacme 0.8.2), TERM if set, plus what the caller adds (DEBUG);
-- umask 0022, the working directory entered after the privilege drop, and
-  only stdin, stdout, stderr and the contract's `pass_fds` open;
-- SIGTERM when the master dies (PR_SET_PDEATHSIG), so that even a killed
-  master leaves no child behind;
-- when `isolate` (client and webservers): PR_SET_NO_NEW_PRIVS, and a new
-  session without controlling terminal, so that a child cannot push input
-  into root's terminal with TIOCSTI.  accountd is not isolated: it may ask
-  for a passphrase on the terminal or run `ssh`, which may need both.
-
-Interface:
-
-    Credentials, resolve_credentials(user, group, section) -> Credentials | None
-    spawn(argv, credentials, *, cwd="/", pass_fds=(), stdin=DEVNULL,
-          stdout=DEVNULL, env=None, isolate=True) -> Popen[bytes]
-    stop(proc, timeout=STOP_TIMEOUT, grace=0.0) -> int
-    spawn_accountd(command, credentials, *, config, quiet, debug)
-        -> (socket, Popen[bytes])
-    connect_accountd(path) -> socket
     ListenAddress, parse_listen(value) -> list[ListenAddress]
     challenge_setup(webserver, client, www, debug)   (context manager)
 
 Configuration mistakes raise ValueError (SpecifierError included), failures
 to set things up SpawnError; both carry a one-line message naming the
 culprit.  Cleanup never raises: what it cannot undo is reported on stderr.
-
-The accountd `command` is %-expanded "after privilege drop" (lacme(8)):
-here the master expands it for the child's identity, uid, gid and the clean
-environment the child gets (specifiers.Identity), which is what the child
-would compute itself, without an extra interpreter in between, and with
-expansion errors reported before anything is started.
-
-The master must be single-threaded when it calls spawn (the child runs a
-preexec function between fork and exec).
 """
 
 from __future__ import annotations
 
-import functools
-import grp
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -60,20 +28,13 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import IO, Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from lacme import specifiers, webserver_contract
+from lacme.privdrop import Credentials, SpawnError, spawn, stop
 
-Stream = int | IO[Any] | None
-
-STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
-USER_PATH = "/usr/bin:/bin"
-ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-CHILD_UMASK = 0o022
-PR_SET_PDEATHSIG = 1
-PR_SET_NO_NEW_PRIVS = 38
 LOCK_FILE = ".lacme.lock"  # lacme 0.8.2's name, so that it and we keep apart too
 BACKLOG = 16
 HTTP_PORT = 80
@@ -87,56 +48,6 @@ EMPTY_FILTER_TABLE = (
 )
 
 
-class SpawnError(Exception):
-    """Something could not be started or set up; the message says what."""
-
-
-class Credentials(NamedTuple):
-    """Whom a child runs as: None keeps the master's uid or gid."""
-
-    uid: int | None
-    gid: int | None
-
-
-def resolve_credentials(user: str, group: str, section: str) -> Credentials | None:
-    """The ids of SECTION's `user` and `group`; None when both are empty."""
-    if not user and not group:
-        return None
-    uid = gid = None
-    if user:
-        try:
-            uid = pwd.getpwnam(user).pw_uid
-        except KeyError:
-            raise ValueError(f"[{section}] user: no such user {user!r}") from None
-    if group:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ValueError(f"[{section}] group: no such group {group!r}") from None
-    return Credentials(uid, gid)
-
-
-def _ids(credentials: Credentials | None) -> tuple[int, int]:
-    uid = credentials.uid if credentials is not None else None
-    gid = credentials.gid if credentials is not None else None
-    return (os.getuid() if uid is None else uid, os.getgid() if gid is None else gid)
-
-
-def _clean_environment(credentials: Credentials | None) -> dict[str, str]:
-    uid, _ = _ids(credentials)
-    entry = pwd.getpwuid(uid)
-    environment = {
-        "USER": entry.pw_name,
-        "LOGNAME": entry.pw_name,
-        "HOME": entry.pw_dir,
-        "SHELL": entry.pw_shell,
-        "PATH": ROOT_PATH if uid == 0 else USER_PATH,
-    }
-    if "TERM" in os.environ:
-        environment["TERM"] = os.environ["TERM"]
-    return environment
-
-
 def _debug(message: str) -> None:
     sys.stderr.write(f"[{os.getpid()}] {message}\n")
     sys.stderr.flush()
@@ -145,191 +56,6 @@ def _debug(message: str) -> None:
 def _warn(message: str) -> None:
     sys.stderr.write(f"Warning: {message}\n")
     sys.stderr.flush()
-
-
-@functools.cache
-def _prctl() -> Callable[[int, int], None]:
-    # ctypes is imported here, not at the top: the master's --help and
-    # `account` paths must stay light.
-    import ctypes
-
-    function = ctypes.CDLL(None, use_errno=True).prctl
-    function.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    function.restype = ctypes.c_int
-
-    def prctl(option: int, value: int) -> None:
-        if function(option, value, 0, 0, 0) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"prctl({option}): {os.strerror(errno)}")
-
-    return prctl
-
-
-def _check_dropped(credentials: Credentials | None) -> None:
-    if credentials is None:
-        return
-    uid, gid = credentials
-    if gid is not None and (os.getresgid() != (gid, gid, gid) or os.getgroups() != [gid]):
-        raise PermissionError(f"still not group {gid} only after setgid")
-    if uid is not None:
-        if os.getresuid() != (uid, uid, uid):
-            raise PermissionError(f"still not user {uid} after setuid")
-        if uid != 0:
-            try:
-                os.setuid(0)
-            except PermissionError:
-                return
-            raise PermissionError("setuid(0) succeeded after dropping privileges")
-
-
-def _child_setup(
-    name: str, credentials: Credentials | None, cwd: str, isolate: bool
-) -> Callable[[], None]:
-    prctl = _prctl()
-    parent = os.getpid()
-
-    def setup() -> None:
-        # Runs in the child after setgroups/setgid/setuid, before execve;
-        # subprocess then closes every fd but the contract's.
-        try:
-            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-            if os.getppid() != parent:  # the master died before the line above
-                os._exit(1)
-            if isolate:
-                prctl(PR_SET_NO_NEW_PRIVS, 1)
-            _check_dropped(credentials)
-            # After the drop, so that the child may enter it on its own rights.
-            os.chdir(cwd)
-        except Exception as e:
-            os.write(2, f"lacme: can't start {name}: {e}\n".encode(errors="replace"))
-            raise
-
-    return setup
-
-
-def spawn(
-    argv: Sequence[str],
-    credentials: Credentials | None,
-    *,
-    cwd: str = "/",
-    pass_fds: Sequence[int] = (),
-    stdin: Stream = subprocess.DEVNULL,
-    stdout: Stream = subprocess.DEVNULL,
-    env: Mapping[str, str] | None = None,
-    isolate: bool = True,
-) -> subprocess.Popen[bytes]:
-    """Start ARGV (argv[0] looked up in the clean PATH) as described above.
-
-    stderr is the master's.  ENV is added to the clean environment.
-    """
-    if not argv:
-        raise ValueError("empty command")
-    environment = _clean_environment(credentials)
-    environment.update(env or {})
-    uid = credentials.uid if credentials is not None else None
-    gid = credentials.gid if credentials is not None else None
-    try:
-        return subprocess.Popen(
-            list(argv),
-            stdin=stdin,
-            stdout=stdout,
-            env=environment,
-            close_fds=True,
-            pass_fds=tuple(pass_fds),
-            umask=CHILD_UMASK,
-            start_new_session=isolate,
-            user=uid,
-            group=gid,
-            extra_groups=None if gid is None else [gid],
-            preexec_fn=_child_setup(argv[0], credentials, cwd, isolate),
-        )
-    except subprocess.SubprocessError as e:
-        raise SpawnError(f"can't start {argv[0]} (see above)") from e
-    except OSError as e:
-        raise SpawnError(f"can't execute {argv[0]}: {e.strerror}") from e
-
-
-def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, grace: float = 0.0) -> int:
-    """Reap PROC, giving it GRACE seconds to exit on its own, then SIGTERM,
-    then SIGKILL after TIMEOUT seconds; return its exit status."""
-    try:
-        return proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
-    proc.terminate()
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
-def spawn_accountd(
-    command: str, credentials: Credentials | None, *, config: str, quiet: bool, debug: bool
-) -> tuple[socket.socket, subprocess.Popen[bytes]]:
-    """Start `COMMAND --stdio ...` on a socketpair; return the master's end.
-
-    Each word of COMMAND is %-expanded for the child's identity.  The master
-    closes the socket to end the conversation, then `stop(proc, grace=...)`.
-    """
-    environment = _clean_environment(credentials)
-    identity = specifiers.Identity(*_ids(credentials), environment)
-    argv = [specifiers.expand(word, identity) for word in command.split()]
-    if not argv:
-        raise ValueError("[accountd] command is empty")
-    argv.append("--stdio")
-    if config:
-        argv.append(f"--config={config}")
-    if quiet:
-        argv.append("--quiet")
-    if debug:
-        argv.append("--debug")
-    extra = {"GPG_TTY": os.environ["GPG_TTY"]} if "GPG_TTY" in os.environ else {}
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        with theirs:
-            proc = spawn(
-                argv,
-                credentials,
-                stdin=theirs.fileno(),
-                stdout=theirs.fileno(),
-                env=extra,
-                isolate=False,
-            )
-    except BaseException:
-        ours.close()
-        raise
-    if debug:
-        _debug(f"Forking lacme-accountd, child PID {proc.pid}")
-    return ours, proc
-
-
-def connect_accountd(path: str) -> socket.socket:
-    """Connect to accountd's socket PATH, refusing one others could tamper with."""
-    directory = os.path.dirname(path) or "."
-    try:
-        mode = os.stat(directory).st_mode
-    except OSError as e:
-        raise SpawnError(f"can't stat {directory}: {e.strerror}") from e
-    if mode & 0o022:
-        raise SpawnError(f"insecure permissions on {directory}: writable by group or others")
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        raise SpawnError(f"can't stat {path}: {e.strerror} (is lacme-accountd running?)") from e
-    if mode & 0o066:
-        raise SpawnError(f"insecure permissions on {path}: open to group or others")
-    if not stat.S_ISSOCK(mode):
-        raise SpawnError(f"{path} is not a socket")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as e:
-        sock.close()
-        raise SpawnError(
-            f"can't connect to {path}: {e.strerror} (is lacme-accountd running?)"
-        ) from e
-    return sock
 
 
 class ListenAddress(NamedTuple):

@@ -1,0 +1,104 @@
+"""The master's end of its conversations with lacme-accountd: a spawned
+accountd on a socketpair, or one already listening on a UNIX socket.
+
+Holds no key and touches nothing but that socket and the accountd process
+it starts (through lacme.privdrop); what is said on the socket is the
+client's business (lacme.accountd_protocol), never the master's.
+
+    spawn_accountd(command, credentials, *, config, quiet, debug)
+        -> (socket, Popen[bytes])
+    connect_accountd(path) -> socket
+
+The accountd `command` is %-expanded "after privilege drop" (lacme(8)):
+here the master expands it for the child's identity, uid, gid and the clean
+environment the child gets (specifiers.Identity), which is what the child
+would compute itself, without an extra interpreter in between, and with
+expansion errors reported before anything is started.
+
+Configuration mistakes raise ValueError (SpecifierError included), failures
+SpawnError; both carry a one-line message naming the culprit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+from lacme import specifiers
+from lacme.privdrop import Credentials, SpawnError, child_ids, clean_environment, spawn
+
+
+def _debug(message: str) -> None:
+    sys.stderr.write(f"[{os.getpid()}] {message}\n")
+    sys.stderr.flush()
+
+
+def spawn_accountd(
+    command: str, credentials: Credentials | None, *, config: str, quiet: bool, debug: bool
+) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """Start `COMMAND --stdio ...` on a socketpair; return the master's end.
+
+    Each word of COMMAND is %-expanded for the child's identity.  The master
+    closes the socket to end the conversation, then `stop(proc, grace=...)`.
+    """
+    environment = clean_environment(credentials)
+    identity = specifiers.Identity(*child_ids(credentials), environment)
+    argv = [specifiers.expand(word, identity) for word in command.split()]
+    if not argv:
+        raise ValueError("[accountd] command is empty")
+    argv.append("--stdio")
+    if config:
+        argv.append(f"--config={config}")
+    if quiet:
+        argv.append("--quiet")
+    if debug:
+        argv.append("--debug")
+    extra = {"GPG_TTY": os.environ["GPG_TTY"]} if "GPG_TTY" in os.environ else {}
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with theirs:
+            proc = spawn(
+                argv,
+                credentials,
+                stdin=theirs.fileno(),
+                stdout=theirs.fileno(),
+                env=extra,
+                isolate=False,
+            )
+    except BaseException:
+        ours.close()
+        raise
+    if debug:
+        _debug(f"Forking lacme-accountd, child PID {proc.pid}")
+    return ours, proc
+
+
+def connect_accountd(path: str) -> socket.socket:
+    """Connect to accountd's socket PATH, refusing one others could tamper with."""
+    directory = os.path.dirname(path) or "."
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError as e:
+        raise SpawnError(f"can't stat {directory}: {e.strerror}") from e
+    if mode & 0o022:
+        raise SpawnError(f"insecure permissions on {directory}: writable by group or others")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise SpawnError(f"can't stat {path}: {e.strerror} (is lacme-accountd running?)") from e
+    if mode & 0o066:
+        raise SpawnError(f"insecure permissions on {path}: open to group or others")
+    if not stat.S_ISSOCK(mode):
+        raise SpawnError(f"{path} is not a socket")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise SpawnError(
+            f"can't connect to {path}: {e.strerror} (is lacme-accountd running?)"
+        ) from e
+    return sock

@@ -1,0 +1,228 @@
+"""Starting a program unprivileged: how the master starts every child.
+
+Holds nothing and touches nothing but the child it starts.  The master runs
+as root; everything it starts runs as a fresh program (fork and execve
+through subprocess, never a forked copy of the master's memory running
+Python code beyond the few checks below) with:
+
+- the configured user and group: `setgroups([gid])`, `setgid`, `setuid`
+  (an empty user or group skips that part, as lacme(8) says), checked in the
+  child before exec: real, effective and saved ids, the group list, and that
+  `setuid(0)` fails;
+- a clean environment: USER, LOGNAME, HOME and SHELL from the user's passwd
+  entry, PATH (`/usr/bin:/bin`, `/usr/sbin:/usr/bin:/sbin:/bin` for root, as
+  lacme 0.8.2), TERM if set, plus what the caller adds (DEBUG);
+- umask 0022, the working directory entered after the privilege drop, and
+  only stdin, stdout, stderr and the contract's `pass_fds` open;
+- SIGTERM when the master dies (PR_SET_PDEATHSIG), so that even a killed
+  master leaves no child behind;
+- when `isolate` (client and webservers): PR_SET_NO_NEW_PRIVS, and a new
+  session without controlling terminal, so that a child cannot push input
+  into root's terminal with TIOCSTI.  accountd is not isolated: it may ask
+  for a passphrase on the terminal or run `ssh`, which may need both.
+
+Interface:
+
+    Credentials, resolve_credentials(user, group, section) -> Credentials | None
+    child_ids(credentials) -> (uid, gid)
+    clean_environment(credentials) -> dict[str, str]
+    spawn(argv, credentials, *, cwd="/", pass_fds=(), stdin=DEVNULL,
+          stdout=DEVNULL, env=None, isolate=True) -> Popen[bytes]
+    stop(proc, timeout=STOP_TIMEOUT, grace=0.0) -> int
+
+Configuration mistakes raise ValueError, failures to start a child
+SpawnError (which the master's other set-up code raises too); both carry a
+one-line message naming the culprit.
+
+The master must be single-threaded when it calls spawn (the child runs a
+preexec function between fork and exec).
+"""
+
+from __future__ import annotations
+
+import functools
+import grp
+import os
+import pwd
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any, NamedTuple
+
+Stream = int | IO[Any] | None
+
+STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+USER_PATH = "/usr/bin:/bin"
+ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+CHILD_UMASK = 0o022
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+
+class SpawnError(Exception):
+    """Something could not be started or set up; the message says what."""
+
+
+class Credentials(NamedTuple):
+    """Whom a child runs as: None keeps the master's uid or gid."""
+
+    uid: int | None
+    gid: int | None
+
+
+def resolve_credentials(user: str, group: str, section: str) -> Credentials | None:
+    """The ids of SECTION's `user` and `group`; None when both are empty."""
+    if not user and not group:
+        return None
+    uid = gid = None
+    if user:
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise ValueError(f"[{section}] user: no such user {user!r}") from None
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ValueError(f"[{section}] group: no such group {group!r}") from None
+    return Credentials(uid, gid)
+
+
+def child_ids(credentials: Credentials | None) -> tuple[int, int]:
+    """The uid and gid a child started with CREDENTIALS runs as."""
+    uid = credentials.uid if credentials is not None else None
+    gid = credentials.gid if credentials is not None else None
+    return (os.getuid() if uid is None else uid, os.getgid() if gid is None else gid)
+
+
+def clean_environment(credentials: Credentials | None) -> dict[str, str]:
+    """The environment a child started with CREDENTIALS gets, before the caller's additions."""
+    uid, _ = child_ids(credentials)
+    entry = pwd.getpwuid(uid)
+    environment = {
+        "USER": entry.pw_name,
+        "LOGNAME": entry.pw_name,
+        "HOME": entry.pw_dir,
+        "SHELL": entry.pw_shell,
+        "PATH": ROOT_PATH if uid == 0 else USER_PATH,
+    }
+    if "TERM" in os.environ:
+        environment["TERM"] = os.environ["TERM"]
+    return environment
+
+
+@functools.cache
+def _prctl() -> Callable[[int, int], None]:
+    # ctypes is imported here, not at the top: the master's --help and
+    # `account` paths must stay light.
+    import ctypes
+
+    function = ctypes.CDLL(None, use_errno=True).prctl
+    function.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    function.restype = ctypes.c_int
+
+    def prctl(option: int, value: int) -> None:
+        if function(option, value, 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"prctl({option}): {os.strerror(errno)}")
+
+    return prctl
+
+
+def _check_dropped(credentials: Credentials | None) -> None:
+    if credentials is None:
+        return
+    uid, gid = credentials
+    if gid is not None and (os.getresgid() != (gid, gid, gid) or os.getgroups() != [gid]):
+        raise PermissionError(f"still not group {gid} only after setgid")
+    if uid is not None:
+        if os.getresuid() != (uid, uid, uid):
+            raise PermissionError(f"still not user {uid} after setuid")
+        if uid != 0:
+            try:
+                os.setuid(0)
+            except PermissionError:
+                return
+            raise PermissionError("setuid(0) succeeded after dropping privileges")
+
+
+def _child_setup(
+    name: str, credentials: Credentials | None, cwd: str, isolate: bool
+) -> Callable[[], None]:
+    prctl = _prctl()
+    parent = os.getpid()
+
+    def setup() -> None:
+        # Runs in the child after setgroups/setgid/setuid, before execve;
+        # subprocess then closes every fd but the contract's.
+        try:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the master died before the line above
+                os._exit(1)
+            if isolate:
+                prctl(PR_SET_NO_NEW_PRIVS, 1)
+            _check_dropped(credentials)
+            # After the drop, so that the child may enter it on its own rights.
+            os.chdir(cwd)
+        except Exception as e:
+            os.write(2, f"lacme: can't start {name}: {e}\n".encode(errors="replace"))
+            raise
+
+    return setup
+
+
+def spawn(
+    argv: Sequence[str],
+    credentials: Credentials | None,
+    *,
+    cwd: str = "/",
+    pass_fds: Sequence[int] = (),
+    stdin: Stream = subprocess.DEVNULL,
+    stdout: Stream = subprocess.DEVNULL,
+    env: Mapping[str, str] | None = None,
+    isolate: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start ARGV (argv[0] looked up in the clean PATH) as described above.
+
+    stderr is the master's.  ENV is added to the clean environment.
+    """
+    if not argv:
+        raise ValueError("empty command")
+    environment = clean_environment(credentials)
+    environment.update(env or {})
+    uid = credentials.uid if credentials is not None else None
+    gid = credentials.gid if credentials is not None else None
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdin=stdin,
+            stdout=stdout,
+            env=environment,
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+            umask=CHILD_UMASK,
+            start_new_session=isolate,
+            user=uid,
+            group=gid,
+            extra_groups=None if gid is None else [gid],
+            preexec_fn=_child_setup(argv[0], credentials, cwd, isolate),
+        )
+    except subprocess.SubprocessError as e:
+        raise SpawnError(f"can't start {argv[0]} (see above)") from e
+    except OSError as e:
+        raise SpawnError(f"can't execute {argv[0]}: {e.strerror}") from e
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, grace: float = 0.0) -> int:
+    """Reap PROC, giving it GRACE seconds to exit on its own, then SIGTERM,
+    then SIGKILL after TIMEOUT seconds; return its exit status."""
+    try:
+        return proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    proc.terminate()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
