@@ -7,11 +7,12 @@ import pwd
 import socket
 import subprocess
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-from lacme.accountd_link import connect_accountd, spawn_accountd
+from lacme.accountd_link import connect_accountd, running_accountd, spawn_accountd
 from lacme.privdrop import Credentials, SpawnError, resolve_credentials, spawn, stop
 from support import requires
 from support.accountd import Connection, standalone_accountd
@@ -151,6 +152,53 @@ def test_spawn_accountd_refusals(client: Credentials) -> None:
     # After the drop there is no XDG_RUNTIME_DIR: %t can't expand for a user.
     with pytest.raises(ValueError, match="undefined expansion %t"):
         spawn_accountd("lacme-accountd --socket=%t/S", client, config="", quiet=True, debug=False)
+    assert children(os.getpid()) == []
+
+
+# --- running_accountd ------------------------------------------------------
+
+
+def running(credentials: Credentials, shared_dir: Path) -> AbstractContextManager[socket.socket]:
+    """Our accountd with a key of its own, as the master runs it with --debug."""
+    key = shared_dir / "account.key"
+    if not key.exists():
+        new_key_file(key, "p256")
+        os.chown(key, client_user().pw_uid, -1)
+    command = f"{ACCOUNTD} --privkey=file:{key}"
+    return running_accountd(command, credentials, config="/dev/null", quiet=True, debug=True)
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_running_accountd_hangs_up_then_stops_it(
+    client: Credentials, shared_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with running(client, shared_dir) as sock:
+        sock.settimeout(30)
+        assert Connection(sock).greeting.alg == "ES256"
+        [pid] = children(os.getpid())
+        assert status_fields(pid)["Uid"].split()[0] == str(client_user().pw_uid)
+    assert sock.fileno() == -1
+    assert children(os.getpid()) == []
+    ours = f"[{os.getpid()}] "  # the master's, among accountd's own debug lines
+    assert [line for line in capfd.readouterr().err.splitlines() if line.startswith(ours)] == [
+        f"{ours}Forking lacme-accountd, child PID {pid}",
+        f"{ours}Shutting down lacme-accountd",
+    ]
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_running_accountd_leaves_nothing_after_an_exception_inside(
+    client: Credentials, shared_dir: Path
+) -> None:
+    def fail_inside() -> None:
+        with running(client, shared_dir):
+            assert len(children(os.getpid())) == 1
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        fail_inside()
     assert children(os.getpid()) == []
 
 

@@ -5,6 +5,8 @@ Holds no key and touches nothing but that socket and the accountd process
 it starts (through lacme.privdrop); what is said on the socket is the
 client's business (lacme.accountd_protocol), never the master's.
 
+    running_accountd(command, credentials, *, config, quiet, debug)
+        -> socket                             (context manager)
     spawn_accountd(command, credentials, *, config, quiet, debug)
         -> (socket, Popen[bytes])
     connect_accountd(path) -> socket
@@ -21,14 +23,19 @@ SpawnError; both carry a one-line message naming the culprit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 from lacme import specifiers
-from lacme.privdrop import Credentials, SpawnError, child_ids, clean_environment, spawn
+from lacme.privdrop import Credentials, SpawnError, child_ids, clean_environment, spawn, stop
+
+ACCOUNTD_GRACE = 5.0  # seconds accountd gets to exit once its conversation is over
 
 
 def _debug(message: str) -> None:
@@ -41,8 +48,9 @@ def spawn_accountd(
 ) -> tuple[socket.socket, subprocess.Popen[bytes]]:
     """Start `COMMAND --stdio ...` on a socketpair; return the master's end.
 
-    Each word of COMMAND is %-expanded for the child's identity.  The master
-    closes the socket to end the conversation, then `stop(proc, grace=...)`.
+    Each word of COMMAND is %-expanded for the child's identity.  The caller
+    ends the conversation by closing the socket, then stops PROC with some
+    grace: running_accountd does both.
     """
     environment = clean_environment(credentials)
     identity = specifiers.Identity(*child_ids(credentials), environment)
@@ -74,6 +82,31 @@ def spawn_accountd(
     if debug:
         _debug(f"Forking lacme-accountd, child PID {proc.pid}")
     return ours, proc
+
+
+@contextmanager
+def running_accountd(
+    command: str, credentials: Credentials | None, *, config: str, quiet: bool, debug: bool
+) -> Iterator[socket.socket]:
+    """spawn_accountd for the duration of the block, yielding the master's end.
+
+    On the way out, whatever the way out, the conversation ends (accountd
+    reads EOF), then accountd gets ACCOUNTD_GRACE seconds to exit.
+    """
+    sock, proc = spawn_accountd(command, credentials, config=config, quiet=quiet, debug=debug)
+    with ExitStack() as stack:
+        # Last in, first out: the conversation ends, then accountd exits.
+        stack.callback(stop, proc, grace=ACCOUNTD_GRACE)
+        stack.callback(_hang_up, sock, debug)
+        yield sock
+
+
+def _hang_up(sock: socket.socket, debug: bool) -> None:
+    if debug:
+        _debug("Shutting down lacme-accountd")
+    with contextlib.suppress(OSError):  # accountd is gone already
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def connect_accountd(path: str) -> socket.socket:

@@ -64,7 +64,6 @@ from lacme.client_contract import (
 
 if TYPE_CHECKING:
     import datetime
-    import socket
     from contextlib import ExitStack
     from types import FrameType
 
@@ -116,7 +115,6 @@ SHORT_OPTIONS = {"q": "quiet", "h": "help"}
 # As lacme 0.8.2 cleans it for itself, and so for `notify`.
 NOTIFY_PATH = "/usr/bin:/bin"
 UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
-ACCOUNTD_GRACE = 5.0  # seconds accountd gets to exit once its conversation is over
 
 
 class Arguments(NamedTuple):
@@ -305,16 +303,15 @@ class Master:
                 peer.close()
                 stack.callback(sock.close)
             elif accountd is not None:
-                sock, proc = accountd_link.spawn_accountd(
-                    accountd.command,
-                    self.accountd_credentials,
-                    config=accountd.config,
-                    quiet=accountd.quiet,
-                    debug=self.args.debug,
+                sock = stack.enter_context(
+                    accountd_link.running_accountd(
+                        accountd.command,
+                        self.accountd_credentials,
+                        config=accountd.config,
+                        quiet=accountd.quiet,
+                        debug=self.args.debug,
+                    )
                 )
-                # Last in, first out: the conversation ends (EOF), then accountd exits.
-                stack.callback(privdrop.stop, proc, grace=ACCOUNTD_GRACE)
-                stack.callback(self._hang_up, sock)
             else:
                 sock = stack.enter_context(
                     accountd_link.connect_accountd(specifiers.expand(self.config.client.socket))
@@ -343,15 +340,6 @@ class Master:
             status = client.wait()
         # As lacme 0.8.2: the client's exit code, 1 when it was killed.
         return (status if status > 0 else 1 if status < 0 else 0), output or b""
-
-    def _hang_up(self, sock: socket.socket) -> None:
-        import contextlib
-        import socket
-
-        self.debug("Shutting down lacme-accountd")
-        with contextlib.suppress(OSError):  # accountd is gone already
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
 
     # --- commands ---------------------------------------------------------
 
@@ -386,15 +374,15 @@ class Master:
                 credentials = privdrop.resolve_credentials(
                     accountd.user, accountd.group, "accountd"
                 )
-                sock, proc = accountd_link.spawn_accountd(
-                    accountd.command,
-                    credentials,
-                    config=self.args.rollover or "",
-                    quiet=accountd.quiet,
-                    debug=self.args.debug,
+                sock = stack.enter_context(
+                    accountd_link.running_accountd(
+                        accountd.command,
+                        credentials,
+                        config=self.args.rollover or "",
+                        quiet=accountd.quiet,
+                        debug=self.args.debug,
+                    )
                 )
-                stack.callback(privdrop.stop, proc, grace=ACCOUNTD_GRACE)
-                stack.callback(self._hang_up, sock)
             status, output = self.run_client(
                 [str(sock.fileno())], capture=True, command=KEY_CHANGE, extra_fds=(sock.fileno(),)
             )
