@@ -250,3 +250,11 @@ def test_connect_accountd_missing_or_not_a_socket(shared_dir: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(SpawnError, match=r"^can't connect to .*: Connection refused \(is lacme"):
         connect_accountd(str(path))
+
+
+@pytest.mark.unit
+def test_connect_accountd_missing_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "missing"
+    with pytest.raises(SpawnError) as refused:
+        connect_accountd(str(directory / "S.lacme"))
+    assert str(refused.value) == f"can't stat {directory}: No such file or directory"

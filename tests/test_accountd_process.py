@@ -503,6 +503,16 @@ def test_insecure_socket_directory_is_refused(tmp_path: Path, conf: Path, rsa_ke
     assert not (shared / "S.lacme").exists()
 
 
+def test_missing_socket_directory_is_refused(tmp_path: Path, conf: Path, rsa_key: Path) -> None:
+    missing = tmp_path / "missing"
+    refused(
+        run_accountd(
+            f"--config={conf}", f"--privkey=file:{rsa_key}", f"--socket={missing}/S.lacme"
+        ),
+        f"can't stat socket directory {missing}: No such file or directory",
+    )
+
+
 def test_existing_socket_path_is_refused_and_kept(
     tmp_path: Path, conf: Path, rsa_key: Path
 ) -> None:

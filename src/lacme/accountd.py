@@ -31,6 +31,7 @@ from lacme.accountd_protocol import (
     encode_signature,
     parse_signing_request,
 )
+from lacme.socket_directory import InsecureDirectory, check_socket_directory
 
 if TYPE_CHECKING:  # the real import waits until the options are parsed: --help stays fast
     from lacme.accountkey import AccountKey
@@ -296,16 +297,15 @@ def _stop(signum: int, frame: FrameType | None) -> NoReturn:
 
 def check_socket_path(path: str) -> None:
     """Refuse a socket where others could replace it, or where one exists."""
-    directory = os.path.dirname(path) or "."
     try:
-        mode = os.stat(directory).st_mode
-    except OSError as e:
-        raise AccountdError(f"can't stat socket directory {directory}: {e.strerror}") from None
-    if mode & 0o022:
+        check_socket_directory(path)
+    except InsecureDirectory as e:
         raise AccountdError(
-            f"insecure permissions on {directory} (mode {mode & 0o7777:04o}): "
+            f"insecure permissions on {e.directory} (mode {e.mode:04o}): "
             "it must not be writable by group or others"
-        )
+        ) from None
+    except OSError as e:
+        raise AccountdError(f"can't stat socket directory {e.filename}: {e.strerror}") from None
     if os.path.lexists(path):
         raise AccountdError(f"{path} already exists (is another {NAME} running? if not, remove it)")
 

@@ -34,6 +34,7 @@ from contextlib import ExitStack, contextmanager
 
 from lacme import specifiers
 from lacme.privdrop import Credentials, SpawnError, child_ids, clean_environment, spawn, stop
+from lacme.socket_directory import InsecureDirectory, check_socket_directory
 
 ACCOUNTD_GRACE = 5.0  # seconds accountd gets to exit once its conversation is over
 
@@ -111,13 +112,14 @@ def _hang_up(sock: socket.socket, debug: bool) -> None:
 
 def connect_accountd(path: str) -> socket.socket:
     """Connect to accountd's socket PATH, refusing one others could tamper with."""
-    directory = os.path.dirname(path) or "."
     try:
-        mode = os.stat(directory).st_mode
+        check_socket_directory(path)
+    except InsecureDirectory as e:
+        raise SpawnError(
+            f"insecure permissions on {e.directory}: writable by group or others"
+        ) from None
     except OSError as e:
-        raise SpawnError(f"can't stat {directory}: {e.strerror}") from e
-    if mode & 0o022:
-        raise SpawnError(f"insecure permissions on {directory}: writable by group or others")
+        raise SpawnError(f"can't stat {e.filename}: {e.strerror}") from e
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
