@@ -1,6 +1,7 @@
 """lacme.challenges: `listen` parsing, webservers, challenge directories and
 firewall rules, as root with the real users _lacme-client and _lacme-www."""
 
+import functools
 import json
 import os
 import re
@@ -135,12 +136,14 @@ def test_webservers_on_tcp_and_unix_sockets(
             argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
             listening = int(argv[-2])
             assert os.readlink(f"/proc/{pid}/fd/{listening}").startswith("socket:")
-            # Beyond stdin, stdout, stderr and its socket only what it opened itself
-            # (checked before any request: connections linger a little).
-            others = open_fds(pid) - {0, 1, 2, listening}
-            assert {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in others} <= {
-                "anon_inode:[eventpoll]"
-            }
+            # Beyond stdin, stdout, stderr and its socket only what it opened itself,
+            # once it serves (Python's start-up opens files of its own), and before
+            # any request (connections linger a little).
+            others = wait_for(
+                functools.partial(serving_fds, pid, {0, 1, 2, listening}),
+                "the webserver's event loop",
+            )
+            assert others <= {"anon_inode:[eventpoll]"}
             assert os.readlink(f"/proc/{pid}/cwd") == directory
         targets: list[tuple[socket.AddressFamily, str | tuple[str, int]]] = [
             (socket.AF_INET, ("127.0.0.1", port)),
@@ -153,6 +156,17 @@ def test_webservers_on_tcp_and_unix_sockets(
     assert leftovers(scratch_tmp) == []
     assert not unix_path.exists()
     assert children(os.getpid()) == []
+
+
+def serving_fds(pid: int, known: set[int]) -> set[str] | None:
+    """What PID's descriptors other than KNOWN are, once one is its event loop."""
+    targets = set()
+    for fd in open_fds(pid) - known:
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            return None  # closed meanwhile: still starting
+    return targets if "anon_inode:[eventpoll]" in targets else None
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from lacme import config
 from lacme.client_contract import encode_settings
-from lacme.config import ConfigError
+from lacme.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

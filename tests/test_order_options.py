@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lacme import acme, acme_http, certificate, config, master
 from lacme.cli import UsageError
+from lacme.errors import ConfigError
 from support.pki import NOW, IssuingCA, generate_key
 
 # --- min-days as a percentage of the lifetime ----------------------------------
@@ -59,9 +60,9 @@ def test_min_days_setting_and_option_take_a_percentage() -> None:
     assert section.min_days == config.Percent(33)
     assert config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "12.5%"}))
     assert config.parse_section(source(subjectAltName="DNS:a.example")).min_days is None
-    with pytest.raises(config.ConfigError, match=r"min-days = 150%: .* over 100%$"):
+    with pytest.raises(ConfigError, match=r"min-days = 150%: .* over 100%$"):
         config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "150%"}))
-    with pytest.raises(config.ConfigError, match=r"min-days = x%: not a percentage$"):
+    with pytest.raises(ConfigError, match=r"min-days = x%: not a percentage$"):
         config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "x%"}))
     parsed = master.parse_args(["newOrder", "--min-days=33%"])
     assert isinstance(parsed, master.Arguments)
@@ -101,7 +102,7 @@ def test_ip_identifiers_in_subject_alt_name() -> None:
     ],
 )
 def test_ip_identifier_refusals(value: str, message: str) -> None:
-    with pytest.raises(config.ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         config.parse_section(source(subjectAltName=value))
 
 

@@ -31,6 +31,8 @@ from lacme.accountd_protocol import (
     encode_signature,
     parse_signing_request,
 )
+from lacme.log import say
+from lacme.parsing import yes_no
 from lacme.socket_directory import InsecureDirectory, check_socket_directory
 
 if TYPE_CHECKING:  # the real import waits until the options are parsed: --help stays fast
@@ -80,8 +82,7 @@ class Log:
             self.file.write(f"[{stamp}] {message}\n")
             self.file.flush()
         if level <= self.level:
-            sys.stderr.write(message + "\n")
-            sys.stderr.flush()
+            say(message)
 
     def info(self, message: str) -> None:
         self.emit(self.INFO, message)
@@ -137,7 +138,7 @@ def parse_args(argv: list[str]) -> Options:
         if scanned.positional:
             raise cli.UsageError(f"unexpected argument: {scanned.positional[0]}")
     except cli.UsageError as e:
-        sys.stderr.write(f"{NAME}: {e} (try '{NAME} --help')\n")
+        say(f"{NAME}: {e} (try '{NAME} --help')")
         sys.exit(1)
     if "help" in scanned.flags:
         sys.stdout.write(HELP)
@@ -166,9 +167,10 @@ class AccountdSettings(NamedTuple):
 
 
 def _yes_no(value: str, where: str) -> bool:
-    if value.lower() in ("yes", "no", ""):
-        return value.lower() == "yes"
-    raise AccountdError(f"{where}: expected Yes or No, not {value!r}")
+    try:
+        return yes_no(value, False)
+    except ValueError as e:
+        raise AccountdError(f"{where}: {e}, not {value!r}") from None
 
 
 def load_settings(args: Options, log: Log) -> AccountdSettings:

@@ -17,7 +17,7 @@ environment the child gets (specifiers.Identity), which is what the child
 would compute itself, without an extra interpreter in between, and with
 expansion errors reported before anything is started.
 
-Configuration mistakes raise ValueError (SpecifierError included), failures
+Configuration mistakes raise errors.ConfigError (SpecifierError included), failures
 SpawnError; both carry a one-line message naming the culprit.
 """
 
@@ -28,20 +28,15 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from lacme import specifiers
+from lacme import log, specifiers
+from lacme.errors import ConfigError
 from lacme.privdrop import Credentials, SpawnError, child_ids, clean_environment, spawn, stop
 from lacme.socket_directory import InsecureDirectory, check_socket_directory
 
 ACCOUNTD_GRACE = 5.0  # seconds accountd gets to exit once its conversation is over
-
-
-def _debug(message: str) -> None:
-    sys.stderr.write(f"[{os.getpid()}] {message}\n")
-    sys.stderr.flush()
 
 
 def spawn_accountd(
@@ -57,7 +52,7 @@ def spawn_accountd(
     identity = specifiers.Identity(*child_ids(credentials), environment)
     argv = [specifiers.expand(word, identity) for word in command.split()]
     if not argv:
-        raise ValueError("[accountd] command is empty")
+        raise ConfigError("[accountd] command is empty")
     argv.append("--stdio")
     if config:
         argv.append(f"--config={config}")
@@ -81,7 +76,7 @@ def spawn_accountd(
         ours.close()
         raise
     if debug:
-        _debug(f"Forking lacme-accountd, child PID {proc.pid}")
+        log.debug(f"Forking lacme-accountd, child PID {proc.pid}")
     return ours, proc
 
 
@@ -104,7 +99,7 @@ def running_accountd(
 
 def _hang_up(sock: socket.socket, debug: bool) -> None:
     if debug:
-        _debug("Shutting down lacme-accountd")
+        log.debug("Shutting down lacme-accountd")
     with contextlib.suppress(OSError):  # accountd is gone already
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -12,7 +12,7 @@ and restored afterwards.
     ListenAddress, parse_listen(value) -> list[ListenAddress]
     challenge_setup(webserver, client, www, debug)   (context manager)
 
-Configuration mistakes raise ValueError (SpecifierError included), failures
+Configuration mistakes raise errors.ConfigError (SpecifierError included), failures
 to set things up SpawnError; both carry a one-line message naming the
 culprit.  Cleanup never raises: what it cannot undo is reported on stderr.
 """
@@ -26,13 +26,13 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import NamedTuple, Protocol
 
-from lacme import specifiers, webserver_contract
+from lacme import log, specifiers, webserver_contract
+from lacme.errors import ConfigError
 from lacme.privdrop import Credentials, SpawnError, spawn, stop
 
 LOCK_FILE = ".lacme.lock"  # lacme 0.8.2's name, so that it and we keep apart too
@@ -46,16 +46,6 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 EMPTY_FILTER_TABLE = (
     b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 )
-
-
-def _debug(message: str) -> None:
-    sys.stderr.write(f"[{os.getpid()}] {message}\n")
-    sys.stderr.flush()
-
-
-def _warn(message: str) -> None:
-    sys.stderr.write(f"Warning: {message}\n")
-    sys.stderr.flush()
 
 
 class ListenAddress(NamedTuple):
@@ -93,14 +83,14 @@ def _parse_address(item: str) -> ListenAddress:
         port = int(match[2]) if match[2] else HTTP_PORT
         if 0 < port < 65536:
             return ListenAddress(family, (socket.inet_ntop(family, packed), port))
-    raise ValueError(f"[webserver] listen: invalid address {item!r}")
+    raise ConfigError(f"[webserver] listen: invalid address {item!r}")
 
 
 def parse_listen(value: str) -> list[ListenAddress]:
     """The comma- or space-separated addresses of [webserver] listen.
 
     `IPV4[:PORT]`, `[IPV6][:PORT]` (port 80 by default) or the absolute path
-    of a UNIX socket; raise ValueError naming the first bad one.
+    of a UNIX socket; raise ConfigError naming the first bad one.
     """
     return [_parse_address(item) for item in _SEPARATORS.split(value) if item]
 
@@ -150,7 +140,7 @@ def challenge_setup(
         elif addresses:
             directory = _serve(stack, addresses, webserver, client, www, debug)
         else:
-            raise ValueError("[webserver] challenge-directory is required when listen is empty")
+            raise ConfigError("[webserver] challenge-directory is required when listen is empty")
         yield directory
     finally:
         _close(stack)
@@ -176,7 +166,7 @@ def _close(stack: ExitStack) -> None:
 
 def _use_directory(stack: ExitStack, directory: str, debug: bool) -> None:
     if debug:
-        _debug(f"Using existing webserver on {directory}")
+        log.debug(f"Using existing webserver on {directory}")
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
@@ -209,7 +199,7 @@ def _unlink_at(fd: int, directory: str, name: str) -> None:
     try:
         os.unlink(name, dir_fd=fd)
     except OSError as e:
-        _warn(f"can't remove {directory}/{name}: {e.strerror}")
+        log.warn(f"can't remove {directory}/{name}: {e.strerror}")
 
 
 def _empty_directory(fd: int, directory: str) -> None:
@@ -222,7 +212,7 @@ def _empty_directory(fd: int, directory: str) -> None:
             else:
                 os.unlink(name, dir_fd=fd)
         except OSError as e:
-            _warn(f"can't remove {directory}/{name}: {e.strerror}")
+            log.warn(f"can't remove {directory}/{name}: {e.strerror}")
 
 
 def _serve(
@@ -235,7 +225,7 @@ def _serve(
 ) -> str:
     argv = webserver.command.split()
     if not argv:
-        raise ValueError("[webserver] command is empty")
+        raise ConfigError("[webserver] command is empty")
     directory = tempfile.mkdtemp(prefix="acme-challenge.")
     stack.callback(_remove_tree, directory)
     os.chmod(directory, 0o755)  # noqa: S103 - the webserver user reads, whoever it is
@@ -255,7 +245,7 @@ def _serve(
             )
             stack.callback(_stop_webserver, proc, address, debug)
             if debug:
-                _debug(f"Forking ACME webserver bound to {address}, child PID {proc.pid}")
+                log.debug(f"Forking ACME webserver bound to {address}, child PID {proc.pid}")
             if isinstance(address.address, tuple):
                 firewall.append((address.family, *address.address))
                 mapped = _ipv4_mapped(sock, address.address)
@@ -270,7 +260,7 @@ def _remove_tree(directory: str) -> None:
     try:
         shutil.rmtree(directory)
     except OSError as e:
-        _warn(f"can't remove {directory}: {e.strerror}")
+        log.warn(f"can't remove {directory}: {e.strerror}")
 
 
 def _bind(stack: ExitStack, sock: socket.socket, address: ListenAddress) -> None:
@@ -316,20 +306,20 @@ def _unlink_socket(path: str, dev: int, ino: int) -> None:
         if (current.st_dev, current.st_ino) == (dev, ino):
             os.unlink(path)
         else:
-            _warn(f"not removing {path}: it is no longer the socket lacme created")
+            log.warn(f"not removing {path}: it is no longer the socket lacme created")
     except FileNotFoundError:
         pass
     except OSError as e:
-        _warn(f"can't remove {path}: {e.strerror}")
+        log.warn(f"can't remove {path}: {e.strerror}")
 
 
 def _stop_webserver(proc: subprocess.Popen[bytes], address: ListenAddress, debug: bool) -> None:
     status = proc.poll()
     if status is not None:
-        _warn(f"the webserver on {address} had exited with status {status}")
+        log.warn(f"the webserver on {address} had exited with status {status}")
         return
     if debug:
-        _debug(f"Shutting down ACME webserver bound to {address}")
+        log.debug(f"Shutting down ACME webserver bound to {address}")
     stop(proc)
 
 
@@ -394,8 +384,8 @@ def _open_firewall(
 
 def _restore_firewall(program: str, saved: bytes, debug: bool) -> None:
     if debug:
-        _debug(f"Restoring {program}")
+        log.debug(f"Restoring {program}")
     try:
         _run([f"{SBIN}/{program}-restore", "-c"], saved)
     except SpawnError as e:
-        _warn(f"{e}: the {program} rules lacme added may still be there")
+        log.warn(f"{e}: the {program} rules lacme added may still be there")

@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from lacme import __version__
+from lacme import __version__, log
 from lacme.accountd_protocol import (
     MAX_LINE,
     Greeting,
@@ -139,10 +139,7 @@ def ssl_context(settings: ClientSettings) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as e:
         raise Fatal(f"TLS settings: {e}") from None
     if not settings.verify:
-        print(
-            "Warning: SSL_verify = No: the ACME server's certificate is not verified",
-            file=sys.stderr,
-        )
+        log.say("Warning: SSL_verify = No: the ACME server's certificate is not verified")
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -196,16 +193,13 @@ def account(session: AcmeSession, args: list[str], settings: ClientSettings) -> 
         registration: dict[str, Any] = {"contact": contacts} if contacts else {}
         if change.tos_agreed:
             registration["termsOfServiceAgreed"] = True
-        print(
-            f"Requesting new registration for {', '.join(contacts) or 'no contact'}",
-            file=sys.stderr,
-        )
+        log.say(f"Requesting new registration for {', '.join(contacts) or 'no contact'}")
         obj, created = session.new_account(registration)
     elif session.kid is None:
         obj, _ = session.new_account({"onlyReturnExisting": True})
     if tos := session.terms_of_service():
-        print(f"Terms of Service: {tos}", file=sys.stderr)
-    print(f"Key ID: {session.account_kid()}", file=sys.stderr)
+        log.say(f"Terms of Service: {tos}")
+    log.say(f"Key ID: {session.account_kid()}")
     update: dict[str, Any] = {"contact": contacts} if contacts and not created else {}
     if change.deactivate:
         update["status"] = "deactivated"
@@ -239,7 +233,7 @@ def write_key_authorization(token: str, key_authorization: str) -> None:
     except FileExistsError:
         # As lacme 0.8.2: left by an earlier run in a shared challenge
         # directory.  Nothing is written; if it is stale, validation says so.
-        print(f"Warning: File exists: {token}", file=sys.stderr)
+        log.say(f"Warning: File exists: {token}")
         return
     except OSError as e:
         raise Fatal(f"can't create the challenge file {token}: {e.strerror}") from None
@@ -280,7 +274,7 @@ def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) 
         raise Fatal("the new key's lacme-accountd has a Key ID configured: it must send its key")
     if greeting.jwk == session.jwk:
         raise Fatal("the new key is the account's current key")
-    print(f"Key ID: {session.account_kid()}", file=sys.stderr)
+    log.say(f"Key ID: {session.account_kid()}")
 
     def sign(signing_input: bytes) -> str:
         try:
@@ -292,7 +286,7 @@ def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) 
             ) from None
 
     session.key_change(greeting.alg, greeting.jwk, greeting.jwk_thumbprint, sign)
-    print(f"Account key changed to {greeting.jwk_thumbprint}", file=sys.stderr)
+    log.say(f"Account key changed to {greeting.jwk_thumbprint}")
     write_stdout(encode_object(session.update_account(None)))
 
 
@@ -307,10 +301,6 @@ def renewal_info(session: AcmeSession, args: list[str], settings: ClientSettings
     (RFC 9773) and the Retry-After it came with, for the master to decide."""
     info, retry_after = session.renewal_info(parse_renewal_info_arguments(args))
     write_stdout(encode_renewal_info(RenewalInfoAnswer(info, retry_after)))
-
-
-def warn(message: str) -> None:
-    print(f"Warning: {message}", file=sys.stderr)
 
 
 def refuse_to_sign(signing_input: bytes) -> str:
@@ -341,10 +331,7 @@ def run(argv: list[str]) -> None:
     deadline = Deadline(settings.timeout)
     trace: Callable[[str], None] | None = None
     if os.environ.get("DEBUG", "0") not in ("", "0"):
-
-        def trace(message: str) -> None:
-            print(f"[{os.getpid()}] {message}", file=sys.stderr)
-
+        trace = log.debug
         if accountd is not None:
             trace(f"accountd greeting: {accountd.greeting}")
 
@@ -367,7 +354,7 @@ def run(argv: list[str]) -> None:
             thumbprint="",
             kid=None,
             deadline=deadline,
-            warn=warn,
+            warn=log.warn,
             trace=trace,
         ) as session:
             COMMANDS[command](session, args, settings)
@@ -382,7 +369,7 @@ def run(argv: list[str]) -> None:
         thumbprint=greeting.jwk_thumbprint,
         kid=greeting.kid,
         deadline=deadline,
-        warn=warn,
+        warn=log.warn,
         trace=trace,
         eab=greeting.eab,
     ) as session:
@@ -393,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(sys.argv[1:] if argv is None else argv)
     except (Fatal, AcmeError, ContractError) as e:
-        print(f"{NAME} {__version__}: error: {e}", file=sys.stderr)
+        log.say(f"{NAME} {__version__}: error: {e}")
         return 1
     return 0
 

@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from lacme import __version__
+from lacme import __version__, log
 from lacme.cli import UsageError, scan
 from lacme.client_contract import (
     ACCOUNT,
@@ -61,6 +61,7 @@ from lacme.client_contract import (
     encode_settings,
     revoke_arguments,
 )
+from lacme.errors import ConfigError
 
 if TYPE_CHECKING:
     import datetime
@@ -144,9 +145,9 @@ class Interrupted(BaseException):
 
 
 def _usage_error(message: str) -> NoReturn:
-    sys.stderr.write(
+    log.say(
         f"{NAME}: {message}\n{USAGE}\n"
-        f"Try '{NAME} --help' or consult the manpage for more information.\n"
+        f"Try '{NAME} --help' or consult the manpage for more information."
     )
     sys.exit(1)
 
@@ -213,11 +214,6 @@ def revocation_reason(text: str) -> int | None:
     return codes.get(text.lower())
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-
-
 class ChallengeDirectory:
     """The challenge directory and its webservers, for a newOrder run: set
     up by SET_UP when the first section due needs them, torn down on leaving."""
@@ -260,11 +256,11 @@ class Master:
 
     def debug(self, message: str) -> None:
         if self.args.debug:
-            _say(f"[{os.getpid()}] {message}")
+            log.debug(message)
 
     def info(self, message: str) -> None:
         if not self.args.quiet:
-            _say(message)
+            log.say(message)
 
     def run_client(
         self,
@@ -293,7 +289,7 @@ class Master:
 
         argv = self.config.client.command.split()
         if not argv:
-            raise ValueError("[client] command is empty")
+            raise ConfigError("[client] command is empty")
         with ExitStack() as stack:
             accountd = self.config.accountd
             if lookup:
@@ -425,7 +421,7 @@ class Master:
             for name in self.args.arguments or sorted(sources):
                 source = sources.get(name)
                 if source is None:
-                    _say(f"Warning: No such section {name}, skipping")
+                    log.say(f"Warning: No such section {name}, skipping")
                     status = 1
                 elif not self._renew(source, challenges):
                     status = 1
@@ -438,7 +434,6 @@ class Master:
 
         from lacme import certificate
         from lacme.certificate import CertificateError
-        from lacme.config import ConfigError
 
         try:
             section = self._section(source)
@@ -452,10 +447,10 @@ class Master:
             certificate.check_chain(chain, csr, section, datetime.datetime.now(datetime.UTC))
             self._install(section, chain)
         except ConfigError as e:  # it names file and section itself
-            _say(f"Error: {e}")
+            log.say(f"Error: {e}")
             return False
         except CertificateError as e:
-            _say(f"[{source.name}] Error: {e}")
+            log.say(f"[{source.name}] Error: {e}")
             return False
         return self._notify(section)
 
@@ -479,9 +474,9 @@ class Master:
 
         section = parse_section(source)
         if self.args.debug:
-            _say(f"Configuration option for {source.name}:")
+            log.say(f"Configuration option for {source.name}:")
             for setting in sorted(source.settings.values()):
-                _say(f"    {setting.key} = {setting.value}")
+                log.say(f"    {setting.key} = {setting.value}")
         self._check_profile(section)
         return section
 
@@ -492,7 +487,7 @@ class Master:
         status, output = self.run_client([], command=DIRECTORY, capture=True, lookup=True)
         directory = decode_object(output) if status == 0 else None
         if directory is None:
-            _say(
+            log.say(
                 "Warning: can't get the ACME server's directory: "
                 "profiles go unchecked, renewal goes by min-days"
             )
@@ -502,7 +497,6 @@ class Master:
     def _check_profile(self, section: CertSection) -> None:
         """ConfigError unless the server offers the section's profile, if any.
         Without a directory the server is left to judge."""
-        from lacme.config import ConfigError
 
         if section.profile is None or self.server_directory is None:
             return
@@ -568,13 +562,13 @@ class Master:
                 raise ValueError("the client failed")
             info = ari.renewal_info(decode_renewal_info(output))
         except ValueError as e:  # ContractError included
-            _say(f"[{name}] Warning: no renewal information ({e}), renewal goes by min-days")
+            log.say(f"[{name}] Warning: no renewal information ({e}), renewal goes by min-days")
             return None
         state = ari.next_state(previous, cert_id, info, now)
         try:
             ari.save_state(path, state)
         except OSError as e:
-            _say(f"[{name}] Warning: can't save {path}: {e.strerror}")
+            log.say(f"[{name}] Warning: can't save {path}: {e.strerror}")
         return state
 
     def _still_valid(self, section: CertSection, now: datetime.datetime) -> bool:
@@ -615,7 +609,7 @@ class Master:
             order=OrderSettings(section.preferred_chain, section.profile, replaces),
         )
         if status != 0:
-            _say(f"[{section.name}] Error: Couldn't issue X.509 certificate!")
+            log.say(f"[{section.name}] Error: Couldn't issue X.509 certificate!")
             return None
         return certificate.parse_chain(output)
 
@@ -627,10 +621,10 @@ class Master:
 
         files: list[tuple[str, bytes]] = []
         if section.certificate is not None:
-            _say(f"Installing X.509 certificate {section.certificate}")
+            log.say(f"Installing X.509 certificate {section.certificate}")
             files.append((section.certificate, certificate.pem(chain[:1])))
         if section.certificate_chain is not None:
-            _say(f"Installing X.509 certificate chain {section.certificate_chain}")
+            log.say(f"Installing X.509 certificate chain {section.certificate_chain}")
             files.append((section.certificate_chain, certificate.pem(chain)))
         certificate.install(files, section.mode, section.owner)
         # What it says is about the certificate just replaced.
@@ -644,12 +638,12 @@ class Master:
 
         if section.notify is None:
             return True
-        _say(f"Running notification command `{section.notify}`")
+        log.say(f"Running notification command `{section.notify}`")
         environment = {k: v for k, v in os.environ.items() if k not in UNSAFE_ENVIRONMENT}
         environment["PATH"] = NOTIFY_PATH
         status = subprocess.run(["/bin/sh", "-c", section.notify], env=environment).returncode
         if status != 0:
-            _say(f"Warning: notification command exited with value {status}")
+            log.say(f"Warning: notification command exited with value {status}")
             return False
         return True
 
@@ -661,22 +655,22 @@ class Master:
 
         reason = None if self.args.reason is None else revocation_reason(self.args.reason)
         if reason is None and self.args.reason is not None:
-            _say(
+            log.say(
                 f"Error: --reason={self.args.reason}: unknown revocation reason (one of "
                 + ", ".join(f"{name} ({code})" for name, code in REVOCATION_REASONS.items())
                 + ")"
             )
             return 1
         if not self.args.arguments:
-            _say("Error: Nothing to revoke")
+            log.say("Error: Nothing to revoke")
             return 1
         status = 0
         for filename in self.args.arguments:
-            _say(f"Revoking {filename}")
+            log.say(f"Revoking {filename}")
             try:
                 cert = certificate.read_certificate(filename)
             except CertificateError as e:
-                _say(f"Error: {e}")
+                log.say(f"Error: {e}")
                 status = 1
                 continue
             sys.stdout.write(f"{certificate.fingerprint(cert)}\n{certificate.summary(cert)}\n")
@@ -686,7 +680,7 @@ class Master:
                 stdin=cert.public_bytes(serialization.Encoding.DER),
             )
             if revoked != 0:
-                _say(f"Warning: Couldn't revoke {filename}")
+                log.say(f"Warning: Couldn't revoke {filename}")
                 status = 1
         return status
 
@@ -709,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(parsed)
         return 0
     import signal
+    import traceback
 
     from lacme import config
     from lacme.certificate import CertificateError
@@ -719,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         conf = config.load(parsed.config, parsed.socket)
         if parsed.debug:
-            _say(f"Using configuration file: {conf.path}")
+            log.say(f"Using configuration file: {conf.path}")
         master = Master(parsed, conf)
         commands: dict[str, Callable[[], int]] = {
             ACCOUNT: master.account,
@@ -727,11 +722,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             REVOKE_CERT: master.revoke_cert,
         }
         return commands[parsed.command]()
-    except (ValueError, SpawnError, CertificateError, OSError) as e:
-        _say(f"Error: {e}")
+    except (ConfigError, SpawnError, CertificateError, OSError) as e:
+        log.say(f"Error: {e}")
+        if parsed.debug:
+            traceback.print_exception(e)
         return 1
     except Interrupted as e:
-        _say(f"{NAME}: interrupted by {signal.Signals(e.signum).name}")
+        log.say(f"{NAME}: interrupted by {signal.Signals(e.signum).name}")
         return 1
 
 

@@ -1,7 +1,5 @@
 """The small value syntaxes more than one process reads the same way.
-Standard library only, and light: lacme-accountd imports it."""
-
-import ipaddress
+Standard library only, and light: lacme-accountd imports it for yes_no."""
 
 
 def yes_no(value: str, default: bool) -> bool:
@@ -18,6 +16,8 @@ def yes_no(value: str, default: bool) -> bool:
 def is_ip_address(text: str) -> bool:
     """Whether TEXT is an IPv4 or IPv6 address (RFC 8738 makes it an `ip`
     identifier, anything else is a `dns` one)."""
+    import ipaddress  # not for lacme-accountd, which needs only yes_no
+
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -30,7 +30,7 @@ Interface:
           stdout=DEVNULL, env=None, isolate=True) -> Popen[bytes]
     stop(proc, timeout=STOP_TIMEOUT, grace=0.0) -> int
 
-Configuration mistakes raise ValueError, failures to start a child
+Configuration mistakes raise errors.ConfigError, failures to start a child
 SpawnError (which the master's other set-up code raises too); both carry a
 one-line message naming the culprit.
 
@@ -48,6 +48,8 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NamedTuple
+
+from lacme.errors import ConfigError
 
 Stream = int | IO[Any] | None
 
@@ -79,12 +81,12 @@ def resolve_credentials(user: str, group: str, section: str) -> Credentials | No
         try:
             uid = pwd.getpwnam(user).pw_uid
         except KeyError:
-            raise ValueError(f"[{section}] user: no such user {user!r}") from None
+            raise ConfigError(f"[{section}] user: no such user {user!r}") from None
     if group:
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
-            raise ValueError(f"[{section}] group: no such group {group!r}") from None
+            raise ConfigError(f"[{section}] group: no such group {group!r}") from None
     return Credentials(uid, gid)
 
 

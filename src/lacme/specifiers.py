@@ -13,8 +13,10 @@ import pwd
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from lacme.errors import ConfigError
 
-class SpecifierError(ValueError):
+
+class SpecifierError(ConfigError):
     """A value holds an unknown or unexpandable %-specifier."""
 
 

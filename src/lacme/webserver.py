@@ -44,6 +44,7 @@ import sys
 import time
 
 from lacme import webserver_contract
+from lacme.log import say
 
 # typing imports re and more: a megabyte of resident memory for annotations.
 TYPE_CHECKING = False
@@ -80,8 +81,7 @@ def _stop(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"{NAME}[{os.getpid()}]: {message}\n")
-    sys.stderr.flush()
+    say(f"{NAME}[{os.getpid()}]: {message}")
 
 
 def printable(data: bytes) -> str:
