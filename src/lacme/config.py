@@ -25,12 +25,13 @@ import os
 import pwd
 import re
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from lacme import inifile
 from lacme.client_contract import CLIENT_KEYS, MASTER_KEYS
+from lacme.errors import ConfigError
 from lacme.parsing import is_ip_address, yes_no
 from lacme.specifiers import SpecifierError, expand
 
@@ -88,11 +89,8 @@ _LABEL = r"[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+", re.ASCII | re.IGNORECASE)
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _OCTAL = re.compile(r"[0-7]+", re.ASCII)
+T = TypeVar("T")
 _PERCENT = re.compile(r"([0-9]+(?:\.[0-9]*)?)%", re.ASCII)
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message is one line naming what and where."""
 
 
 class Percent(NamedTuple):
@@ -402,16 +400,6 @@ def valid_domain(name: str) -> bool:
     return len(name) <= 253 and _DOMAIN.fullmatch(name) is not None
 
 
-def _ip_address(name: str, invalid: ConfigError) -> str:
-    """NAME in the text form RFC 8738 identifiers use (RFC 5952 for IPv6)."""
-    if "%" in name:  # a scoped address names no host a CA could reach
-        raise invalid
-    try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        raise invalid from None
-
-
 def parse_subject(text: str) -> tuple[tuple[tuple[str, str], ...], ...]:
     """`/type0=value0/type1=value1+type2=value2...` as `openssl req -subj`
     reads it: `\\` escapes the next character, `+` joins attributes into one
@@ -480,6 +468,96 @@ def resolve_owner(owner: str) -> tuple[int, int]:
         raise ValueError(f"unknown group {group!r}") from None
 
 
+# --- the settings of a certificate section, each parsed on its own ---------------
+# Each takes a setting's value and returns what it means, or raises a
+# ValueError saying why it means nothing (parse_section names where).
+
+
+def _hash(value: str) -> str:
+    name = value.lower()
+    if name not in HASHES:
+        raise ValueError(f"unsupported hash (one of {', '.join(HASHES)})")
+    return name
+
+
+def _key_usage(value: str) -> tuple[str, ...]:
+    names = {name.lower(): name for name in KEY_USAGES}
+    usage: list[str] = []
+    for item in _split_list(value):
+        if item.lower() not in names:
+            raise ValueError(f"unknown key usage {item!r}")
+        usage.append(names[item.lower()])
+    if {"encipherOnly", "decipherOnly"} & set(usage) and "keyAgreement" not in usage:
+        raise ValueError("encipherOnly and decipherOnly need keyAgreement")
+    return tuple(usage)
+
+
+def _tls_features(value: str) -> tuple[str, ...]:
+    features: list[str] = []
+    for item in _split_list(value):
+        if item.lower() not in TLS_FEATURES:
+            raise ValueError(f"unknown TLS feature {item!r}")
+        features.append(item.lower())
+    return tuple(dict.fromkeys(features))
+
+
+def _ip_address(name: str) -> str:
+    """NAME in the text form RFC 8738 identifiers use (RFC 5952 for IPv6)."""
+    invalid = ValueError(f"{name!r} is not an IP address")
+    if "%" in name:  # a scoped address names no host a CA could reach
+        raise invalid
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        raise invalid from None
+
+
+def _alt_names(value: str) -> tuple[str, ...]:
+    """`DNS:name, IP:address, ...`: the identifiers, DNS names in lower case."""
+    names: list[str] = []
+    for item in _split_list(value):
+        kind, colon, name = item.partition(":")
+        kind, name = kind.strip().upper(), name.strip()
+        if colon and kind == "IP":
+            names.append(_ip_address(name))
+            continue
+        if not colon or kind != "DNS":
+            raise ValueError(f"{item!r} is not DNS:name or IP:address")
+        if not valid_domain(name):
+            raise ValueError(f"{name!r} is not a valid domain name")
+        if is_ip_address(name):
+            raise ValueError(f"{name!r} is an IP address: write IP:{name}")
+        names.append(name.lower())
+    return tuple(names)
+
+
+Subject = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _subject(value: str) -> tuple[Subject, tuple[str, ...]]:
+    """The subject, and the domain names of its CNs in lower case."""
+    subject = parse_subject(value)
+    common_names: list[str] = []
+    for rdn in subject:
+        for attr_type, attr_value in rdn:
+            if attr_type.lower() in _COMMON_NAMES:
+                if not valid_domain(attr_value):
+                    raise ValueError(f"CN {attr_value!r} is not a domain name")
+                common_names.append(attr_value.lower())
+    return subject, tuple(common_names)
+
+
+def _owner(value: str) -> str:
+    resolve_owner(value)
+    return value
+
+
+def _mode(value: str) -> int:
+    if not _OCTAL.fullmatch(value) or int(value, 8) > 0o7777:
+        raise ValueError("not an octal mode")
+    return int(value, 8)
+
+
 def parse_section(source: CertSource) -> CertSection:
     """Check SOURCE; ConfigError names the file, section, key and value."""
     settings = source.settings
@@ -497,116 +575,56 @@ def parse_section(source: CertSource) -> CertSection:
             f"{setting.filename}: [{source.name}] {setting.key} = {setting.value}: {reason}"
         )
 
-    def missing(what: str) -> ConfigError:
-        return ConfigError(f"{source.filename}: [{source.name}] {what}")
+    def required(key: str) -> Setting:
+        setting = get(key)
+        if setting is None:
+            raise ConfigError(f"{source.filename}: [{source.name}] {key} is required")
+        return setting
+
+    def parsed(parse: Callable[[str], T], *keys: str) -> T | None:
+        setting = get(*keys)
+        if setting is None:
+            return None
+        try:
+            return parse(setting.value)
+        except ValueError as e:
+            raise error(setting, str(e)) from None
 
     def text(key: str) -> str | None:
         setting = get(key)
         return None if setting is None else setting.value
 
-    key_setting = get("certificate-key")
-    if key_setting is None:
-        raise missing("certificate-key is required")
+    certificate_key = required("certificate-key").value
     if get("certificate") is None and get("certificate-chain") is None:
-        raise missing("certificate or certificate-chain is required")
-
-    min_days: int | Percent | None = None
-    if (setting := get("min-days")) is not None:
-        try:
-            min_days = parse_min_days(setting.value)
-        except ValueError as e:
-            raise error(setting, str(e)) from None
-
+        raise ConfigError(
+            f"{source.filename}: [{source.name}] certificate or certificate-chain is required"
+        )
+    # In lacme 0.8.2's order, which decides what an error names first.
+    min_days = parsed(parse_min_days, "min-days")
     cafile_setting = settings.get("CAfile")
-    cafile = default_cafile() if cafile_setting is None else (cafile_setting.value or None)
-
-    hash_name: str | None = None
-    if (setting := get("hash")) is not None:
-        hash_name = setting.value.lower()
-        if hash_name not in HASHES:
-            raise error(setting, f"unsupported hash (one of {', '.join(HASHES)})")
-
-    key_usage: list[str] = []
-    if (setting := get("keyUsage")) is not None:
-        names = {name.lower(): name for name in KEY_USAGES}
-        for item in _split_list(setting.value):
-            if item.lower() not in names:
-                raise error(setting, f"unknown key usage {item!r}")
-            key_usage.append(names[item.lower()])
-        if {"encipherOnly", "decipherOnly"} & set(key_usage) and "keyAgreement" not in key_usage:
-            raise error(setting, "encipherOnly and decipherOnly need keyAgreement")
-
-    tls_features: list[str] = []
-    if (setting := get("tlsfeature")) is not None:
-        for item in _split_list(setting.value):
-            if item.lower() not in TLS_FEATURES:
-                raise error(setting, f"unknown TLS feature {item!r}")
-            tls_features.append(item.lower())
-
-    alt_names: list[str] = []
-    if (setting := get("subjectAltName")) is not None:
-        for item in _split_list(setting.value):
-            kind, colon, name = item.partition(":")
-            kind, name = kind.strip().upper(), name.strip()
-            if colon and kind == "IP":
-                alt_names.append(
-                    _ip_address(name, error(setting, f"{name!r} is not an IP address"))
-                )
-                continue
-            if not colon or kind != "DNS":
-                raise error(setting, f"{item!r} is not DNS:name or IP:address")
-            if not valid_domain(name):
-                raise error(setting, f"{name!r} is not a valid domain name")
-            if is_ip_address(name):
-                raise error(setting, f"{name!r} is an IP address: write IP:{name}")
-            alt_names.append(name.lower())
-
-    subject_setting = get("subject")
-    if subject_setting is None:
-        raise missing("subject is required")
-    try:
-        subject = parse_subject(subject_setting.value)
-    except ValueError as e:
-        raise error(subject_setting, str(e)) from None
-    common_names: list[str] = []
-    for rdn in subject:
-        for attr_type, value in rdn:
-            if attr_type.lower() in _COMMON_NAMES:
-                if not valid_domain(value):
-                    raise error(subject_setting, f"CN {value!r} is not a domain name")
-                common_names.append(value.lower())
+    hash_name = parsed(_hash, "hash")
+    key_usage = parsed(_key_usage, "keyUsage") or ()
+    tls_features = parsed(_tls_features, "tlsfeature") or ()
+    alt_names = parsed(_alt_names, "subjectAltName") or ()
+    subject_setting = required("subject")
+    subject, common_names = parsed(_subject, "subject") or ((), ())
     identifiers = tuple(dict.fromkeys(common_names + alt_names))
     if not identifiers:
         raise error(subject_setting, "no domain name in CN nor in subjectAltName")
-
-    owner: str | None = None
-    if (setting := get("owner", "chown")) is not None:
-        try:
-            resolve_owner(setting.value)
-        except ValueError as e:
-            raise error(setting, str(e)) from None
-        owner = setting.value
-
-    mode: int | None = None
-    if (setting := get("mode", "chmod")) is not None:
-        if not _OCTAL.fullmatch(setting.value) or int(setting.value, 8) > 0o7777:
-            raise error(setting, "not an octal mode")
-        mode = int(setting.value, 8)
-
     return CertSection(
         name=source.name,
         filename=source.filename,
-        certificate_key=key_setting.value,
+        certificate_key=certificate_key,
         certificate=text("certificate"),
         certificate_chain=text("certificate-chain"),
         min_days=min_days,
-        cafile=cafile,
+        cafile=default_cafile() if cafile_setting is None else (cafile_setting.value or None),
         hash=hash_name,
-        key_usage=tuple(key_usage),
+        key_usage=key_usage,
         subject=subject,
-        tls_features=tuple(dict.fromkeys(tls_features)),
-        owner=owner,
-        mode=mode,
+        tls_features=tls_features,
+        owner=parsed(_owner, "owner", "chown"),
+        mode=parsed(_mode, "mode", "chmod"),
         notify=text("notify"),
         identifiers=identifiers,
         preferred_chain=text("preferred-chain"),
