@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lacme import accountd, config, master, specifiers
+from lacme import accountd, config, master_command, specifiers
 
 pytestmark = [pytest.mark.process, pytest.mark.debian("mandoc", "groff-base")]
 
@@ -87,7 +87,7 @@ def test_lacme_options(manuals: Path) -> None:
 
 def test_lacme_commands(manuals: Path) -> None:
     text = section(render(manuals / "lacme.8"), "COMMANDS")
-    for command in master.COMMANDS:
+    for command in master_command.COMMANDS:
         assert re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", text), command
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from lacme import __version__
 from lacme.cli import UsageError
-from lacme.master import Arguments, parse_args
+from lacme.master_command import Arguments, parse_args
 
 LACME = Path(sys.executable).parent / "lacme"
 
@@ -135,9 +135,9 @@ def test_usage_error_exit_status_and_stderr() -> None:
 def test_help_imports_neither_cryptography_nor_ssl() -> None:
     # What --help costs is measured in bench/master_issuance.py.
     code = (
-        "import sys; from lacme.master import main; main(['--help']); "
+        "import sys; from lacme.master_command import main; main(['--help']); "
         "heavy = {'cryptography', 'ssl', 'lacme.config', 'lacme.privdrop', 'lacme.accountd_link',"
-        " 'lacme.challenges', 'socket'}; "
+        " 'lacme.challenges', 'lacme.master', 'socket'}; "
         "print(sorted(heavy & set(sys.modules)), file=sys.stderr)"
     )
     result = subprocess.run(

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lacme import acme, acme_http, certificate, config, master
+from lacme import acme, acme_http, certificate, config, master, master_command
 from lacme.cli import UsageError
 from lacme.errors import ConfigError
 from support.pki import NOW, IssuingCA, generate_key
@@ -64,12 +64,12 @@ def test_min_days_setting_and_option_take_a_percentage() -> None:
         config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "150%"}))
     with pytest.raises(ConfigError, match=r"min-days = x%: not a percentage$"):
         config.parse_section(source(subjectAltName="DNS:a.example", **{"min-days": "x%"}))
-    parsed = master.parse_args(["newOrder", "--min-days=33%"])
-    assert isinstance(parsed, master.Arguments)
+    parsed = master_command.parse_args(["newOrder", "--min-days=33%"])
+    assert isinstance(parsed, master_command.Arguments)
     assert parsed.min_days == config.Percent(33)
     for bad in ("150%", "%", "-3%"):
         with pytest.raises(UsageError, match="--min-days"):
-            master.parse_args(["newOrder", f"--min-days={bad}"])
+            master_command.parse_args(["newOrder", f"--min-days={bad}"])
 
 
 # --- IP identifiers ---------------------------------------------------------------
@@ -137,11 +137,11 @@ def test_alternate_links() -> None:
 
 @pytest.mark.unit
 def test_new_options_parse() -> None:
-    parsed = master.parse_args(["account", "--rollover=/etc/new.conf", "--json"])
-    assert isinstance(parsed, master.Arguments)
+    parsed = master_command.parse_args(["account", "--rollover=/etc/new.conf", "--json"])
+    assert isinstance(parsed, master_command.Arguments)
     assert (parsed.rollover, parsed.rollover_socket, parsed.json) == ("/etc/new.conf", None, True)
-    parsed = master.parse_args(["revokeCert", "--reason", "keyCompromise", "c.pem"])
-    assert isinstance(parsed, master.Arguments)
+    parsed = master_command.parse_args(["revokeCert", "--reason", "keyCompromise", "c.pem"])
+    assert isinstance(parsed, master_command.Arguments)
     assert (parsed.reason, parsed.arguments) == ("keyCompromise", ("c.pem",))
     for argv, message in (
         (["account", "--rollover=a", "--register"], "takes no other account change"),
@@ -150,4 +150,4 @@ def test_new_options_parse() -> None:
         (["account", "--json=yes"], "does not take an argument"),
     ):
         with pytest.raises(UsageError, match=message):
-            master.parse_args(argv)
+            master_command.parse_args(argv)

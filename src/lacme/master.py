@@ -1,17 +1,5 @@
-"""The `lacme` command: the master process, run as root.
-
-    lacme [--config=FILE] [--socket=PATH] [-q|--quiet] [--debug] [-h|--help] [--version]
-          COMMAND [ARGUMENT ...]
-
-    account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
-    account --rollover=FILE|--rollover-socket=PATH [--json]
-    newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|PCT%|--force]
-             [SECTION ...]
-    revokeCert (revoke-cert) [--reason=NAME|CODE] FILE [FILE ...]
-
-Options go before or after the command, as with lacme 0.8.2's Getopt::Long
-(every option is accepted with every command, and ignored where it means
-nothing).
+"""The master process, run as root: what `lacme` (lacme.master_command)
+does once its command line is good.
 
 What the master holds: the configuration, the service keys (read only to
 sign CSRs) and the certificates it installs.  What it touches: the
@@ -26,24 +14,31 @@ the client brings back is checked (lacme.certificate) before any file is
 written; what it looks up (the directory's profiles, renewal information)
 the master weighs before ordering.
 
-Exit status: 0 when everything asked for succeeded; for `account`, the
-client's; otherwise 1 (a section or file that failed does not stop the
-others).  SIGINT, SIGTERM and SIGHUP stop the run, undoing what it set up.
-
-`--help` and usage errors import nothing beyond the standard library's core:
-configuration, cryptography and process handling are imported when needed.
+SIGINT, SIGTERM and SIGHUP stop the run, undoing what it set up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import functools
 import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from contextlib import ExitStack
+from types import FrameType
+from typing import Any
 
-from lacme import __version__, log
-from lacme.cli import UsageError, scan
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import Certificate, CertificateSigningRequest
+
+from lacme import accountd_link, ari, certificate, challenges, config, log, privdrop, specifiers
+from lacme.certificate import CertificateError
 from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
@@ -61,79 +56,14 @@ from lacme.client_contract import (
     encode_settings,
     revoke_arguments,
 )
+from lacme.config import AccountdConfig, CertSection, CertSource, Config, Percent
 from lacme.errors import ConfigError
+from lacme.master_command import NAME, Arguments
+from lacme.privdrop import Credentials, SpawnError
 
-if TYPE_CHECKING:
-    import datetime
-    from contextlib import ExitStack
-    from types import FrameType
-
-    from cryptography.x509 import Certificate, CertificateSigningRequest
-
-    from lacme import ari
-    from lacme.config import CertSection, CertSource, Config, Percent
-    from lacme.privdrop import Credentials
-
-NAME = "lacme"
-USAGE = f"Usage: {NAME} [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND [ARGUMENT ..]"
-HELP = f"""{USAGE}
-
-Commands:
-  account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
-  account --rollover=FILE|--rollover-socket=PATH [--json]
-                         move the account to the key of a second lacme-accountd,
-                         spawned with configuration FILE or listening on PATH
-  newOrder [--config-certs=FILE]... [--min-days=INT|PCT%|--force] [SECTION ...]
-                         (aliases: new-order, new-cert)
-  revokeCert [--reason=NAME|CODE] FILE [FILE ...]  (alias: revoke-cert)
-
-Options:
-  --config=FILE          configuration file (default %E/lacme/lacme.conf)
-  --socket=PATH          connect to this lacme-accountd socket (ignores [accountd])
-  -q, --quiet            be quiet
-  --debug                turn on debug mode
-  -h, --help             show this help and exit
-  --version              show the version and exit
-
-Consult the manpage lacme(8) for more information.
-"""
-COMMANDS = {
-    "account": ACCOUNT,
-    "newOrder": NEW_ORDER,
-    "new-order": NEW_ORDER,
-    "new-cert": NEW_ORDER,
-    "revokeCert": REVOKE_CERT,
-    "revoke-cert": REVOKE_CERT,
-}
-# Getopt::Long spellings: options taking a value, and flags.
-VALUE_OPTIONS = frozenset(
-    {"config", "config-certs", "socket", "min-days", "rollover", "rollover-socket", "reason"}
-)
-FLAG_OPTIONS = frozenset(
-    {"register", "tos-agreed", "deactivate", "force", "quiet", "debug", "help", "version", "json"}
-)
-SHORT_OPTIONS = {"q": "quiet", "h": "help"}
 # As lacme 0.8.2 cleans it for itself, and so for `notify`.
 NOTIFY_PATH = "/usr/bin:/bin"
 UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
-
-
-class Arguments(NamedTuple):
-    command: str
-    arguments: tuple[str, ...]
-    config: str | None = None
-    config_certs: tuple[str, ...] = ()
-    socket: str | None = None
-    register: bool = False
-    tos_agreed: bool = False
-    deactivate: bool = False
-    min_days: int | Percent | None = None
-    quiet: bool = False
-    debug: bool = False
-    rollover: str | None = None  # the new key's lacme-accountd configuration
-    rollover_socket: str | None = None  # or its socket
-    reason: str | None = None  # RFC 5280 reason name or code
-    json: bool = False
 
 
 class Interrupted(BaseException):
@@ -142,68 +72,6 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-
-def _usage_error(message: str) -> NoReturn:
-    log.say(
-        f"{NAME}: {message}\n{USAGE}\n"
-        f"Try '{NAME} --help' or consult the manpage for more information."
-    )
-    sys.exit(1)
-
-
-def parse_args(argv: Sequence[str]) -> Arguments | str:
-    """ARGV as Getopt::Long (gnu_getopt, no abbreviations) reads lacme 0.8.2's
-    options; the text to print for --help or --version instead; UsageError."""
-    scanned = scan(argv, VALUE_OPTIONS, FLAG_OPTIONS, SHORT_OPTIONS)
-    flags, positional = scanned.flags, scanned.positional
-    if "help" in flags:
-        return HELP
-    if "version" in flags:
-        return f"{NAME} (lacme) {__version__}\n"
-    if not positional:
-        raise UsageError("missing command")
-    command = COMMANDS.get(positional[0])
-    if command is None:
-        raise UsageError(f"invalid command: {positional[0]}")
-    min_days: int | Percent | None = None
-    if (text := scanned.last("min-days")) is not None:
-        from lacme.config import parse_min_days
-
-        try:
-            min_days = parse_min_days(text)
-        except ValueError as e:
-            raise UsageError(f"--min-days: {e}: {text!r}") from None
-    if "force" in flags:
-        min_days = -1
-    debug = "debug" in flags
-    rollover = scanned.last("rollover")
-    rollover_socket = scanned.last("rollover-socket")
-    if rollover is not None and rollover_socket is not None:
-        raise UsageError("--rollover and --rollover-socket exclude each other")
-    if rollover == "" or rollover_socket == "":
-        raise UsageError("--rollover and --rollover-socket need the new key's accountd")
-    if (rollover is not None or rollover_socket is not None) and (
-        flags & {"register", "tos-agreed", "deactivate"} or len(positional) > 1
-    ):
-        raise UsageError("a key rollover takes no other account change")
-    return Arguments(
-        command=command,
-        arguments=tuple(positional[1:]),
-        config=scanned.last("config"),
-        config_certs=tuple(scanned.values.get("config-certs", ())),
-        socket=scanned.last("socket"),
-        register="register" in flags,
-        tos_agreed="tos-agreed" in flags,
-        deactivate="deactivate" in flags,
-        min_days=min_days,
-        quiet="quiet" in flags and not debug,
-        debug=debug,
-        rollover=rollover,
-        rollover_socket=rollover_socket,
-        reason=scanned.last("reason"),
-        json="json" in flags,
-    )
 
 
 def revocation_reason(text: str) -> int | None:
@@ -219,7 +87,6 @@ class ChallengeDirectory:
     up by SET_UP when the first section due needs them, torn down on leaving."""
 
     def __init__(self, set_up: Callable[[ExitStack], str]) -> None:
-        from contextlib import ExitStack
 
         self._set_up = set_up
         self._stack = ExitStack()
@@ -241,7 +108,6 @@ class Master:
     """One run: the configuration, the command line, and the children's identities."""
 
     def __init__(self, args: Arguments, config: Config) -> None:
-        from lacme import privdrop
 
         self.args = args
         self.config = config
@@ -280,12 +146,6 @@ class Master:
         command line's, EXTRA_FDS are passed on too, ORDER goes into the
         settings on CONFIG_FD.  LOOKUP: the command signs nothing
         (client_contract.UNSIGNED), so there is no accountd conversation."""
-        import socket
-        import subprocess
-        import tempfile
-        from contextlib import ExitStack
-
-        from lacme import accountd_link, privdrop, specifiers
 
         argv = self.config.client.command.split()
         if not argv:
@@ -355,10 +215,6 @@ class Master:
     def _key_change(self) -> int:
         """Move the account to the key of a second accountd, which signs
         the inner keyChange JWS: neither key is ever read by master or client."""
-        from contextlib import ExitStack
-
-        from lacme import accountd_link, privdrop, specifiers
-        from lacme.config import AccountdConfig
 
         with ExitStack() as stack:
             if self.args.rollover_socket is not None:
@@ -410,12 +266,11 @@ class Master:
 
     def new_order(self) -> int:
         """Renew each section asked for (all by default) that is due."""
-        from lacme import config as configuration
 
-        files = configuration.certificate_files(self.config, self.args.config_certs)
+        files = config.certificate_files(self.config, self.args.config_certs)
         for filename in files:
             self.debug(f"Reading {filename}")
-        sources = configuration.load_certs(files)
+        sources = config.load_certs(files)
         status = 0
         with ChallengeDirectory(self._set_up_challenges) as challenges:
             for name in self.args.arguments or sorted(sources):
@@ -430,10 +285,6 @@ class Master:
     def _renew(self, source: CertSource, challenges: ChallengeDirectory) -> bool:
         """One section, top to bottom: is it due, order, verify, install,
         notify.  False when a step failed."""
-        import datetime
-
-        from lacme import certificate
-        from lacme.certificate import CertificateError
 
         try:
             section = self._section(source)
@@ -457,7 +308,6 @@ class Master:
     def _set_up_challenges(self, stack: ExitStack) -> str:
         """The challenge directory, with webservers serving it (lacme.challenges),
         until STACK closes."""
-        from lacme import challenges, privdrop
 
         www = privdrop.resolve_credentials(
             self.config.webserver.user, self.config.webserver.group, "webserver"
@@ -470,9 +320,8 @@ class Master:
 
     def _section(self, source: CertSource) -> CertSection:
         """SOURCE's settings checked (ConfigError), and against the server's profiles."""
-        from lacme.config import parse_section
 
-        section = parse_section(source)
+        section = config.parse_section(source)
         if self.args.debug:
             log.say(f"Configuration option for {source.name}:")
             for setting in sorted(source.settings.values()):
@@ -516,8 +365,6 @@ class Master:
         certificate its new order replaces.  The server's renewal
         information decides when it gives some for the installed
         certificate; otherwise min-days does, as in lacme 0.8.2."""
-        from lacme import certificate
-        from lacme.certificate import CertificateError
 
         name = section.name
         cert_id: str | None = None
@@ -548,7 +395,6 @@ class Master:
         """The certificate's renewal information (lacme.ari): as last saved
         until the server's Retry-After has passed, else asked of the
         client; None, after a warning, if that fails."""
-        from lacme import ari
 
         name = section.name
         path = ari.state_path(section.certificate_paths()[0])
@@ -572,12 +418,10 @@ class Master:
         return state
 
     def _still_valid(self, section: CertSection, now: datetime.datetime) -> bool:
-        from lacme import certificate
-        from lacme.config import DEFAULT_MIN_DAYS
 
         min_days: int | Percent | None = self.args.min_days
         if min_days is None:
-            min_days = section.min_days if section.min_days is not None else DEFAULT_MIN_DAYS
+            min_days = section.min_days if section.min_days is not None else config.DEFAULT_MIN_DAYS
         expiry = certificate.valid_until(section.certificate_paths()[0], min_days, now)
         if expiry is None:
             return False
@@ -594,9 +438,6 @@ class Master:
         """The chain the client brings back for CSR, the client working in
         the challenge directory CHALLENGES; None, after an error, if it
         failed.  CertificateError if what it brought is no chain."""
-        from cryptography.hazmat.primitives import serialization
-
-        from lacme import certificate
 
         self.debug(
             f"[{section.name}] Will request authorization for: {', '.join(section.identifiers)}"
@@ -615,9 +456,6 @@ class Master:
 
     def _install(self, section: CertSection, chain: Sequence[Certificate]) -> None:
         """Write the verified CHAIN where SECTION says, atomically (CertificateError)."""
-        import contextlib
-
-        from lacme import ari, certificate
 
         files: list[tuple[str, bytes]] = []
         if section.certificate is not None:
@@ -634,7 +472,6 @@ class Master:
         sys.stdout.flush()
 
     def _notify(self, section: CertSection) -> bool:
-        import subprocess
 
         if section.notify is None:
             return True
@@ -648,10 +485,6 @@ class Master:
         return True
 
     def revoke_cert(self) -> int:
-        from cryptography.hazmat.primitives import serialization
-
-        from lacme import certificate
-        from lacme.certificate import CertificateError
 
         reason = None if self.args.reason is None else revocation_reason(self.args.reason)
         if reason is None and self.args.reason is not None:
@@ -686,29 +519,14 @@ class Master:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    import signal
-
     # Once: a second signal must not cut the unwinding short.
     for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        parsed = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as e:
-        _usage_error(str(e))
-    if isinstance(parsed, str):
-        sys.stdout.write(parsed)
-        return 0
-    import signal
-    import traceback
-
-    from lacme import config
-    from lacme.certificate import CertificateError
-    from lacme.privdrop import SpawnError
-
+def run(parsed: Arguments) -> int:
+    """The command PARSED, with the stop signals turned into Interrupted."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     try:
@@ -730,7 +548,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as e:
         log.say(f"{NAME}: interrupted by {signal.Signals(e.signum).name}")
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
