@@ -112,7 +112,7 @@ def connect_accountd(path: str) -> socket.socket:
     except InsecureDirectory as e:
         raise SpawnError(
             f"insecure permissions on {e.directory}: writable by group or others"
-        ) from None
+        ) from e
     except OSError as e:
         raise SpawnError(f"can't stat {e.filename}: {e.strerror}") from e
     try:

@@ -121,7 +121,7 @@ def load_key(path: str) -> ServiceKey:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise CertificateError(f"can't read certificate-key {path}: {e.strerror}") from None
+        raise CertificateError(f"can't read certificate-key {path}: {e.strerror}") from e
     try:
         if data.lstrip().startswith(b"-----"):
             key = serialization.load_pem_private_key(data, password=None)
@@ -152,11 +152,11 @@ def subject_name(rdns: Sequence[Sequence[tuple[str, str]]]) -> x509.Name:
                     raise CertificateError(f"subject: unknown attribute type {attr_type!r}")
                 attributes.append(x509.NameAttribute(oid, value))
             except ValueError as e:
-                raise CertificateError(f"subject: {attr_type}={value}: {e}") from None
+                raise CertificateError(f"subject: {attr_type}={value}: {e}") from e
         try:
             names.append(x509.RelativeDistinguishedName(attributes))
         except ValueError as e:
-            raise CertificateError(f"subject: {e}") from None
+            raise CertificateError(f"subject: {e}") from e
     return x509.Name(names)
 
 
@@ -195,7 +195,7 @@ def build_csr(section: CertSection, key: ServiceKey) -> x509.CertificateSigningR
     try:
         return builder.sign(key, algorithm)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        raise CertificateError(f"can't sign the CSR: {e}") from None
+        raise CertificateError(f"can't sign the CSR: {e}") from e
 
 
 def general_name(identifier: str) -> x509.DNSName | x509.IPAddress:
@@ -245,7 +245,7 @@ def parse_chain(pem: bytes) -> list[x509.Certificate]:
     try:
         return [x509.load_pem_x509_certificate(block) for block in blocks]
     except ValueError as e:
-        raise CertificateError(f"the ACME server's chain holds a broken certificate: {e}") from None
+        raise CertificateError(f"the ACME server's chain holds a broken certificate: {e}") from e
 
 
 def _spki(key: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
@@ -259,7 +259,7 @@ def load_roots(cafile: str) -> list[x509.Certificate]:
         with open(cafile, "rb") as f:
             roots = x509.load_pem_x509_certificates(f.read())
     except OSError as e:
-        raise CertificateError(f"can't read CAfile {cafile}: {e.strerror}") from None
+        raise CertificateError(f"can't read CAfile {cafile}: {e.strerror}") from e
     except ValueError:
         raise CertificateError(f"CAfile {cafile} holds no PEM certificate") from None
     return roots
@@ -289,7 +289,7 @@ def check_chain(
             raise CertificateError(
                 f"the issued certificate does not verify for {identifier} "
                 f"against {section.cafile}: {message}"
-            ) from None
+            ) from e
 
 
 def pem(certificates: Sequence[x509.Certificate]) -> bytes:
@@ -314,7 +314,7 @@ def install(written: Sequence[tuple[str, bytes]], mode: int | None, owner: str |
     try:
         uid, gid = resolve_owner(owner) if owner is not None else (-1, -1)
     except ValueError as e:
-        raise CertificateError(f"owner = {owner}: {e}") from None
+        raise CertificateError(f"owner = {owner}: {e}") from e
     staged: list[tuple[str, str]] = []
     try:
         for path, data in written:
@@ -323,13 +323,13 @@ def install(written: Sequence[tuple[str, bytes]], mode: int | None, owner: str |
             try:
                 staged.append((files.stage(path, data, mode, uid, gid), path))
             except OSError as e:
-                raise CertificateError(f"can't write {path}: {e.strerror or e}") from None
+                raise CertificateError(f"can't write {path}: {e.strerror or e}") from e
         while staged:
             temporary, path = staged[0]
             try:
                 os.rename(temporary, path)
             except OSError as e:
-                raise CertificateError(f"can't install {path}: {e.strerror or e}") from None
+                raise CertificateError(f"can't install {path}: {e.strerror or e}") from e
             staged.pop(0)
     finally:
         for temporary, _ in staged:
@@ -371,7 +371,7 @@ def read_certificate(path: str) -> x509.Certificate:
         with open(path, "rb") as f:
             return x509.load_pem_x509_certificate(f.read())
     except OSError as e:
-        raise CertificateError(f"can't read {path}: {e.strerror}") from None
+        raise CertificateError(f"can't read {path}: {e.strerror}") from e
     except ValueError:
         raise CertificateError(f"{path} holds no PEM certificate") from None
 

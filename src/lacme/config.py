@@ -138,7 +138,7 @@ def _yes_no(filename: str, section: str, key: str, value: str | None, default: b
     try:
         return yes_no(value or "", default)
     except ValueError as e:
-        raise ConfigError(f"{filename}: [{section}] {key} = {value}: {e}") from None
+        raise ConfigError(f"{filename}: [{section}] {key} = {value}: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -233,13 +233,13 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
     try:
         filename = expand(path if path is not None else DEFAULT_CONFIG)
     except SpecifierError as e:
-        raise ConfigError(f"--config: {e}") from None
+        raise ConfigError(f"--config: {e}") from e
     try:
         sections = inifile.read(filename)
     except OSError as e:
-        raise ConfigError(f"can't read {filename}: {e.strerror}") from None
+        raise ConfigError(f"can't read {filename}: {e.strerror}") from e
     except inifile.IniError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(str(e)) from e
     tables = {"client": _CLIENT_KEYS, "webserver": _WEBSERVER_KEYS, "accountd": _ACCOUNTD_KEYS}
     for name, values in sections.items():
         if name == inifile.DEFAULT_SECTION:
@@ -318,7 +318,7 @@ def certificate_files(config: Config, options: Sequence[str] = ()) -> list[str]:
         try:
             path = os.path.join(base, expand(item))
         except SpecifierError as e:
-            raise ConfigError(f"config-certs: {e}") from None
+            raise ConfigError(f"config-certs: {e}") from e
         if path.endswith("/") or os.path.isdir(path):
             directory = path.rstrip("/") or "/"
             try:
@@ -328,7 +328,7 @@ def certificate_files(config: Config, options: Sequence[str] = ()) -> list[str]:
                     raise ConfigError(f"config-certs: no such directory {directory}") from None
                 continue
             except OSError as e:
-                raise ConfigError(f"config-certs: can't list {directory}: {e.strerror}") from None
+                raise ConfigError(f"config-certs: can't list {directory}: {e.strerror}") from e
             files.extend(
                 os.path.join(directory, name) for name in sorted(names) if name.endswith(".conf")
             )
@@ -345,9 +345,9 @@ def load_certs(files: Sequence[str]) -> dict[str, CertSource]:
         try:
             parsed = inifile.read(filename)
         except OSError as e:
-            raise ConfigError(f"can't read {filename}: {e.strerror}") from None
+            raise ConfigError(f"can't read {filename}: {e.strerror}") from e
         except inifile.IniError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(str(e)) from e
         for name, values in parsed.items():
             _known_keys(filename, name, values, CERT_KEYS)
             settings = {key: Setting(key, value, filename) for key, value in values.items()}
@@ -588,7 +588,7 @@ def parse_section(source: CertSource) -> CertSection:
         try:
             return parse(setting.value)
         except ValueError as e:
-            raise error(setting, str(e)) from None
+            raise error(setting, str(e)) from e
 
     def text(key: str) -> str | None:
         setting = get(key)
