@@ -40,7 +40,7 @@ from lacme.acme_http import (
     Trace,
     Transport,
 )
-from lacme.acme_resources import Authorization, Order, text
+from lacme.acme_resources import Authorization, Directory, Order, text
 from lacme.jws import Signer
 from lacme.parsing import is_ip_address
 from lacme.webserver_contract import valid_token
@@ -95,7 +95,7 @@ class AcmeSession:
         self.warn = warn
         # (alg, kid) of the external account binding `sign` makes, if any.
         self.eab = eab
-        self._directory: dict[str, Any] | None = None
+        self._directory: Directory | None = None
 
     def __enter__(self) -> AcmeSession:
         return self
@@ -156,24 +156,17 @@ class AcmeSession:
     # -- Resources ----------------------------------------------------------
 
     @property
-    def directory(self) -> dict[str, Any]:
+    def directory(self) -> Directory:
         if self._directory is None:
-            self._directory = self._request("GET", self.directory_url).json()
+            obj = self._request("GET", self.directory_url).json()
+            self._directory = Directory.parse(self.directory_url, obj)
         return self._directory
 
     def resource(self, name: str) -> str:
-        url = self.directory.get(name)
-        if not isinstance(url, str):
-            raise AcmeError(f"the directory {self.directory_url} has no {name!r} resource")
-        return url
-
-    def _meta(self) -> dict[str, Any]:
-        meta = self.directory.get("meta")
-        return meta if isinstance(meta, dict) else {}
+        return self.directory.resource(name)
 
     def terms_of_service(self) -> str | None:
-        tos = self._meta().get("termsOfService")
-        return tos if isinstance(tos, str) else None
+        return self.directory.terms_of_service
 
     def new_nonce(self) -> str:
         """A fresh nonce from newNonce (RFC 8555 section 7.2)."""
@@ -197,7 +190,7 @@ class AcmeSession:
                         {"alg": alg, "kid": eab_kid, "url": url}, self.jwk, self.sign
                     ),
                 }
-            elif self._meta().get("externalAccountRequired") is True:
+            elif self.directory.external_account_required:
                 raise AcmeError(
                     f"{self.directory_url} requires an external account binding: "
                     "set eab-kid and eab-hmac-key in lacme-accountd.conf"

@@ -1,6 +1,6 @@
 """RFC 8555 resources as typed records, each parsed once from the JSON the
-server sent: orders (section 7.1.3), authorizations (7.1.4) and challenges
-(7.1.5, 8).  Parsing refuses a field of the wrong type; a field the server
+server sent: the directory (section 7.1.1), orders (7.1.3), authorizations
+(7.1.4) and challenges (7.1.5, 8).  Parsing refuses a field of the wrong type; a field the server
 may leave out until it matters (an order's certificate URL until it is
 valid, say) is None until then, and asking for it refuses its absence."""
 
@@ -25,6 +25,37 @@ def _optional_text(value: Any, what: str) -> str | None:
 
 def _problem(value: Any) -> Problem | None:
     return None if value is None else Problem.from_json(value)
+
+
+@dataclass(frozen=True)
+class Directory:
+    """The directory at URL: its resources' URLs and the meta fields lacme reads;
+    OBJECT is what the server sent, which `lacme.client directory` prints."""
+
+    url: str
+    object: dict[str, Any]
+    resources: dict[str, str]
+    terms_of_service: str | None
+    external_account_required: bool
+
+    @classmethod
+    def parse(cls, url: str, obj: dict[str, Any]) -> Directory:
+        meta = obj.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
+        tos = meta.get("termsOfService")
+        return cls(
+            url=url,
+            object=obj,
+            resources={name: value for name, value in obj.items() if isinstance(value, str)},
+            terms_of_service=tos if isinstance(tos, str) else None,
+            external_account_required=meta.get("externalAccountRequired") is True,
+        )
+
+    def resource(self, name: str) -> str:
+        url = self.resources.get(name)
+        if url is None:
+            raise AcmeError(f"the directory {self.url} has no {name!r} resource")
+        return url
 
 
 @dataclass(frozen=True)

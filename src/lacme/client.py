@@ -293,7 +293,7 @@ def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) 
 def directory(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
     """`directory`: print the server's directory object."""
     parse_directory_arguments(args)
-    write_stdout(encode_object(session.directory))
+    write_stdout(encode_object(session.directory.object))
 
 
 def renewal_info(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
