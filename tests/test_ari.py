@@ -67,7 +67,7 @@ def answer(start: str, end: str, **extra: Any) -> bytes:
 
 
 @pytest.mark.unit
-def test_parse_client_output() -> None:
+def test_renewal_info_from_the_client_answer() -> None:
     info = ari.renewal_info(
         decode_renewal_info(
             json.dumps(
