@@ -234,3 +234,8 @@ def test_chain_refusals(output: bytes) -> None:
 
 def test_account_command_name() -> None:
     assert parse_argv([ACCOUNT, "3", "4", "1"]).arguments == ("1",)
+
+
+def test_an_empty_server_stays_empty() -> None:
+    # Not the default server: the client then says it can't use it.
+    assert decode_settings(b'{"server": ""}').server == ""

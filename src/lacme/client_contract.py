@@ -254,8 +254,10 @@ def decode_settings(data: bytes) -> ClientSettings:
     def text(key: str) -> str | None:
         return None if key not in values else str(values[key])
 
+    server = text("server")
     return ClientSettings(
-        server=text("server") or DEFAULT_SERVER,
+        # An empty server is a mistake to report, not the default.
+        server=DEFAULT_SERVER if server is None else server,
         timeout=timeout,
         # As lacme 0.8.2: anything but "No" verifies.
         verify=(text("SSL_verify") or "Yes").lower() != "no",

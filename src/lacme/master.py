@@ -87,7 +87,6 @@ class ChallengeDirectory:
     up by SET_UP when the first section due needs them, torn down on leaving."""
 
     def __init__(self, set_up: Callable[[ExitStack], str]) -> None:
-
         self._set_up = set_up
         self._stack = ExitStack()
         self._path: str | None = None
@@ -108,7 +107,6 @@ class Master:
     """One run: the configuration, the command line, and the children's identities."""
 
     def __init__(self, args: Arguments, config: Config) -> None:
-
         self.args = args
         self.config = config
         self.client_credentials = privdrop.resolve_credentials(
@@ -292,14 +290,20 @@ class Master:
             if not due:
                 return True
             csr = certificate.build_csr(section, certificate.load_key(section.certificate_key))
-            chain = self._order(section, csr, challenges.path(), replaces)
+        except ConfigError as e:  # it names file and section itself
+            log.say(f"Error: {e}")
+            return False
+        except CertificateError as e:
+            log.say(f"[{source.name}] Error: {e}")
+            return False
+        # Outside the section's errors: a challenge set-up that fails stops the run.
+        directory = challenges.path()
+        try:
+            chain = self._order(section, csr, directory, replaces)
             if chain is None:
                 return False
             certificate.check_chain(chain, csr, section, datetime.datetime.now(datetime.UTC))
             self._install(section, chain)
-        except ConfigError as e:  # it names file and section itself
-            log.say(f"Error: {e}")
-            return False
         except CertificateError as e:
             log.say(f"[{source.name}] Error: {e}")
             return False
@@ -418,7 +422,6 @@ class Master:
         return state
 
     def _still_valid(self, section: CertSection, now: datetime.datetime) -> bool:
-
         min_days: int | Percent | None = self.args.min_days
         if min_days is None:
             min_days = section.min_days if section.min_days is not None else config.DEFAULT_MIN_DAYS
@@ -472,7 +475,6 @@ class Master:
         sys.stdout.flush()
 
     def _notify(self, section: CertSection) -> bool:
-
         if section.notify is None:
             return True
         log.say(f"Running notification command `{section.notify}`")
@@ -485,7 +487,6 @@ class Master:
         return True
 
     def revoke_cert(self) -> int:
-
         reason = None if self.args.reason is None else revocation_reason(self.args.reason)
         if reason is None and self.args.reason is not None:
             log.say(
