@@ -27,9 +27,10 @@ from types import FrameType
 
 from lacme.challenges import challenge_setup
 from lacme.config import WebserverConfig
-from lacme.privdrop import resolve_credentials, spawn
+from lacme.privdrop import spawn
 from lacme.webserver import PREFIX
 from support.proc import children
+from support.users import client_credentials, www_credentials
 
 CHALLENGE = PREFIX.decode()
 FIREWALL_PROGRAMS = ("iptables", "ip6tables")
@@ -66,8 +67,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _firewall() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    client = resolve_credentials("_lacme-client", "nogroup", "client")
-    www = resolve_credentials("_lacme-www", "nogroup", "webserver")
+    client, www = client_credentials(), www_credentials()
     settings = WebserverConfig(
         listen="127.0.0.1 [::1]:8080, [::]:8081 [::ffff:127.0.0.1]:8082", iptables=True
     )
@@ -103,8 +103,7 @@ def _firewall() -> None:
 def _hold(listen: str) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    client = resolve_credentials("_lacme-client", "nogroup", "client")
-    www = resolve_credentials("_lacme-www", "nogroup", "webserver")
+    client, www = client_credentials(), www_credentials()
     try:
         with challenge_setup(WebserverConfig(listen=listen), client, www, debug=True) as directory:
             (Path(directory) / "tok").write_text("held")
@@ -119,7 +118,7 @@ def _hold(listen: str) -> None:
 
 
 def _orphan() -> None:
-    www = resolve_credentials("_lacme-www", "nogroup", "webserver")
+    www = www_credentials()
     proc = spawn(["sleep", "60"], www)
     print(proc.pid)
     sys.stdout.flush()
