@@ -19,6 +19,7 @@ from lacme.privdrop import Credentials
 from support import users
 from support.a2c import A2CServer, running_acme2certifier
 from support.commands import ACCOUNTD
+from support.faults import FaultProxy, running_fault_proxy
 from support.pebble import PebbleFactory, PebbleServer, running_pebble
 from support.pki import IssuingCA, make_ca
 from support.requires import (
@@ -71,6 +72,14 @@ def pebble_factory() -> Iterator[PebbleFactory]:
 def pebble(pebble_factory: PebbleFactory) -> PebbleServer:
     """A Pebble server with the bench's defaults (no nonce rejects, no authz reuse)."""
     return pebble_factory()
+
+
+@pytest.fixture
+def fault_proxy(pebble: PebbleServer) -> Iterator[FaultProxy]:
+    """Pebble with the bench's defaults behind the fault proxy (support.faults);
+    the proxy is stopped, then Pebble."""
+    with running_fault_proxy(pebble) as proxy:
+        yield proxy
 
 
 @pytest.fixture

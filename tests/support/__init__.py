@@ -7,6 +7,7 @@
 - `servers`: what every ACME test server offers, and running a test against each;
 - `pebble`, `a2c`: the Pebble and acme2certifier test servers;
 - `hostile`: a hand-made ACME server, for what neither real one can be made to send;
+- `faults`: a proxy in front of Pebble that alters or replaces what it answers;
 - `accountd`: talking to a lacme-accountd (ours or Perl's), and a stand-in one;
 - `commands`: our commands and Perl lacme's, and running them;
 - `masters`: a master (ours or Perl's) with a throwaway configuration;
