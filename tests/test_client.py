@@ -20,7 +20,14 @@ import pytest
 from cryptography import x509
 
 import lacme
-from lacme.acme_http import AcmeError, AcmeTimeout, Deadline, Problem, parse_retry_after
+from lacme.acme_http import (
+    AcmeError,
+    AcmeTimeout,
+    Deadline,
+    Problem,
+    parse_retry_after,
+    valid_nonce,
+)
 from lacme.client import Accountd, Fatal, read_settings, tls_version_range
 from support import requires
 from support.accountd import GREETING, fake_accountd, standalone_accountd
@@ -55,6 +62,23 @@ def test_retry_after_http_date() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "Fri, 99 Foo 2026", "٣"])
 def test_retry_after_garbage(value: str | None) -> None:
     assert parse_retry_after(value, now=0) is None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("value", ["oFvnlFP1wIhRlYS2jTaXbA", "a-_9", "AAAAAA", "ABCDEFG"])
+def test_valid_nonce(value: str) -> None:
+    assert valid_nonce(value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    # Not the alphabet (base64's own, padding, spaces, non-ASCII digits), or
+    # a length no octet string encodes to.
+    "value",
+    ["not a nonce!", "ab+/", "YQ==", "ab\n", " abcd", "٣٣", "A", "ABCDE"],
+)
+def test_invalid_nonce(value: str) -> None:
+    assert not valid_nonce(value)
 
 
 @pytest.mark.unit

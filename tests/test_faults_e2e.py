@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 
-from support.faults import FaultProxy
+from support.faults import Answer, FaultProxy, Request
 from support.masters import MasterSetup, master_setup, names_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -53,3 +53,21 @@ def test_plain_issuance_through_the_proxy(fault_proxy: FaultProxy) -> None:
     assert all(e.status < 400 for e in exchanges), fault_proxy.log()
     assert [e.status for e in fault_proxy.sent("POST", "newOrder")] == [201]
     assert {e.request.method for e in exchanges} == {"GET", "HEAD", "POST"}
+
+
+def test_invalid_replay_nonces_are_ignored(fault_proxy: FaultProxy) -> None:
+    # RFC 8555 section 6.5.1: clients MUST ignore invalid Replay-Nonce values.
+    def spoil_nonce(request: Request, answer: Answer) -> None:
+        if request.method == "POST":
+            answer.headers["Replay-Nonce"] = "not a nonce!"
+
+    fault_proxy.answer_hooks.append(spoil_nonce)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+    # Each POST signed with a fresh nonce from newNonce, none rejected.
+    posts = [e for e in fault_proxy.exchanges if e.request.method == "POST"]
+    assert len(fault_proxy.sent("HEAD", "newNonce")) == len(posts)
+    assert all(e.status < 400 for e in posts), fault_proxy.log()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -52,6 +53,10 @@ MAX_BACKOFF = 10.0
 MAX_RETRY_AFTER = 86400.0
 # One request may take at most this long, deadline permitting.
 REQUEST_TIMEOUT = 30.0
+
+# RFC 8555 section 6.5.1: a nonce is an octet string, base64url-encoded
+# without padding.
+NONCE = re.compile(r"[A-Za-z0-9_-]+")
 
 Trace = Callable[[str], None]
 
@@ -104,6 +109,13 @@ class AcmeError(Exception):
 
 class AcmeTimeout(AcmeError):
     """The deadline passed, or a wait the server asked for would pass it."""
+
+
+def valid_nonce(value: str) -> bool:
+    """Whether VALUE is a Replay-Nonce as RFC 8555 section 6.5.1 defines it:
+    base64url without padding, of a length some octet string encodes to
+    (never 1 more than a multiple of 4)."""
+    return NONCE.fullmatch(value) is not None and len(value) % 4 != 1
 
 
 def media_type(content_type: str | None) -> str:
@@ -274,8 +286,11 @@ class Transport:
                 # A server dripping bytes would otherwise outlive the deadline.
                 self.deadline.remaining(f"reading the answer to {method} {url}")
         result = Response(method, url, response.status_code, response.headers, b"".join(chunks))
-        # RFC 8555 section 6.5: any response may carry the next nonce, even an error.
-        if nonce := response.headers.get("replay-nonce"):
+        # RFC 8555 section 6.5: any response may carry the next nonce, even an
+        # error.  An invalid one would only be refused (section 6.5.1: clients
+        # MUST ignore it): the next request asks newNonce instead.
+        nonce = response.headers.get("replay-nonce")
+        if nonce and valid_nonce(nonce):
             self.nonce = nonce
         if self.trace:
             headers_text = "".join(f"\n    {k}: {v}" for k, v in response.headers.multi_items())
