@@ -179,8 +179,9 @@ def test_already_replaced_orders_again_without_replaces(tmp_path: Path) -> None:
     assert len(orders) == 2
     assert '"profile": "classic", "replaces": "a.b"}' in orders[0]
     assert orders[1].endswith('"profile": "classic"}')
-    assert "Warning: alreadyReplaced: replaced; ordering without `replaces`" in (
-        result.stderr.decode()
+    assert (
+        "Warning: refused to replace a.b: alreadyReplaced: replaced; ordering without `replaces`"
+        in result.stderr.decode()
     )
 
 

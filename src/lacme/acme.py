@@ -52,7 +52,9 @@ POLL_MAX = 2.0
 # RFC 9773 section 4.1: base64url(AKI keyIdentifier) "." base64url(serial);
 # it goes into a URL path, so nothing else.
 CERT_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-ALREADY_REPLACED = ERROR_NS + "alreadyReplaced"
+# Refusals of a newOrder's `replaces` that say nothing against `replaces`
+# itself: ordering again without it would be refused the same way.
+KEEPS_REPLACES = frozenset({ERROR_NS + "rateLimited", ERROR_NS + "badNonce"})
 # RFC 8288 links: <target>; param; param=value...
 LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 
@@ -264,11 +266,18 @@ class AcmeSession:
         self.account_kid()
         response = self.post(self.resource("newOrder"), payload)
         problem = response.problem()
-        if replaces is not None and problem is not None and problem.type == ALREADY_REPLACED:
-            # That certificate was renewed already (by a run whose installation
-            # failed, say): a new certificate is still wanted, just not as its
-            # replacement.
-            self.warn(f"{problem}; ordering without `replaces`")
+        if (
+            replaces is not None
+            and 400 <= response.status < 500
+            and (problem is None or problem.type not in KEEPS_REPLACES)
+        ):
+            # The certificate was renewed already (alreadyReplaced: by a run
+            # whose installation failed, say), or the CA will not have it
+            # replaced by this account (unauthorized, malformed, conflict...):
+            # a new certificate is still wanted, just not as its replacement,
+            # or renewal would fail every run until the certificate expires.
+            refusal = str(problem) if problem is not None else f"HTTP {response.status}"
+            self.warn(f"refused to replace {replaces}: {refusal}; ordering without `replaces`")
             del payload["replaces"]
             response = self.post(self.resource("newOrder"), payload)
         order = Order.parse(response.json())
