@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import re
 import ssl
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from lacme import __version__
+from lacme.accountd_protocol import b64url_decode
 
 USER_AGENT = f"lacme/{__version__}"
 
@@ -54,9 +54,6 @@ MAX_RETRY_AFTER = 86400.0
 # One request may take at most this long, deadline permitting.
 REQUEST_TIMEOUT = 30.0
 
-# RFC 8555 section 6.5.1: a nonce is an octet string, base64url-encoded
-# without padding.
-NONCE = re.compile(r"[A-Za-z0-9_-]+")
 
 Trace = Callable[[str], None]
 
@@ -113,9 +110,14 @@ class AcmeTimeout(AcmeError):
 
 def valid_nonce(value: str) -> bool:
     """Whether VALUE is a Replay-Nonce as RFC 8555 section 6.5.1 defines it:
-    base64url without padding, of a length some octet string encodes to
-    (never 1 more than a multiple of 4)."""
-    return NONCE.fullmatch(value) is not None and len(value) % 4 != 1
+    a non-empty octet string, base64url-encoded without padding."""
+    if not value:
+        return False
+    try:
+        b64url_decode(value.encode("ascii"))
+    except ValueError:  # not ASCII (UnicodeEncodeError), or not base64url
+        return False
+    return True
 
 
 def media_type(content_type: str | None) -> str:

@@ -134,7 +134,7 @@ def hostile_server() -> Iterator[HostileServer]:
                 self.rfile.read(length)
                 status, content_type, body, headers = server.answer(self.command, self.path)
                 self.send_response(status)
-                self.send_header("Replay-Nonce", f"nonce{len(server.requests)}")
+                self.send_header("Replay-Nonce", f"nonce-{len(server.requests):010d}")
                 if content_type:
                     self.send_header("Content-Type", content_type)
                 for name, value in headers.items():
