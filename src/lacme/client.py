@@ -93,12 +93,8 @@ def read_settings(fd: int) -> ClientSettings:
     """The settings on FD (lacme.client_contract)."""
     try:
         with os.fdopen(fd, "rb") as config:
-            data = config.read(MAX_INPUT)
-    except OSError as e:
-        raise Fatal(f"can't read the settings on fd {fd}: {e}") from None
-    try:
-        return decode_settings(data)
-    except ContractError as e:
+            return decode_settings(config.read(MAX_INPUT))
+    except (OSError, ContractError) as e:
         raise Fatal(f"can't read the settings on fd {fd}: {e}") from None
 
 
