@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -21,9 +22,11 @@ from cryptography import x509
 
 import lacme
 from lacme.acme_http import (
+    EXCHANGE_TIMEOUT,
+    MAX_SERVER_WAIT,
     AcmeError,
     AcmeTimeout,
-    Deadline,
+    Patience,
     Problem,
     parse_retry_after,
     valid_nonce,
@@ -155,7 +158,7 @@ def signed_by(answer: bytes) -> str:
         theirs.shutdown(socket.SHUT_WR)
         accountd = Accountd(ours)
         try:
-            return accountd.sign(b"e30.e30", Deadline(0))
+            return accountd.sign(b"e30.e30", Patience(0))
         finally:
             accountd.file.close()
             assert theirs.recv(100) == b"e30.e30\r\n"
@@ -331,12 +334,42 @@ def test_order_never_valid(hostile: HostileServer, workdir: Path) -> None:
     status, out, err = new_order(hostile, workdir, timeout="2")
     assert status != 0
     assert out == ""
-    assert "timeout (2s)" in err
-    assert "pending" in err
+    assert err == (
+        f"lacme-client {lacme.__version__}: error: timeout (2s) exceeded polling order "
+        f"{hostile.base}/order/1: the order is pending\n"
+    )
 
 
-@pytest.mark.unit
-def test_retry_after_beyond_timeout(hostile: HostileServer, workdir: Path) -> None:
+@pytest.mark.process
+def test_headers_dripping_are_cut_at_the_timeout(hostile: HostileServer, workdir: Path) -> None:
+    """A server sending its headers a byte at a time resets any timeout per
+    read: the bound is on the whole exchange."""
+    dripped: list[int] = []
+
+    def drip(handler: BaseHTTPRequestHandler) -> None:
+        handler.flush_headers()
+        handler.wfile.write(b"X-Drip: ")
+        # Far longer than the timeout, but finite, should the client wait.
+        for _ in range(600):
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+            dripped.append(1)
+            time.sleep(0.05)
+        handler.wfile.write(b"\r\nContent-Length: 2\r\n\r\n{}")
+
+    hostile.overrides["/dir"] = (200, "application/json", drip, {})
+    status, _, err = new_order(hostile, workdir, timeout="1")
+    assert status != 0
+    assert err == (
+        f"lacme-client {lacme.__version__}: error: timeout (1s) exceeded retrying: "
+        f"GET {hostile.base}/dir: no complete answer within 1s\n"
+    )
+    assert hostile.requests == ["GET /dir"]
+    assert len(dripped) < 600
+
+
+@pytest.mark.process
+def test_retry_after_beyond_what_lacme_waits(hostile: HostileServer, workdir: Path) -> None:
     hostile.order_status = "processing"
     hostile.overrides["/order/1"] = (
         200,
@@ -346,7 +379,11 @@ def test_retry_after_beyond_timeout(hostile: HostileServer, workdir: Path) -> No
     )
     status, _, err = new_order(hostile, workdir, timeout="20")
     assert status != 0
-    assert "would be exceeded waiting the 3600s the server asked for" in err
+    assert err == (
+        f"lacme-client {lacme.__version__}: error: giving up polling order "
+        f"{hostile.base}/order/1: the server asked to wait 3600s more, past the "
+        f"{MAX_SERVER_WAIT:g}s lacme waits for it in all: the order is processing\n"
+    )
 
 
 @pytest.mark.unit
@@ -634,35 +671,61 @@ class FakeClock:
 
 
 @pytest.mark.unit
-def test_deadline_counts_down_and_then_refuses() -> None:
+def test_wait_bounds_our_own_waits_by_the_timeout() -> None:
     clock = FakeClock()
-    deadline = Deadline(30, clock=clock, sleep=clock.sleep)
-    assert deadline.remaining("polling") == 30
-    clock.now += 29.5
-    assert deadline.remaining("polling") == 0.5
-    clock.now += 0.5
-    with pytest.raises(AcmeTimeout, match=r"^timeout \(30s\) exceeded polling$"):
-        deadline.remaining("polling")
+    wait = Patience(30, clock=clock, sleep=clock.sleep).wait("polling")
+    wait.sleep(20, server_asked=False, why="the order is pending")
+    # The last of our own waits ends at the timeout, for one last look.
+    wait.sleep(20, server_asked=False, why="the order is pending")
+    assert clock.slept == [20, 10]
+    with pytest.raises(
+        AcmeTimeout, match=r"^timeout \(30s\) exceeded polling: the order is pending$"
+    ):
+        wait.sleep(1, server_asked=False, why="the order is pending")
 
 
 @pytest.mark.unit
-def test_deadline_refuses_a_server_wait_past_it_and_shortens_its_own() -> None:
+def test_wait_honours_what_the_server_asks_beyond_the_timeout() -> None:
+    """Boulder's Retry-After: 60 after a 500, with the default 30 s timeout:
+    the server's waits do not count against it, ours still do."""
     clock = FakeClock()
-    deadline = Deadline(10, clock=clock, sleep=clock.sleep)
-    deadline.sleep(4, "the order", server_asked=True)
-    assert clock.slept == [4]
-    with pytest.raises(AcmeTimeout, match=r"would be exceeded waiting the 60s the server asked"):
-        deadline.sleep(60, "the order", server_asked=True)
-    # Six seconds are left: a wait of our own is halved, leaving one more look.
-    deadline.sleep(60, "the order", server_asked=False)
-    assert clock.slept == [4, 3]
+    wait = Patience(30, clock=clock, sleep=clock.sleep).wait("retrying")
+    wait.sleep(60, server_asked=True, why="HTTP 500")
+    wait.sleep(60, server_asked=True, why="HTTP 500")
+    wait.sleep(25, server_asked=False, why="HTTP 502")
+    assert clock.slept == [60, 60, 25]
+    clock.now += 5  # the exchanges took the rest of the timeout
+    with pytest.raises(AcmeTimeout, match=r"^timeout \(30s\) exceeded retrying: HTTP 502$"):
+        wait.sleep(1, server_asked=False, why="HTTP 502")
 
 
 @pytest.mark.unit
-def test_no_deadline_with_timeout_0() -> None:
+def test_wait_refuses_server_waits_past_its_limit() -> None:
     clock = FakeClock()
-    deadline = Deadline(0, clock=clock, sleep=clock.sleep)
+    wait = Patience(30, clock=clock, sleep=clock.sleep).wait("polling order X")
+    wait.sleep(MAX_SERVER_WAIT - 100, server_asked=True, why="processing")
+    with pytest.raises(
+        AcmeTimeout,
+        match=rf"^giving up polling order X: the server asked to wait 101s more, past the "
+        rf"{MAX_SERVER_WAIT:g}s lacme waits for it in all: processing$",
+    ):
+        wait.sleep(101, server_asked=True, why="processing")
+    assert clock.slept == [MAX_SERVER_WAIT - 100]
+    # A new wait (the next request, the next state of the order) starts afresh.
+    Patience(30, clock=clock, sleep=clock.sleep).wait("polling").sleep(
+        MAX_SERVER_WAIT, server_asked=True, why="processing"
+    )
+
+
+@pytest.mark.unit
+def test_timeout_0_leaves_polling_unbounded_but_not_exchanges() -> None:
+    clock = FakeClock()
+    patience = Patience(0, clock=clock, sleep=clock.sleep)
+    wait = patience.wait("polling")
     clock.now += 1e9
-    assert deadline.remaining("anything") is None
-    deadline.sleep(3600, "the order", server_asked=True)
+    wait.sleep(3600, server_asked=False, why="pending")
     assert clock.slept == [3600]
+    with pytest.raises(AcmeTimeout, match="past the"):
+        wait.sleep(MAX_SERVER_WAIT + 1, server_asked=True, why="processing")
+    assert patience.exchange == EXCHANGE_TIMEOUT
+    assert Patience(5).exchange == 5

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import datetime
+import json
+import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
@@ -16,6 +20,7 @@ from cryptography.x509 import verification
 from lacme.certificate import ari_cert_id
 from support.faults import Answer, FaultProxy, Request, offer_renewal_info, problem
 from support.masters import MasterSetup, leaf_of, master_setup, names_of
+from support.pki import new_key_file, public_jwk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -160,3 +165,216 @@ def test_replaces_rate_limited_is_not_retried(fault_proxy: FaultProxy) -> None:
         assert "ordering without `replaces`" not in result.stderr
         assert len(orders) == 1
         assert leaf_of(chain) == first
+
+
+# --- waits: `timeout` bounds each, the server's own are honoured ------------------
+
+
+class OrderPaths:
+    """The paths of the orders Pebble hands out through PROXY, read from its
+    newOrder answers: `order` (polled) and `finalize`, of the latest order."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        self.order = self.finalize = "(no order yet)"
+        new_order = proxy.path("newOrder")
+
+        def watch(request: Request, answer: Answer) -> None:
+            if request.path == new_order and answer.status == 201:
+                self.order = urlsplit(answer.headers["Location"]).path
+                self.finalize = urlsplit(json.loads(answer.body)["finalize"]).path
+
+        proxy.answer_hooks.append(watch)
+
+    def polls(self, request: Request) -> bool:
+        return (request.method, request.path, request.payload) == ("POST", self.order, None)
+
+
+def statuses(proxy: FaultProxy, path: str) -> list[int]:
+    return [e.status for e in proxy.exchanges if e.request.path == path]
+
+
+def answer_first_finalize(proxy: FaultProxy, paths: OrderPaths, answer: Answer) -> None:
+    """Make PROXY answer the first finalize itself with ANSWER."""
+    answered: list[Request] = []
+
+    def hook(request: Request) -> Answer | None:
+        if request.path != paths.finalize or answered:
+            return None
+        answered.append(request)
+        return answer
+
+    proxy.hooks.append(hook)
+
+
+def test_a_server_error_waited_for_as_long_as_the_server_asks(fault_proxy: FaultProxy) -> None:
+    """Boulder answers 500 serverInternal with Retry-After: 60.  The wait the
+    server asks for is not the client's own: here 2 s with `timeout` 1 s."""
+    paths = OrderPaths(fault_proxy)
+    failure = problem(500, "serverInternal", "Error finalizing order", retry_after="2")
+    answer_first_finalize(fault_proxy, paths, failure)
+    with master_setup(fault_proxy, extra_client=["timeout = 1"]) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+    assert statuses(fault_proxy, paths.finalize) == [500, 200]
+
+
+def test_giving_up_shows_the_servers_last_word(fault_proxy: FaultProxy) -> None:
+    new_order = fault_proxy.path("newOrder")
+
+    def always_fails(request: Request) -> Answer | None:
+        if request.path != new_order:
+            return None
+        answer = problem(
+            503, "serverInternal", "The service is down for maintenance", retry_after="0"
+        )
+        body = json.loads(answer.body) | {"instance": "https://status.example.test/incident/7"}
+        answer.body = json.dumps(body).encode()
+        answer.headers["Link"] = '<https://status.example.test/>;rel="help"'
+        return answer
+
+    fault_proxy.hooks.append(always_fails)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        result = setup.run("newOrder", check=False)
+        assert result.returncode == 1
+        assert not chain.exists()
+    assert statuses(fault_proxy, new_order) == [503] * 6
+    url = re.escape(fault_proxy.base + new_order)
+    assert re.search(
+        rf"error: giving up after 6 attempts: POST {url}: HTTP 503: serverInternal: "
+        r"The service is down for maintenance\n"
+        r"  instance: https://status\.example\.test/incident/7\n"
+        r"  help: https://status\.example\.test/\n"
+        r"  retry after \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 0s\)\n",
+        result.stderr,
+    ), result.stderr
+
+
+def processing(answer: Answer, retry_after: str | None) -> None:
+    """Make ANSWER, an order, say it is still processing."""
+    order = json.loads(answer.body)
+    order["status"] = "processing"
+    order.pop("certificate", None)
+    answer.body = json.dumps(order).encode()
+    if retry_after is not None:
+        answer.headers["Retry-After"] = retry_after
+
+
+def test_long_processing_is_waited_for(fault_proxy: FaultProxy) -> None:
+    """Let's Encrypt, ZeroSSL and Google finalize asynchronously: processing,
+    with Retry-After, for longer than `timeout` in all (2 s against 1 s)."""
+    paths = OrderPaths(fault_proxy)
+    held: list[Request] = []
+
+    def slow_issuance(request: Request, answer: Answer) -> None:
+        if request.path == paths.finalize:
+            processing(answer, "1")
+        elif paths.polls(request) and len(held) < 2:
+            held.append(request)
+            processing(answer, "1")
+
+    fault_proxy.answer_hooks.append(slow_issuance)
+    with master_setup(fault_proxy, extra_client=["timeout = 1"]) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+    assert len(held) == 2
+
+
+def test_processing_without_retry_after_times_out(fault_proxy: FaultProxy) -> None:
+    paths = OrderPaths(fault_proxy)
+
+    def never_issued(request: Request, answer: Answer) -> None:
+        if paths.polls(request) or request.path == paths.finalize:
+            processing(answer, None)
+
+    fault_proxy.answer_hooks.append(never_issued)
+    with master_setup(fault_proxy, extra_client=["timeout = 1"]) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        result = setup.run("newOrder", check=False)
+        assert result.returncode == 1
+        assert not chain.exists()
+    assert (
+        f"error: timeout (1s) exceeded polling order {fault_proxy.base}{paths.order}: "
+        "the order is processing\n"
+    ) in result.stderr
+
+
+# --- non-idempotent requests -------------------------------------------------------
+
+
+def test_a_spurious_order_not_ready_is_finalized_again(fault_proxy: FaultProxy) -> None:
+    """certbot#10239: a server updating order status lazily refuses the
+    finalize of an order it calls ready."""
+    paths = OrderPaths(fault_proxy)
+    refusal = problem(403, "orderNotReady", 'Order\'s status ("pending") is not acceptable')
+    answer_first_finalize(fault_proxy, paths, refusal)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+    assert statuses(fault_proxy, paths.finalize) == [403, 200]
+
+
+def lose_first_answer(proxy: FaultProxy, path: Callable[[], str]) -> list[int]:
+    """Make PROXY turn Pebble's first answer to a POST at PATH() into a 500,
+    as a request that went through but whose answer was lost; the statuses
+    Pebble gave are appended to the list returned."""
+    given: list[int] = []
+
+    def lose(request: Request, answer: Answer) -> None:
+        if request.method == "POST" and request.path == path():
+            given.append(answer.status)
+            if len(given) == 1:
+                lost = problem(500, "serverInternal", "the answer was lost", retry_after="0")
+                answer.status, answer.headers, answer.body = lost.status, lost.headers, lost.body
+
+    proxy.answer_hooks.append(lose)
+    return given
+
+
+def test_a_resent_finalize_continues_from_the_orders_state(fault_proxy: FaultProxy) -> None:
+    paths = OrderPaths(fault_proxy)
+    given = lose_first_answer(fault_proxy, lambda: paths.finalize)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+    # Pebble finalized the first, and refused the second: not ready (any more).
+    assert given == [200, 403]
+    assert [e.status for e in fault_proxy.sent("POST", "newOrder")] == [201]
+
+
+def test_a_resent_key_change_that_worked_is_a_success(fault_proxy: FaultProxy) -> None:
+    given = lose_first_answer(fault_proxy, lambda: fault_proxy.path("keyChange"))
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        new_key = new_key_file(setup.directory / "new.key", "p256")
+        new_conf = setup.directory / "new.conf"
+        new_conf.write_text(f"privkey = file:{setup.directory / 'new.key'}\n")
+        result = setup.run("account", f"--rollover={new_conf}")
+        assert json.loads(result.stdout)["key"] == public_jwk(new_key)
+        assert "Account key changed" in result.stderr
+    # Pebble changed the key, then refused the resend, signed with the old one.
+    assert len(given) == 2
+    assert (given[0], given[1] >= 400) == (200, True)
+
+
+def test_a_resent_revocation_that_worked_is_a_success(fault_proxy: FaultProxy) -> None:
+    given = lose_first_answer(fault_proxy, lambda: fault_proxy.path("revokeCert"))
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        leaf = check_installed(setup, fault_proxy, chain)
+        result = setup.run("revokeCert", str(chain))
+        assert "Couldn't revoke" not in result.stderr
+    assert given == [200, 400]
+    assert fault_proxy.pebble.cert_status(leaf.serial_number)["Status"] == "Revoked"

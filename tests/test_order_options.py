@@ -129,7 +129,7 @@ def test_alternate_links() -> None:
         ]
     )
     response = acme_http.Response("POST", "https://ca.test/cert/1", 200, headers, b"")
-    assert acme._alternate_links(response) == [
+    assert response.links("alternate") == [
         "https://ca.test/cert/1/alt/1",
         "https://o.test/2",
     ]

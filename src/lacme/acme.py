@@ -2,7 +2,8 @@
 lacme.acme_http's transport, signing through a callback (lacme.jws).
 
 `AcmeSession` holds what an ACME conversation needs and nothing secret: the
-transport (one keep-alive connection, the current nonce, the deadline), the
+transport (one keep-alive connection, the current nonce, the patience of
+the `timeout` setting), the
 directory, the account's public JWK or Key ID, a `sign` callback that turns
 a JWS signing input into a signature (lacme's client asks accountd for it),
 and a `warn` callback for what the user should know but does not stop it.
@@ -19,10 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
-
-import httpx
 
 from lacme import jws
 from lacme.accountd_protocol import b64url_encode
@@ -33,8 +33,7 @@ from lacme.acme_http import (
     MAX_CERTIFICATE_BODY,
     PEM_CHAIN,
     AcmeError,
-    AcmeTimeout,
-    Deadline,
+    Patience,
     Problem,
     Response,
     Trace,
@@ -55,8 +54,6 @@ CERT_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Refusals of a newOrder's `replaces` that say nothing against `replaces`
 # itself: ordering again without it would be refused the same way.
 KEEPS_REPLACES = frozenset({ERROR_NS + "rateLimited", ERROR_NS + "badNonce"})
-# RFC 8288 links: <target>; param; param=value...
-LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 
 # provision(token, key authorization): publish an http-01 key authorization
 Provision = Callable[[str, str], None]
@@ -74,25 +71,25 @@ class AcmeSession:
         self,
         directory_url: str,
         *,
-        http: httpx.Client,
+        context: ssl.SSLContext,
         sign: Signer,
         alg: str,
         jwk: dict[str, Any],
         thumbprint: str,
         kid: str | None,
-        deadline: Deadline,
+        patience: Patience,
         warn: Callable[[str], None],
         trace: Trace | None = None,
         eab: tuple[str, str] | None = None,
     ) -> None:
         self.directory_url = directory_url
-        self.transport = Transport(http, deadline, trace)
+        self.transport = Transport(context, patience, trace)
         self.sign = sign
         self.alg = alg
         self.jwk = jwk
         self.thumbprint = thumbprint
         self.kid = kid
-        self.deadline = deadline
+        self.patience = patience
         self.trace = trace
         self.warn = warn
         # (alg, kid) of the external account binding `sign` makes, if any.
@@ -103,7 +100,7 @@ class AcmeSession:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.transport.http.close()
+        self.transport.close()
 
     # -- HTTP ---------------------------------------------------------------
 
@@ -230,8 +227,34 @@ class AcmeSession:
         inner = self._inner_jws(
             {"alg": alg, "jwk": jwk, "url": url}, {"account": kid, "oldKey": self.jwk}, sign
         )
-        self.post(url, inner).check()
+        response = self.post(url, inner)
+        # A resent keyChange whose first attempt went through is refused: the
+        # old key signs for the account no more.  So is one whose new key
+        # has an account (409, RFC 8555 section 7.3.5): maybe ours, moved by
+        # an earlier run that never heard the answer.  The new key knows.
+        moved = (
+            response.status >= 400
+            and (response.resent or response.status == 409)
+            and self._kid_of(alg, jwk, sign) == kid
+        )
+        if not moved:
+            response.check()
+        elif self.trace:
+            self.trace(f"!!! {response.error()}; but the account has the new key")
         self.alg, self.jwk, self.thumbprint, self.sign = alg, jwk, thumbprint, sign
+
+    def _kid_of(self, alg: str, jwk: dict[str, Any], sign: Signer) -> str | None:
+        """The Key ID of the account whose key is JWK (signed for by SIGN
+        with ALG), if there is one."""
+        key = self.alg, self.jwk, self.sign
+        self.alg, self.jwk, self.sign = alg, jwk, sign
+        try:
+            response = self.post(
+                self.resource("newAccount"), {"onlyReturnExisting": True}, use_jwk=True
+            )
+        finally:
+            self.alg, self.jwk, self.sign = key
+        return response.location if response.status < 400 else None
 
     def _inner_jws(
         self, header: dict[str, Any], payload: dict[str, Any], sign: Signer
@@ -313,7 +336,7 @@ class AcmeSession:
         issuers = [_chain_issuer(chain)]
         if _same_name(issuers[0], preferred_chain):
             return chain
-        for alternate in _alternate_links(response):
+        for alternate in response.links("alternate"):
             alternate_chain, _ = self._chain(alternate)
             issuers.append(_chain_issuer(alternate_chain))
             if _same_name(issuers[-1], preferred_chain):
@@ -346,7 +369,14 @@ class AcmeSession:
         if reason is not None:
             payload["reason"] = reason
         use_jwk = self.find_account() is None
-        self.post(self.resource("revokeCert"), payload, use_jwk=use_jwk).check()
+        response = self.post(self.resource("revokeCert"), payload, use_jwk=use_jwk)
+        problem = response.problem()
+        if response.resent and problem is not None and problem.type == ERROR_NS + "alreadyRevoked":
+            # Revoked by the first attempt, whose answer was lost.
+            if self.trace:
+                self.trace(f"!!! {response.error()}; by the first attempt")
+            return
+        response.check()
 
     # -- Issuance -----------------------------------------------------------
 
@@ -386,34 +416,48 @@ class AcmeSession:
 
     def wait_for_order(self, url: str, order: Order, csr_der: bytes) -> Order:
         """Poll the order through pending, ready (finalizing it then),
-        processing, until valid; raise if it becomes invalid, or at the deadline."""
+        processing, until valid; raise if it becomes invalid, or if it stays
+        in one state past `timeout` beyond the waits the server asked for."""
+        wait = self.patience.wait(f"polling order {url}")
         interval = POLL_INITIAL
         delay = interval
         server_asked = False
         finalized = False
+        refusal: str | None = None  # why the last finalize was refused as not ready
         while True:
             status = order.status
             if status == "valid":
                 return order
             if status == "invalid":
                 raise self._order_failure(order)
-            try:
-                if status == "ready" and not finalized:
-                    response = self.finalize(order, csr_der)
-                    finalized = True
-                elif status in ("pending", "ready", "processing"):
-                    self.deadline.sleep(delay, f"polling order {url}", server_asked=server_asked)
+            if status not in ("pending", "ready", "processing"):
+                raise AcmeError(f"order {url} has unknown status {status!r}")
+            if status == "ready" and not finalized:
+                if refusal is not None:  # and the order still says ready
+                    wait.sleep(delay, server_asked=server_asked, why=refusal)
+                response = self.finalize(order, csr_der)
+                problem = response.problem()
+                if problem is not None and problem.type == ERROR_NS + "orderNotReady":
+                    # After a resent finalize whose first attempt got through,
+                    # or from a server updating orders lazily (certbot#10239):
+                    # the order's real state says what comes next.
+                    refusal = f"finalize answered HTTP {response.status}: {problem}"
                     response = self.post(url)
                 else:
-                    raise AcmeError(f"order {url} has unknown status {status!r}")
-            except AcmeTimeout as e:
-                raise AcmeTimeout(f"{e} (the order was {status})") from None
+                    finalized = True
+            else:
+                wait.sleep(delay, server_asked=server_asked, why=f"the order is {status}")
+                response = self.post(url)
             order = Order.parse(response.json())
             server_wait = response.retry_after()
             server_asked = server_wait is not None
-            # Back off while the status stays the same; a new one is progress,
-            # and the next step (validation, issuance) is as quick to come.
-            interval = POLL_INITIAL if order.status != status else min(POLL_MAX, interval * 2)
+            if order.status != status:
+                # Progress: the next step (validation, issuance) is as quick to
+                # come, and has the whole timeout to.
+                wait = self.patience.wait(f"polling order {url}")
+                interval = POLL_INITIAL
+            else:
+                interval = min(POLL_MAX, interval * 2)
             delay = server_wait if server_wait is not None else interval
 
     def _order_failure(self, order: Order) -> AcmeError:
@@ -434,18 +478,6 @@ class AcmeSession:
 def identifier_type(value: str) -> str:
     """RFC 8738: an IP address is an `ip` identifier, anything else `dns`."""
     return "ip" if is_ip_address(value) else "dns"
-
-
-def _alternate_links(response: Response) -> list[str]:
-    """The targets of the response's `Link: <...>;rel="alternate"` headers."""
-    urls: list[str] = []
-    for value in response.headers.get_list("link"):
-        for match in LINK.finditer(value):
-            for param in match.group(2).split(";"):
-                name, _, rel = param.partition("=")
-                if name.strip().lower() == "rel" and "alternate" in rel.strip().strip('"').split():
-                    urls.append(str(httpx.URL(response.url).join(match.group(1))))
-    return urls
 
 
 def _chain_issuer(chain: str) -> str | None:

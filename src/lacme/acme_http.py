@@ -1,25 +1,31 @@
 """ACME's HTTP layer (RFC 8555 section 6): responses and their problem
-documents (RFC 7807), Retry-After, the deadline of the whole conversation,
-and the transport that sends requests over one connection, keeps the nonce
-each answer brings, and retries what real servers make worth retrying.
+documents (RFC 7807), Retry-After, the `timeout` setting, and the transport
+that sends requests over one connection, keeps the nonce each answer
+brings, and retries what real servers make worth retrying.
 
 What real servers do is expected and handled here: a fresh nonce comes with
 every response, `badNonce` is retried with it, connection errors and 5xx
-answers are retried with bounded backoff, `Retry-After` is honoured, and one
-deadline bounds every request, wait and poll.  Bodies larger than a bound or
-of an unexpected Content-Type are refused.
+answers are retried with bounded backoff, and `Retry-After` is honoured.
+`timeout` bounds each wait, as lacme 0.8.2 meant it, not the conversation:
+every exchange, from connecting to the last byte of the body, and the time
+spent retrying one request or polling one resource beyond what the server
+asked to wait.  Bodies larger than a bound or of an unexpected Content-Type
+are refused.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
+import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import httpcore
 import httpx
 
 from lacme import __version__
@@ -38,6 +44,8 @@ MAX_BODY = 1 << 20
 MAX_CERTIFICATE_BODY = 10 << 20
 
 ERROR_NS = "urn:ietf:params:acme:error:"
+# RFC 8288 links: <target>; param; param=value...
+LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 
 # RFC 8555 section 6.5: a badNonce answer carries a fresh nonce to retry
 # with.  Retries are bounded so that a server rejecting every nonce cannot
@@ -51,11 +59,18 @@ MAX_TRANSIENT_RETRIES = 5
 MAX_BACKOFF = 10.0
 # Beyond any sensible timeout, and far from what time.sleep() overflows on.
 MAX_RETRY_AFTER = 86400.0
-# One request may take at most this long, deadline permitting.
-REQUEST_TIMEOUT = 30.0
+# What one exchange may take when `timeout` is 0 (no bound on polling):
+# a server that stops sending must not hold the client for ever.
+EXCHANGE_TIMEOUT = 30.0
+# The waits a server asks for (Retry-After) are not bounded by `timeout`:
+# Boulder asks for 60 s after every 500, and ZeroSSL keeps an order
+# processing for minutes.  But retrying one request, or polling one
+# resource, waits at most this long in all for the server, whatever it asks.
+MAX_SERVER_WAIT = 900.0
 
 
 Trace = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +81,9 @@ class Problem:
     detail: str
     status: int | None = None
     identifier: str | None = None
+    # RFC 7807 section 3.1: a URL about this occurrence; for
+    # userActionRequired, the page where the user acts (RFC 8555 section 7.3.3).
+    instance: str | None = None
     subproblems: list[Problem] = field(default_factory=list)
 
     @classmethod
@@ -74,6 +92,7 @@ class Problem:
             return cls(type="about:blank", detail=f"malformed problem document: {obj!r:.200}")
         identifier = obj.get("identifier")
         status = obj.get("status")
+        instance = obj.get("instance")
         subproblems = obj.get("subproblems")
         return cls(
             type=str(obj.get("type", "about:blank")),
@@ -84,6 +103,7 @@ class Problem:
                 if isinstance(identifier, dict)
                 else None
             ),
+            instance=str(instance) if instance is not None else None,
             subproblems=(
                 [cls.from_json(sub) for sub in subproblems] if isinstance(subproblems, list) else []
             ),
@@ -93,19 +113,30 @@ class Problem:
         name = self.type.removeprefix(ERROR_NS)
         parts = (self.identifier, None if name == "about:blank" else name, self.detail)
         head = ": ".join(part for part in parts if part)
-        return "\n  ".join([head, *(str(sub) for sub in self.subproblems)])
+        instance = [] if self.instance is None else [f"instance: {self.instance}"]
+        return "\n  ".join([head, *instance, *(str(sub) for sub in self.subproblems)])
 
 
 class AcmeError(Exception):
-    """The conversation failed; `problem` is the server's word on it, if any."""
+    """The conversation failed; `problem` is the server's word on it, if any,
+    and `retry_after` the seconds it asked to wait before trying again."""
 
-    def __init__(self, message: str, problem: Problem | None = None) -> None:
-        super().__init__(f"{message}: {problem}" if problem is not None else message)
+    def __init__(
+        self,
+        message: str,
+        problem: Problem | None = None,
+        *,
+        retry_after: float | None = None,
+        notes: Iterable[str] = (),
+    ) -> None:
+        text = f"{message}: {problem}" if problem is not None else message
+        super().__init__("\n  ".join([text, *notes]))
         self.problem = problem
+        self.retry_after = retry_after
 
 
 class AcmeTimeout(AcmeError):
-    """The deadline passed, or a wait the server asked for would pass it."""
+    """A wait went past `timeout`, or past what lacme waits for the server."""
 
 
 def valid_nonce(value: str) -> bool:
@@ -143,13 +174,17 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 @dataclass
 class Response:
-    """An HTTP response read in full (within its size bound)."""
+    """An HTTP response read in full (within its size bound); `resent` if an
+    earlier attempt at the request may have reached the server (it failed
+    in transit or with a 5xx), so that a non-idempotent one may have been
+    done already."""
 
     method: str
     url: str
     status: int
     headers: httpx.Headers
     body: bytes
+    resent: bool = False
 
     @property
     def media_type(self) -> str:
@@ -162,6 +197,18 @@ class Response:
             raise AcmeError(f"{self.method} {self.url}: HTTP {self.status} without a Location")
         return str(httpx.URL(self.url).join(location))
 
+    def links(self, relation: str) -> list[str]:
+        """The targets of the response's `Link: <...>;rel="RELATION"` headers
+        (RFC 8288), resolved against its URL."""
+        urls: list[str] = []
+        for value in self.headers.get_list("link"):
+            for match in LINK.finditer(value):
+                for param in match.group(2).split(";"):
+                    name, _, rel = param.partition("=")
+                    if name.strip().lower() == "rel" and relation in rel.strip().strip('"').split():
+                        urls.append(str(httpx.URL(self.url).join(match.group(1))))
+        return urls
+
     def retry_after(self) -> float | None:
         return parse_retry_after(self.headers.get("retry-after"), time.time())
 
@@ -173,15 +220,28 @@ class Response:
         except ValueError:
             return Problem(type="about:blank", detail="problem document is not JSON")
 
+    def error(self) -> AcmeError:
+        """The failure this answer reports: the server's problem document,
+        and what it points the user to (RFC 8555 sections 6.6, 7.3.3: the
+        terms of service to agree to, a page explaining a rate limit) and
+        when it says to try again."""
+        what = f"{self.method} {self.url}: HTTP {self.status}"
+        problem = self.problem()
+        if problem is None:
+            what += f" (Content-Type {self.media_type or 'none'}, no problem)"
+        notes = [f"terms of service: {url}" for url in self.links("terms-of-service")]
+        notes += [f"help: {url}" for url in self.links("help")]
+        retry_after = self.retry_after()
+        if retry_after is not None:
+            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_after)
+            notes.append(f"retry after {when:%Y-%m-%d %H:%M:%S} UTC (in {retry_after:.0f}s)")
+        return AcmeError(what, problem, retry_after=retry_after, notes=notes)
+
     def check(self) -> Response:
-        """Self if successful, else an AcmeError with the server's problem."""
+        """Self if successful, else the error it reports."""
         if self.status < 400:
             return self
-        problem = self.problem()
-        what = f"{self.method} {self.url}: HTTP {self.status}"
-        if problem is None:
-            raise AcmeError(f"{what} (Content-Type {self.media_type or 'none'}, no problem)")
-        raise AcmeError(what, problem)
+        raise self.error()
 
     def json(self) -> dict[str, Any]:
         """The body of a successful application/json response, an object."""
@@ -199,8 +259,9 @@ class Response:
         return obj
 
 
-class Deadline:
-    """The `timeout` setting: one deadline for the whole conversation (none if 0)."""
+class Patience:
+    """The `timeout` setting (0: polling is not bounded), and the clock and
+    sleep it is kept with."""
 
     def __init__(
         self,
@@ -211,30 +272,163 @@ class Deadline:
     ) -> None:
         self.timeout = timeout
         self.clock = clock
-        self.wait = sleep
-        self.end = clock() + timeout if timeout > 0 else None
+        self.sleep = sleep
 
-    def remaining(self, what: str) -> float | None:
-        """Seconds left (None: no deadline); raises AcmeTimeout if none are."""
-        if self.end is None:
-            return None
-        left = self.end - self.clock()
-        if left <= 0:
-            raise AcmeTimeout(f"timeout ({self.timeout:g}s) exceeded {what}")
-        return left
+    @property
+    def exchange(self) -> float:
+        """What one exchange may take, from connecting to the last body byte."""
+        return self.timeout if self.timeout > 0 else EXCHANGE_TIMEOUT
 
-    def sleep(self, seconds: float, what: str, *, server_asked: bool) -> None:
-        """Wait, unless that passes the deadline.  A wait of our own choosing
-        is shortened instead, leaving time for one more look."""
-        left = self.remaining(what)
-        if left is not None and seconds >= left:
-            if server_asked:
+    def wait(self, what: str) -> Wait:
+        """A new wait for the server: retrying one request, polling one resource."""
+        return Wait(self, what)
+
+
+class Wait:
+    """One wait for the server, bounded by `timeout` beyond the waits the
+    server asked for, and those by MAX_SERVER_WAIT."""
+
+    def __init__(self, patience: Patience, what: str) -> None:
+        self.patience = patience
+        self.what = what
+        self.server_waited = 0.0
+        timeout = patience.timeout
+        self.end = patience.clock() + timeout if timeout > 0 else None
+
+    def sleep(self, seconds: float, *, server_asked: bool, why: str) -> None:
+        """Wait SECONDS before the next attempt, WHY being what the last one
+        brought.  A wait the server asked for is honoured up to MAX_SERVER_WAIT
+        in all, and moves the end of this one; one of our own choosing ends
+        at the end at the latest, for one last look."""
+        timeout = self.patience.timeout
+        if server_asked:
+            if self.server_waited + seconds > MAX_SERVER_WAIT:
                 raise AcmeTimeout(
-                    f"timeout ({self.timeout:g}s) would be exceeded waiting the "
-                    f"{seconds:g}s the server asked for {what}"
+                    f"giving up {self.what}: the server asked to wait {seconds:g}s more, "
+                    f"past the {MAX_SERVER_WAIT:g}s lacme waits for it in all: {why}"
                 )
-            seconds = left / 2
-        self.wait(seconds)
+            self.server_waited += seconds
+            if self.end is not None:
+                self.end += seconds
+        elif self.end is not None:
+            left = self.end - self.patience.clock()
+            if left <= 0:
+                raise AcmeTimeout(f"timeout ({timeout:g}s) exceeded {self.what}: {why}")
+            seconds = min(seconds, left)
+        self.patience.sleep(seconds)
+
+
+class _Bound:
+    """The end of the exchange under way, which every read and write of its
+    connection is bounded by: a server dripping bytes (the headers too)
+    is cut off there, not at a timeout that each byte resets."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.end: float | None = None
+        self.limit = 0.0
+
+    def call(
+        self,
+        operation: Callable[[float | None], T],
+        asked: float | None,
+        expired: type[httpcore.TimeoutException],
+    ) -> T:
+        """OPERATION with the timeout httpcore ASKED for, shortened to the end;
+        EXPIRED (httpcore's exception) if the end is reached."""
+        if self.end is None:
+            return operation(asked)
+        left = self.end - self.clock()
+        try:
+            if left <= 0:
+                raise expired()
+            return operation(left if asked is None else min(asked, left))
+        except httpcore.TimeoutException:
+            if self.clock() < self.end:
+                raise  # httpcore's own timeout, shorter than what is left
+            raise expired(f"no complete answer within {self.limit:g}s") from None
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, bound: _Bound) -> None:
+        self.stream = stream
+        self.bound = bound
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.bound.call(
+            lambda left: self.stream.read(max_bytes, left), timeout, httpcore.ReadTimeout
+        )
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.bound.call(
+            lambda left: self.stream.write(buffer, left), timeout, httpcore.WriteTimeout
+        )
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = self.bound.call(
+            lambda left: self.stream.start_tls(ssl_context, server_hostname, left),
+            timeout,
+            httpcore.ConnectTimeout,
+        )
+        return _BoundedStream(tls, self.bound)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    def __init__(self, bound: _Bound) -> None:
+        self.backend = httpcore.SyncBackend()
+        self.bound = bound
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self.bound.call(
+            lambda left: self.backend.connect_tcp(host, port, left, local_address, socket_options),
+            timeout,
+            httpcore.ConnectTimeout,
+        )
+        return _BoundedStream(stream, self.bound)
+
+    def sleep(self, seconds: float) -> None:
+        self.backend.sleep(seconds)
+
+
+def http_client(context: ssl.SSLContext, bound: _Bound) -> httpx.Client:
+    """An httpx client on one keep-alive connection, each exchange on it
+    bounded by BOUND, trusting what CONTEXT does, and nothing from the
+    environment (no proxies or .netrc, as lacme 0.8.2)."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    transport = httpx.HTTPTransport(verify=context, limits=limits, trust_env=False)
+    # httpx offers no bound on a whole exchange, only per read; its pool,
+    # built on a network backend of ours, gives one.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_BoundedBackend(bound),
+    )
+    return httpx.Client(
+        transport=transport,
+        headers={"User-Agent": USER_AGENT, "Accept-Language": "en"},
+        trust_env=False,
+        follow_redirects=False,
+    )
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -248,14 +442,18 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
 
 class Transport:
     """The HTTP side of one ACME conversation: one keep-alive connection,
-    the nonce the last answer brought, bounded bodies, retries, and the
-    deadline over all of it."""
+    the nonce the last answer brought, bounded exchanges and bodies, and
+    retries within the patience of the `timeout` setting."""
 
-    def __init__(self, http: httpx.Client, deadline: Deadline, trace: Trace | None) -> None:
-        self.http = http
-        self.deadline = deadline
+    def __init__(self, context: ssl.SSLContext, patience: Patience, trace: Trace | None) -> None:
+        self.patience = patience
+        self.bound = _Bound(patience.clock)
+        self.http = http_client(context, self.bound)
         self.trace = trace
         self.nonce: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
 
     def take_nonce(self) -> str | None:
         """The nonce to sign the next request with, if the last answer brought
@@ -264,29 +462,33 @@ class Transport:
         return nonce
 
     def send(self, method: str, url: str, body: bytes | None, limit: int, accept: str) -> Response:
-        """One HTTP exchange, reading at most `limit` bytes of body."""
-        left = self.deadline.remaining(f"before {method} {url}")
-        timeout = REQUEST_TIMEOUT if left is None else min(left, REQUEST_TIMEOUT)
+        """One HTTP exchange, reading at most `limit` bytes of body, within
+        the exchange bound."""
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = JOSE_JSON
         if self.trace:
             self.trace(f">>> {method} {url}")
-        with self.http.stream(
-            method, url, content=body, headers=headers, timeout=timeout
-        ) as response:
-            length = response.headers.get("content-length", "")
-            if length.isdigit() and int(length) > limit:
-                raise AcmeError(f"{method} {url}: refusing a {length}-byte body (limit {limit})")
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise AcmeError(f"{method} {url}: refusing a body over {limit} bytes")
-                chunks.append(chunk)
-                # A server dripping bytes would otherwise outlive the deadline.
-                self.deadline.remaining(f"reading the answer to {method} {url}")
+        self.bound.limit = self.patience.exchange
+        self.bound.end = self.patience.clock() + self.bound.limit
+        try:
+            with self.http.stream(
+                method, url, content=body, headers=headers, timeout=self.bound.limit
+            ) as response:
+                length = response.headers.get("content-length", "")
+                if length.isdigit() and int(length) > limit:
+                    raise AcmeError(
+                        f"{method} {url}: refusing a {length}-byte body (limit {limit})"
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise AcmeError(f"{method} {url}: refusing a body over {limit} bytes")
+                    chunks.append(chunk)
+        finally:
+            self.bound.end = None
         result = Response(method, url, response.status_code, response.headers, b"".join(chunks))
         # RFC 8555 section 6.5: any response may carry the next nonce, even an
         # error.  An invalid one would only be refused (section 6.5.1: clients
@@ -313,6 +515,7 @@ class Transport:
         """An HTTP request, retried on badNonce, connection errors and 5xx
         answers; BODY makes the body anew for each attempt (a JWS needs the
         nonce of the answer before)."""
+        wait = self.patience.wait("retrying")
         bad_nonces = 0
         transient = 0
         while True:
@@ -325,11 +528,11 @@ class Transport:
                 # An untrusted certificate will not become trusted by retrying.
                 if _caused_by(e, ssl.SSLCertVerificationError):
                     raise AcmeError(failure) from None
-                self.deadline.remaining(f"during {failure}")
                 retry_after = None
             except httpx.HTTPError as e:  # a body that fails to decode, say
                 raise AcmeError(f"{method} {url}: {e or type(e).__name__}") from None
             else:
+                response.resent = transient > 0
                 problem = response.problem()
                 if problem is not None and problem.type == ERROR_NS + "badNonce":
                     bad_nonces += 1
@@ -338,9 +541,7 @@ class Transport:
                     continue
                 if response.status < 500:
                     return response
-                failure = f"{method} {url}: HTTP {response.status}"
-                if problem is not None:
-                    failure += f" ({problem})"
+                failure = str(response.error())
                 retry_after = response.retry_after()
             transient += 1
             if transient > MAX_TRANSIENT_RETRIES:
@@ -350,6 +551,4 @@ class Transport:
             )
             if self.trace:
                 self.trace(f"!!! {failure}; retrying in {delay:g}s")
-            self.deadline.sleep(
-                delay, f"to retry {method} {url}", server_asked=retry_after is not None
-            )
+            wait.sleep(delay, server_asked=retry_after is not None, why=failure)

@@ -39,8 +39,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from lacme import __version__, log
 from lacme.accountd_protocol import (
     MAX_LINE,
@@ -51,7 +49,7 @@ from lacme.accountd_protocol import (
     parse_signature,
 )
 from lacme.acme import AcmeSession
-from lacme.acme_http import USER_AGENT, AcmeError, Deadline
+from lacme.acme_http import AcmeError, Patience
 from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
@@ -158,9 +156,10 @@ class Accountd:
         except (OSError, ProtocolError) as e:
             raise Fatal(f"lacme-accountd: {e}") from None
 
-    def sign(self, signing_input: bytes, deadline: Deadline) -> str:
+    def sign(self, signing_input: bytes, patience: Patience) -> str:
         try:
-            self.sock.settimeout(deadline.remaining("waiting for lacme-accountd to sign"))
+            # A signature is one exchange, as long as one with the server.
+            self.sock.settimeout(patience.exchange)
             self.sock.sendall(encode_signing_request(signing_input))
             line = self.file.readline(MAX_LINE + 1)
         except OSError as e:
@@ -274,7 +273,7 @@ def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) 
 
     def sign(signing_input: bytes) -> str:
         try:
-            return new.sign(signing_input, session.deadline)
+            return new.sign(signing_input, session.patience)
         except AcmeError as e:
             # Perl's refuses every nonce-less line, the inner JWS included.
             raise AcmeError(
@@ -324,32 +323,24 @@ def run(argv: list[str]) -> None:
     # Lookups sign nothing, and the master puts no accountd behind their
     # SOCKET_FD (one could ask for a passphrase): it is left alone.
     accountd = None if command in UNSIGNED else open_accountd(socket_fd)
-    deadline = Deadline(settings.timeout)
+    patience = Patience(settings.timeout)
     trace: Callable[[str], None] | None = None
     if os.environ.get("DEBUG", "0") not in ("", "0"):
         trace = log.debug
         if accountd is not None:
             trace(f"accountd greeting: {accountd.greeting}")
 
-    http = httpx.Client(
-        verify=ssl_context(settings),
-        headers={"User-Agent": USER_AGENT, "Accept-Language": "en"},
-        # One connection for the whole conversation, kept alive.
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        # No proxies or .netrc from the environment, as lacme 0.8.2.
-        trust_env=False,
-        follow_redirects=False,
-    )
+    context = ssl_context(settings)
     if accountd is None:
         with AcmeSession(
             settings.server,
-            http=http,
+            context=context,
             sign=refuse_to_sign,
             alg="",
             jwk={},
             thumbprint="",
             kid=None,
-            deadline=deadline,
+            patience=patience,
             warn=log.warn,
             trace=trace,
         ) as session:
@@ -358,13 +349,13 @@ def run(argv: list[str]) -> None:
     greeting = accountd.greeting
     with AcmeSession(
         settings.server,
-        http=http,
-        sign=lambda signing_input: accountd.sign(signing_input, deadline),
+        context=context,
+        sign=lambda signing_input: accountd.sign(signing_input, patience),
         alg=greeting.alg,
         jwk=greeting.jwk,
         thumbprint=greeting.jwk_thumbprint,
         kid=greeting.kid,
-        deadline=deadline,
+        patience=patience,
         warn=log.warn,
         trace=trace,
         eab=greeting.eab,

@@ -86,12 +86,15 @@ RequestHook = Callable[[Request], Answer | None]
 AnswerHook = Callable[[Request, Answer], None]
 
 
-def problem(status: int, type_: str, detail: str) -> Answer:
+def problem(status: int, type_: str, detail: str, *, retry_after: str | None = None) -> Answer:
     """A canned RFC 7807 problem answer; TYPE_ without a colon is an ACME error."""
     body = json.dumps(
         {"type": type_ if ":" in type_ else ERROR_NS + type_, "detail": detail, "status": status}
     ).encode()
-    return Answer(status, httpx.Headers({"Content-Type": PROBLEM_JSON}), body)
+    headers = httpx.Headers({"Content-Type": PROBLEM_JSON})
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    return Answer(status, headers, body)
 
 
 def _b64url_json(text: Any) -> Any:

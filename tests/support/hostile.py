@@ -90,7 +90,11 @@ class HostileServer:
             "/chall/1": (200, {"type": "http-01", "status": "pending"}, {}),
             "/order/1": (
                 200,
-                {"status": self.order_status, "certificate": f"{b}/cert/1"},
+                {
+                    "status": self.order_status,
+                    "finalize": f"{b}/finalize",
+                    "certificate": f"{b}/cert/1",
+                },
                 {},
             ),
             "/finalize": (200, {"status": "processing"}, {}),
