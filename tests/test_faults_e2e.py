@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -378,3 +379,61 @@ def test_a_resent_revocation_that_worked_is_a_success(fault_proxy: FaultProxy) -
         assert "Couldn't revoke" not in result.stderr
     assert given == [200, 400]
     assert fault_proxy.pebble.cert_status(leaf.serial_number)["Status"] == "Revoked"
+
+
+# --- changed terms of service ------------------------------------------------------
+
+
+def test_changed_terms_of_service_agreed_again(fault_proxy: FaultProxy) -> None:
+    """RFC 8555 section 7.3.3: the terms changed, so every newOrder is refused
+    as userActionRequired, with the page to act on and the new terms, until
+    the account agrees again (the proxy plays the CA; Pebble has no terms
+    that change)."""
+    terms = "https://ca.example.test/terms-v2.pdf"
+    instance = "https://ca.example.test/agree?account=1"
+    new_order = fault_proxy.path("newOrder")
+    new_account = fault_proxy.path("newAccount")
+    agreed: list[Request] = []
+
+    def terms_changed(request: Request) -> Answer | None:
+        payload = request.payload
+        if isinstance(payload, dict) and payload.get("termsOfServiceAgreed") is True:
+            agreed.append(request)
+            if request.path != new_account:
+                # Pebble refuses an update carrying nothing else as empty:
+                # the CA whose terms changed takes it.
+                account = {"status": "valid", "termsOfServiceAgreed": True}
+                headers = httpx.Headers({"Content-Type": "application/json"})
+                return Answer(200, headers, json.dumps(account).encode())
+        if request.path != new_order or agreed:
+            return None
+        answer = problem(403, "userActionRequired", "Terms of service have changed")
+        body = json.loads(answer.body) | {"instance": instance}
+        answer.body = json.dumps(body).encode()
+        answer.headers["Link"] = f'<{terms}>;rel="terms-of-service"'
+        return answer
+
+    fault_proxy.hooks.append(terms_changed)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        agreed.clear()  # the registration agreed to the terms before they changed
+        chain = setup.one_section(**SITE)
+        refused = setup.run("newOrder", check=False)
+        assert refused.returncode == 1
+        url = fault_proxy.base + new_order
+        assert (
+            f"error: POST {url}: HTTP 403: userActionRequired: Terms of service have changed\n"
+            f"  instance: {instance}\n"
+            f"  terms of service: {terms}\n"
+            "  to agree to them: lacme account --tos-agreed\n"
+        ) in refused.stderr
+        assert not chain.exists()
+
+        setup.run("account", "--tos-agreed")
+        # An update of the existing account (at its Key ID), not a registration.
+        assert len(agreed) == 1
+        assert agreed[0].protected is not None
+        assert agreed[0].path == urlsplit(agreed[0].protected["kid"]).path
+        assert agreed[0].payload == {"termsOfServiceAgreed": True}
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)

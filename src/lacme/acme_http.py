@@ -229,7 +229,10 @@ class Response:
         problem = self.problem()
         if problem is None:
             what += f" (Content-Type {self.media_type or 'none'}, no problem)"
-        notes = [f"terms of service: {url}" for url in self.links("terms-of-service")]
+        terms = self.links("terms-of-service")
+        notes = [f"terms of service: {url}" for url in terms]
+        if terms and problem is not None and problem.type == ERROR_NS + "userActionRequired":
+            notes.append("to agree to them: lacme account --tos-agreed")
         notes += [f"help: {url}" for url in self.links("help")]
         retry_after = self.retry_after()
         if retry_after is not None:

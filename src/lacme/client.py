@@ -195,7 +195,16 @@ def account(session: AcmeSession, args: list[str], settings: ClientSettings) -> 
     if tos := session.terms_of_service():
         log.say(f"Terms of Service: {tos}")
     log.say(f"Key ID: {session.account_kid()}")
-    update: dict[str, Any] = {"contact": contacts} if contacts and not created else {}
+    update: dict[str, Any] = {}
+    if not created:
+        if contacts:
+            update["contact"] = contacts
+        # As 0.8.2: agreeing again to the terms of service, after they
+        # changed and the server answers userActionRequired (RFC 8555
+        # section 7.3.3), is an update of the existing account; a
+        # registration carried it already.
+        if change.tos_agreed and not change.register:
+            update["termsOfServiceAgreed"] = True
     if change.deactivate:
         update["status"] = "deactivated"
     if update or obj is None:
