@@ -22,9 +22,11 @@ from lacme.client_contract import (
     RenewalInfoAnswer,
     client_argv,
     decode_object,
+    decode_rate_limit,
     decode_renewal_info,
     decode_settings,
     encode_object,
+    encode_rate_limit,
     encode_renewal_info,
     encode_settings,
     parse_account_arguments,
@@ -239,3 +241,26 @@ def test_account_command_name() -> None:
 def test_an_empty_server_stays_empty() -> None:
     # Not the default server: the client then says it can't use it.
     assert decode_settings(b'{"server": ""}').server == ""
+
+
+@pytest.mark.parametrize("retry_after", [0.0, 3600.0, 0.5])
+def test_rate_limit_round_trip(retry_after: float) -> None:
+    assert decode_rate_limit(encode_rate_limit(retry_after)) == retry_after
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (b"-----BEGIN CERTIFICATE-----", "^not JSON: "),
+        (b"[]", "^no rateLimited.retryAfter number of seconds$"),
+        (b'{"rateLimited": 60}', "^no rateLimited.retryAfter"),
+        (b'{"rateLimited": {"retryAfter": "60"}}', "^no rateLimited.retryAfter"),
+        (b'{"rateLimited": {"retryAfter": true}}', "^no rateLimited.retryAfter"),
+        (b'{"rateLimited": {"retryAfter": -1}}', "^no rateLimited.retryAfter"),
+        (b'{"rateLimited": {"retryAfter": NaN}}', "^no rateLimited.retryAfter"),
+        (b'{"rateLimited": {"retryAfter": Infinity}}', "^no rateLimited.retryAfter"),
+    ],
+)
+def test_rate_limit_refusals(output: bytes, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        decode_rate_limit(output)

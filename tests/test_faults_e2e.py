@@ -437,3 +437,66 @@ def test_changed_terms_of_service_agreed_again(fault_proxy: FaultProxy) -> None:
         assert agreed[0].payload == {"termsOfServiceAgreed": True}
         setup.run("newOrder")
         check_installed(setup, fault_proxy, chain)
+
+
+# --- rate limits ---------------------------------------------------------------------
+
+
+def test_a_rate_limit_is_shown_and_kept_until_it_ends(fault_proxy: FaultProxy) -> None:
+    """Let's Encrypt's 429 rateLimited, with Retry-After and a help link:
+    shown, and the next runs skip the section until then without asking."""
+    new_order = fault_proxy.path("newOrder")
+    help_url = "https://letsencrypt.example.test/docs/rate-limits/"
+
+    def rate_limited(request: Request) -> Answer | None:
+        if request.path != new_order:
+            return None
+        answer = problem(
+            429,
+            "rateLimited",
+            "too many certificates (5) already issued for this exact set of identifiers",
+            retry_after="3600",
+        )
+        answer.headers["Link"] = f'<{help_url}>;rel="help"'
+        return answer
+
+    fault_proxy.hooks.append(rate_limited)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        before = datetime.datetime.now(datetime.UTC)
+        refused = setup.run("newOrder", check=False)
+        after = datetime.datetime.now(datetime.UTC)
+        assert refused.returncode == 1
+        assert f"  help: {help_url}\n" in refused.stderr
+        assert re.search(r"\n  retry after [-\d]+ [:\d]+ UTC \(in 3600s\)\n", refused.stderr)
+        recorded = json.loads(Path(f"{chain}.rate-limit").read_text())
+        until = datetime.datetime.fromisoformat(recorded["until"])
+        hour = datetime.timedelta(hours=1)
+        assert before + hour - datetime.timedelta(seconds=1) <= until <= after + hour
+        assert refused.stderr.endswith(
+            "[site] Error: Couldn't issue X.509 certificate!\n"
+            f"[site] Rate limited: the next runs skip this section until "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC\n"
+        )
+        assert len(fault_proxy.sent("POST", "newOrder")) == 1
+
+        skipped = setup.run("newOrder", check=False)
+        assert skipped.returncode == 1
+        assert skipped.stderr == (
+            f"[site] Error: rate limited by the CA until {until:%Y-%m-%d %H:%M:%S} UTC, "
+            "skipping (--force asks anyway)\n"
+        )
+        assert len(fault_proxy.sent("POST", "newOrder")) == 1
+        forced = setup.run("newOrder", "--force", check=False)
+        assert "Rate limited: the next runs skip" in forced.stderr
+        assert len(fault_proxy.sent("POST", "newOrder")) == 2
+
+        # Once the limit has ended (as if an hour had passed), the CA is asked again.
+        fault_proxy.hooks.remove(rate_limited)
+        Path(f"{chain}.rate-limit").write_text(
+            json.dumps({"until": (before - hour).isoformat()}) + "\n"
+        )
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+        assert not Path(f"{chain}.rate-limit").exists()

@@ -25,7 +25,9 @@ and beyond it (lacme.client_contract):
     renewalInfo CERTID            the certificate's ARI renewal information (RFC
                                   9773) on stdout: {"renewalInfo", "retryAfter"}
 
-and, in the settings, `profile` and `replaces` (an ARI certID) for newOrder.
+and, in the settings, `profile` and `replaces` (an ARI certID) for newOrder;
+a newOrder refused by a rate limit that says when it ends exits 75
+(EXIT_RATE_LIMITED) with {"rateLimited": {"retryAfter": SECONDS}} on stdout.
 directory and renewalInfo sign nothing and leave SOCKET_FD alone.
 
 Environment: DEBUG=1 traces requests and responses on stderr;
@@ -49,10 +51,11 @@ from lacme.accountd_protocol import (
     parse_signature,
 )
 from lacme.acme import AcmeSession
-from lacme.acme_http import AcmeError, Patience
+from lacme.acme_http import ERROR_NS, AcmeError, Patience
 from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
+    EXIT_RATE_LIMITED,
     KEY_CHANGE,
     MAX_INPUT,
     NEW_ORDER,
@@ -64,6 +67,7 @@ from lacme.client_contract import (
     RenewalInfoAnswer,
     decode_settings,
     encode_object,
+    encode_rate_limit,
     encode_renewal_info,
     parse_account_arguments,
     parse_argv,
@@ -75,6 +79,7 @@ from lacme.client_contract import (
 )
 
 NAME = "lacme-client"
+RATE_LIMITED = ERROR_NS + "rateLimited"
 TLS_VERSIONS = {
     "tlsv1": ssl.TLSVersion.TLSv1,
     "tlsv1_1": ssl.TLSVersion.TLSv1_1,
@@ -85,6 +90,10 @@ TLS_VERSIONS = {
 
 class Fatal(Exception):
     """An error that stops the client; the message is what is shown."""
+
+
+class RateLimited(Fatal):
+    """newOrder was refused by a rate limit, whose end is on stdout."""
 
 
 def read_settings(fd: int) -> ClientSettings:
@@ -250,14 +259,21 @@ def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -
     identifiers = parse_new_order_arguments(args)
     csr = read_stdin("CSR")
     order = settings.order
-    chain = session.issue(
-        identifiers,
-        csr,
-        write_key_authorization,
-        preferred_chain=order.preferred_chain,
-        profile=order.profile,
-        replaces=order.replaces,
-    )
+    try:
+        chain = session.issue(
+            identifiers,
+            csr,
+            write_key_authorization,
+            preferred_chain=order.preferred_chain,
+            profile=order.profile,
+            replaces=order.replaces,
+        )
+    except AcmeError as e:
+        problem = e.problem
+        if problem is not None and problem.type == RATE_LIMITED and e.retry_after is not None:
+            write_stdout(encode_rate_limit(e.retry_after))
+            raise RateLimited(str(e)) from None
+        raise
     sys.stdout.write(chain)
 
 
@@ -375,6 +391,9 @@ def run(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         run(sys.argv[1:] if argv is None else argv)
+    except RateLimited as e:
+        log.say(f"{NAME} {__version__}: error: {e}")
+        return EXIT_RATE_LIMITED
     except (Fatal, AcmeError, ContractError) as e:
         log.say(f"{NAME} {__version__}: error: {e}")
         return 1

@@ -314,6 +314,34 @@ def decode_renewal_info(output: bytes) -> RenewalInfoAnswer:
     return RenewalInfoAnswer(info, None if retry_after is None else float(retry_after))
 
 
+# newOrder refused by a rate limit that says when it ends (HTTP 429
+# rateLimited with Retry-After): the client exits with this status
+# (sysexits' EX_TEMPFAIL) and prints the wait, for the master to record.
+EXIT_RATE_LIMITED = 75
+
+
+def encode_rate_limit(retry_after: float) -> bytes:
+    return json.dumps({"rateLimited": {"retryAfter": retry_after}}).encode() + b"\n"
+
+
+def decode_rate_limit(output: bytes) -> float:
+    """The master's side of encode_rate_limit(): the seconds to wait;
+    ContractError if OUTPUT is not such an answer."""
+    try:
+        answer = json.loads(output)
+    except ValueError as e:
+        raise ContractError(f"not JSON: {e}") from None
+    limit = answer.get("rateLimited") if isinstance(answer, dict) else None
+    retry_after = limit.get("retryAfter") if isinstance(limit, dict) else None
+    if (
+        isinstance(retry_after, bool)
+        or not isinstance(retry_after, int | float)
+        or not 0 <= retry_after < float("inf")
+    ):
+        raise ContractError("no rateLimited.retryAfter number of seconds")
+    return float(retry_after)
+
+
 def split_chain(output: bytes) -> list[bytes]:
     """The PEM certificates of the chain newOrder printed, leaf first;
     ContractError for anything but PEM certificates and whitespace."""

@@ -37,11 +37,22 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import Certificate, CertificateSigningRequest
 
-from lacme import accountd_link, ari, certificate, challenges, config, log, privdrop, specifiers
+from lacme import (
+    accountd_link,
+    ari,
+    certificate,
+    challenges,
+    config,
+    log,
+    privdrop,
+    rate_limits,
+    specifiers,
+)
 from lacme.certificate import CertificateError
 from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
+    EXIT_RATE_LIMITED,
     KEY_CHANGE,
     NEW_ORDER,
     RENEWAL_INFO,
@@ -52,6 +63,7 @@ from lacme.client_contract import (
     OrderSettings,
     client_argv,
     decode_object,
+    decode_rate_limit,
     decode_renewal_info,
     encode_settings,
     revoke_arguments,
@@ -286,9 +298,12 @@ class Master:
 
         try:
             section = self._section(source)
-            due, replaces = self._renewal_due(section, datetime.datetime.now(datetime.UTC))
+            now = datetime.datetime.now(datetime.UTC)
+            due, replaces = self._renewal_due(section, now)
             if not due:
                 return True
+            if self._rate_limited(section, now):
+                return False
             csr = certificate.build_csr(section, certificate.load_key(section.certificate_key))
         except ConfigError as e:  # it names file and section itself
             log.say(f"Error: {e}")
@@ -454,8 +469,45 @@ class Master:
         )
         if status != 0:
             log.say(f"[{section.name}] Error: Couldn't issue X.509 certificate!")
+            if status == EXIT_RATE_LIMITED:
+                self._record_rate_limit(section, output, datetime.datetime.now(datetime.UTC))
             return None
         return certificate.parse_chain(output)
+
+    def _rate_limited(self, section: CertSection, now: datetime.datetime) -> bool:
+        """Whether a rate limit the CA reported for SECTION still holds at
+        NOW (lacme.rate_limits), said in one line; --force asks anyway."""
+
+        end = rate_limits.load(rate_limits.state_path(section.certificate_paths()[0]), now)
+        if end is None or self.args.min_days == -1:
+            return False
+        log.say(
+            f"[{section.name}] Error: rate limited by the CA until "
+            f"{end:%Y-%m-%d %H:%M:%S} UTC, skipping (--force asks anyway)"
+        )
+        return True
+
+    def _record_rate_limit(
+        self, section: CertSection, output: bytes, now: datetime.datetime
+    ) -> None:
+        """Keep when the rate limit the client reported on OUTPUT ends."""
+
+        name = section.name
+        try:
+            end = rate_limits.until(now, decode_rate_limit(output))
+        except ValueError as e:  # ContractError included
+            log.say(f"[{name}] Warning: the client's rate limit is refused: {e}")
+            return
+        path = rate_limits.state_path(section.certificate_paths()[0])
+        try:
+            rate_limits.save(path, end)
+        except OSError as e:
+            log.say(f"[{name}] Warning: can't save {path}: {e.strerror}")
+            return
+        log.say(
+            f"[{name}] Rate limited: the next runs skip this section until "
+            f"{end:%Y-%m-%d %H:%M:%S} UTC"
+        )
 
     def _install(self, section: CertSection, chain: Sequence[Certificate]) -> None:
         """Write the verified CHAIN where SECTION says, atomically (CertificateError)."""
@@ -468,9 +520,10 @@ class Master:
             log.say(f"Installing X.509 certificate chain {section.certificate_chain}")
             files.append((section.certificate_chain, certificate.pem(chain)))
         certificate.install(files, section.mode, section.owner)
-        # What it says is about the certificate just replaced.
-        with contextlib.suppress(OSError):
-            os.unlink(ari.state_path(section.certificate_paths()[0]))
+        # What they say is about the certificate just replaced.
+        for state in (ari.state_path, rate_limits.state_path):
+            with contextlib.suppress(OSError):
+                os.unlink(state(section.certificate_paths()[0]))
         sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n{certificate.summary(chain[0])}\n")
         sys.stdout.flush()
 
