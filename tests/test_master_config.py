@@ -227,7 +227,7 @@ def test_a_parsed_section(tmp_path: Path) -> None:
         "[s]\ncertificate-key = /k\ncertificate-chain = /chain\n"
         "subject = /C=FR/O=Acme\\/Co/CN=www.example.org+OU=x/CN=\n"
         "subjectAltName = DNS:A.example.org,dns: www.example.org\n"
-        "keyUsage = digitalSignature, keyencipherment\ntlsfeature = status_request\n"
+        "keyUsage = digitalSignature, keyencipherment\n"
         "hash = SHA512\nchown = root:root\nchmod = 0640\nnotify = systemctl reload nginx\n"
         "CAfile =\n",
     )
@@ -247,7 +247,6 @@ def test_a_parsed_section(tmp_path: Path) -> None:
             (("O", "Acme/Co"),),
             (("CN", "www.example.org"), ("OU", "x")),
         ),
-        tls_features=("status_request",),
         owner="root:root",
         mode=0o640,
         notify="systemctl reload nginx",
@@ -258,7 +257,10 @@ def test_a_parsed_section(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_cafile_default_and_empty_values_are_unset(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.conf", f"[s]\n{GOOD}certificate-chain =\nhash =\nnotify =\n")
+    path = write(
+        tmp_path / "c.conf",
+        f"[s]\n{GOOD}certificate-chain =\nhash =\nnotify =\ntlsfeature =\n",
+    )
     section = config.parse_section(config.load_certs([str(path)])["s"])
     assert section.cafile == "/usr/share/lacme/ca-certificates.crt"
     assert (section.certificate_chain, section.hash, section.notify) == (None, None, None)
@@ -277,6 +279,13 @@ def test_subject_without_cn_but_with_sans(tmp_path: Path) -> None:
     assert section.identifiers == ("b.example", "a.example")
 
 
+# Both TLS features are Must-Staple, which Let's Encrypt refuses since OCSP ended.
+MUST_STAPLE = (
+    r"asks for OCSP Must-Staple, but OCSP has ended \(Let's Encrypt stopped OCSP in 2025 "
+    r"and refuses Must-Staple CSRs\); remove tlsfeature"
+)
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("extra", "message"),
@@ -289,6 +298,12 @@ def test_subject_without_cn_but_with_sans(tmp_path: Path) -> None:
         ("keyUsage = digitalSignature, bogus\n", r"keyUsage = .*: unknown key usage 'bogus'$"),
         ("keyUsage = encipherOnly\n", r"keyUsage = .*: encipherOnly and decipherOnly need"),
         ("tlsfeature = must_staple\n", r"tlsfeature = must_staple: unknown TLS feature"),
+        ("tlsfeature = status_request\n", rf"tlsfeature = status_request: {MUST_STAPLE}$"),
+        ("tlsfeature = Status_Request_V2\n", rf"tlsfeature = Status_Request_V2: {MUST_STAPLE}$"),
+        (
+            "tlsfeature = status_request, must_staple\n",
+            rf"tlsfeature = status_request, must_staple: {MUST_STAPLE}$",
+        ),
         (
             "subjectAltName = email:a@b.example\n",
             r"subjectAltName = .*: 'email:a@b.example' is not DNS:name or IP:address$",

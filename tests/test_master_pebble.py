@@ -73,7 +73,6 @@ def test_all_python_acceptance(pebble: PebbleServer) -> None:
                     "certificate-key": str(keys["p384"][0]),
                     "certificate": str(d / "p384.crt"),
                     "subject": "/CN=f.example.test",
-                    "tlsfeature": "status_request",
                     "chmod": "0600",
                     "chown": "_lacme-www",
                 },

@@ -104,10 +104,6 @@ _KEY_USAGE_ARGUMENTS = {
     "encipherOnly": "encipher_only",
     "decipherOnly": "decipher_only",
 }
-_TLS_FEATURES = {
-    "status_request": x509.TLSFeatureType.status_request,
-    "status_request_v2": x509.TLSFeatureType.status_request_v2,
-}
 _DOTTED_OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
 
 
@@ -180,11 +176,6 @@ def build_csr(section: CertSection, key: ServiceKey) -> x509.CertificateSigningR
         x509.SubjectAlternativeName([general_name(name) for name in section.identifiers]),
         critical=len(subject) == 0,
     )
-    if section.tls_features:
-        builder = builder.add_extension(
-            x509.TLSFeature([_TLS_FEATURES[name] for name in section.tls_features]),
-            critical=False,
-        )
     algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None
     if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         if section.hash is not None:

@@ -62,6 +62,8 @@ KEY_USAGES = (
     "encipherOnly",
     "decipherOnly",
 )
+# The TLS features lacme 0.8.2 let a CSR ask for (RFC 7633): both mean OCSP
+# Must-Staple.
 TLS_FEATURES = ("status_request", "status_request_v2")
 CERT_KEYS = frozenset(
     {
@@ -377,7 +379,6 @@ class CertSection:
     # Relative distinguished names, each a tuple of (attribute type, value),
     # as `subject` spells them; the types are mapped to OIDs with the CSR.
     subject: tuple[tuple[tuple[str, str], ...], ...]
-    tls_features: tuple[str, ...]
     owner: str | None
     mode: int | None
     notify: str | None
@@ -492,13 +493,16 @@ def _key_usage(value: str) -> tuple[str, ...]:
     return tuple(usage)
 
 
-def _tls_features(value: str) -> tuple[str, ...]:
-    features: list[str] = []
+def _tls_features(value: str) -> None:
+    """Refuse any TLS feature: each asks for Must-Staple, which the CA would
+    only refuse at finalization, once every name has been validated."""
     for item in _split_list(value):
         if item.lower() not in TLS_FEATURES:
             raise ValueError(f"unknown TLS feature {item!r}")
-        features.append(item.lower())
-    return tuple(dict.fromkeys(features))
+        raise ValueError(
+            "asks for OCSP Must-Staple, but OCSP has ended (Let's Encrypt stopped OCSP "
+            "in 2025 and refuses Must-Staple CSRs); remove tlsfeature"
+        )
 
 
 def _ip_address(name: str) -> str:
@@ -604,7 +608,7 @@ def parse_section(source: CertSource) -> CertSection:
     cafile_setting = settings.get("CAfile")
     hash_name = parsed(_hash, "hash")
     key_usage = parsed(_key_usage, "keyUsage") or ()
-    tls_features = parsed(_tls_features, "tlsfeature") or ()
+    parsed(_tls_features, "tlsfeature")
     alt_names = parsed(_alt_names, "subjectAltName") or ()
     subject_setting = required("subject")
     subject, common_names = parsed(_subject, "subject") or ((), ())
@@ -622,7 +626,6 @@ def parse_section(source: CertSource) -> CertSection:
         hash=hash_name,
         key_usage=key_usage,
         subject=subject,
-        tls_features=tls_features,
         owner=parsed(_owner, "owner", "chown"),
         mode=parsed(_mode, "mode", "chmod"),
         notify=text("notify"),
