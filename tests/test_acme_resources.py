@@ -57,6 +57,21 @@ def test_authorization() -> None:
     assert str(problem) == "dns:a.example: connection: refused"
 
 
+def test_wildcard_authorization() -> None:
+    # RFC 8555 section 7.1.4: the domain name, with `wildcard` set.
+    authz = Authorization.parse(
+        {
+            "identifier": {"type": "dns", "value": "a.example"},
+            "status": "pending",
+            "challenges": [{"type": "dns-01", "url": "https://ca/c/1", "token": "t1"}],
+            "wildcard": True,
+        }
+    )
+    assert authz.identifier == "dns:*.a.example"
+    with pytest.raises(AcmeError, match=r"^no http-01 challenge offered for dns:\*\.a\.example$"):
+        authz.http_01()
+
+
 @pytest.mark.parametrize(
     ("obj", "message"),
     [

@@ -268,6 +268,22 @@ def test_check_chain_accepts_a_good_chain(ca: IssuingCA, cafile: str) -> None:
 
 
 @pytest.mark.unit
+def test_wildcards_in_the_csr_and_the_chain(ca: IssuingCA, cafile: str) -> None:
+    key = generate_key("p256")
+    wildcard = section(cafile=cafile, identifiers=("*.example.org", "example.org"))
+    csr = certificate.build_csr(wildcard, key)
+    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["*.example.org", "example.org"]
+    chain = [ca.issue(key.public_key(), ["*.example.org", "example.org"]), ca.intermediate]
+    certificate.check_chain(chain, csr, wildcard, NOW)
+    # Names under the wildcard are not the wildcard.
+    for names in (["example.org", "www.example.org"], ["example.org", "*.www.example.org"]):
+        chain = [ca.issue(key.public_key(), names), ca.intermediate]
+        with pytest.raises(CertificateError, match=r"does not verify for \*\.example\.org "):
+            certificate.check_chain(chain, csr, wildcard, NOW)
+
+
+@pytest.mark.unit
 def test_check_chain_refusals(ca: IssuingCA, cafile: str) -> None:
     key = generate_key("p256")
     good = section(cafile=cafile)

@@ -268,6 +268,19 @@ def test_cafile_default_and_empty_values_are_unset(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_wildcard_names(tmp_path: Path) -> None:
+    # RFC 8555 section 7.1.3: `*.` and a domain name, in CN or subjectAltName.
+    path = write(
+        tmp_path / "c.conf",
+        "[s]\ncertificate-key=/k\ncertificate=/c\nsubject=/CN=*.A.example\n"
+        "subjectAltName = DNS:a.example, DNS:*.a.example, DNS:*.B.a.example\n",
+    )
+    section = config.parse_section(config.load_certs([str(path)])["s"])
+    assert section.identifiers == ("*.a.example", "a.example", "*.b.a.example")
+    assert config.common_names(section.subject) == ("*.A.example",)
+
+
+@pytest.mark.unit
 def test_subject_without_cn_but_with_sans(tmp_path: Path) -> None:
     path = write(
         tmp_path / "c.conf",
@@ -308,7 +321,11 @@ MUST_STAPLE = (
             "subjectAltName = email:a@b.example\n",
             r"subjectAltName = .*: 'email:a@b.example' is not DNS:name or IP:address$",
         ),
-        ("subjectAltName = DNS:*.example.org\n", r"subjectAltName = .*: '\*\.example\.org' is not"),
+        ("subjectAltName = DNS:*.org\n", r"subjectAltName = .*: '\*\.org' is not a valid"),
+        ("subjectAltName = DNS:a.*.example\n", r"subjectAltName = .*: 'a\.\*\.example' is not"),
+        ("subjectAltName = DNS:**.example\n", r"subjectAltName = .*: '\*\*\.example' is not"),
+        ("subjectAltName = DNS:*example.org\n", r"subjectAltName = .*: '\*example\.org' is not"),
+        ("subject = /CN=*.org\n", r"subject = /CN=\*\.org: CN '\*\.org' is not a domain name$"),
         ("subjectAltName = DNS:localhost\n", r"subjectAltName = .*: 'localhost' is not a valid"),
         ("subject = /CN=not a domain\n", r"subject = .*: CN 'not a domain' is not a domain name$"),
         ("subject = /O=Acme\n", r"subject = /O=Acme: no domain name in CN nor in subjectAltName$"),

@@ -94,8 +94,11 @@ class Authorization:
             raise AcmeError("the server sent an authorization without identifier")
         status = obj.get("status")
         challenges = obj.get("challenges")
+        # RFC 8555 section 7.1.4: a wildcard's authorization is for the
+        # domain name, with `wildcard` set; it is named as it was ordered.
+        wildcard = "*." if obj.get("wildcard") is True else ""
         return cls(
-            identifier=f"{identifier.get('type')}:{identifier.get('value')}",
+            identifier=f"{identifier.get('type')}:{wildcard}{identifier.get('value')}",
             status=status if isinstance(status, str) else None,
             challenges=(
                 None

@@ -105,6 +105,10 @@ _KEY_USAGE_ARGUMENTS = {
     "decipherOnly": "decipher_only",
 }
 _DOTTED_OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
+# The verifier takes host names, not wildcards: a wildcard identifier is
+# verified for the name with this label in its place, which a certificate
+# only covers through the wildcard (no order names it).
+_WILDCARD_PROBE = "lacme-wildcard-probe"
 
 
 class CertificateError(Exception):
@@ -272,7 +276,8 @@ def check_chain(
         return
     verifier_builder = PolicyBuilder().store(Store(load_roots(section.cafile))).time(now)
     for identifier in section.identifiers:
-        verifier = verifier_builder.build_server_verifier(general_name(identifier))
+        name = identifier.replace("*", _WILDCARD_PROBE, 1)
+        verifier = verifier_builder.build_server_verifier(general_name(name))
         try:
             verifier.verify(leaf, list(chain[1:]))
         except VerificationError as e:

@@ -397,8 +397,9 @@ class CertSection:
         return tuple(p for p in (self.certificate_chain, self.certificate) if p is not None)
 
 
-def valid_domain(name: str) -> bool:
-    return len(name) <= 253 and _DOMAIN.fullmatch(name) is not None
+def valid_dns_name(name: str) -> bool:
+    """A domain name, or a wildcard: `*.` and a domain name (RFC 8555 section 7.1.3)."""
+    return len(name) <= 253 and _DOMAIN.fullmatch(name.removeprefix("*.")) is not None
 
 
 def parse_subject(text: str) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -527,7 +528,7 @@ def _alt_names(value: str) -> tuple[str, ...]:
             continue
         if not colon or kind != "DNS":
             raise ValueError(f"{item!r} is not DNS:name or IP:address")
-        if not valid_domain(name):
+        if not valid_dns_name(name):
             raise ValueError(f"{name!r} is not a valid domain name")
         if is_ip_address(name):
             raise ValueError(f"{name!r} is an IP address: write IP:{name}")
@@ -538,17 +539,21 @@ def _alt_names(value: str) -> tuple[str, ...]:
 Subject = tuple[tuple[tuple[str, str], ...], ...]
 
 
+def common_names(subject: Subject) -> tuple[str, ...]:
+    """The values of SUBJECT's CNs, as written."""
+    return tuple(
+        value for rdn in subject for attr_type, value in rdn if attr_type.lower() in _COMMON_NAMES
+    )
+
+
 def _subject(value: str) -> tuple[Subject, tuple[str, ...]]:
     """The subject, and the domain names of its CNs in lower case."""
     subject = parse_subject(value)
-    common_names: list[str] = []
-    for rdn in subject:
-        for attr_type, attr_value in rdn:
-            if attr_type.lower() in _COMMON_NAMES:
-                if not valid_domain(attr_value):
-                    raise ValueError(f"CN {attr_value!r} is not a domain name")
-                common_names.append(attr_value.lower())
-    return subject, tuple(common_names)
+    names = common_names(subject)
+    for name in names:
+        if not valid_dns_name(name):
+            raise ValueError(f"CN {name!r} is not a domain name")
+    return subject, tuple(name.lower() for name in names)
 
 
 def _owner(value: str) -> str:
