@@ -1,13 +1,24 @@
-"""What Let's Encrypt would refuse only after the authorizations, end to end
-through our master against Pebble behind the fault proxy
-(tests/support/faults.py): Must-Staple is refused before anything is sent."""
+"""What Let's Encrypt would refuse of an order, told before the order is
+made, end to end through our master against Pebble behind the fault proxy
+(tests/support/faults.py).  Must-Staple is refused before any request.  Too
+many names under a profile, an IP address outside shortlived, a key type,
+and a wildcard (which lacme cannot validate) are warned of, and the order
+goes on: Pebble takes them all but the wildcard, for which it offers dns-01
+only."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from support.faults import FaultProxy
-from support.masters import master_setup
+import pytest
+from cryptography import x509
+
+from lacme import __version__
+from support.faults import Answer, FaultProxy, Request
+from support.masters import leaf_of, master_setup, names_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -25,4 +36,111 @@ def test_must_staple_is_refused_before_any_request(fault_proxy: FaultProxy) -> N
             "Must-Staple CSRs); remove tlsfeature\n"
         )
         assert fault_proxy.exchanges == []
+        assert not chain.exists()
+
+
+# --- warnings before an order ---------------------------------------------------------
+
+
+def offer_profiles(proxy: FaultProxy, *names: str) -> None:
+    """Make PROXY's directory list profiles NAMES in meta.profiles, which
+    Pebble 2.4 lacks (it ignores the `profile` of a newOrder)."""
+    directory_path = urlsplit(proxy.directory_url).path
+
+    def directory(request: Request, answer: Answer) -> None:
+        if (request.method, request.path) == ("GET", directory_path) and answer.status == 200:
+            resources = json.loads(answer.body)
+            resources.setdefault("meta", {})["profiles"] = {name: name for name in names}
+            answer.body = json.dumps(resources).encode()
+
+    proxy.answer_hooks.append(directory)
+
+
+def ordered(proxy: FaultProxy) -> list[dict[str, Any]]:
+    """The payloads of the newOrders sent."""
+    return [e.request.payload for e in proxy.sent("POST", "newOrder")]
+
+
+def installed(chain: Path) -> str:
+    return f"Installing X.509 certificate chain {chain}\n"
+
+
+def test_more_than_25_names_under_tlsserver(fault_proxy: FaultProxy) -> None:
+    offer_profiles(fault_proxy, "classic", "tlsserver", "shortlived")
+    names = [f"n{i}.example.test" for i in range(26)]
+    # The CN again, and a name in another case: 26 names in the order.
+    alt_names = ", ".join(f"DNS:{name}" for name in [*names, "N1.Example.Test"])
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(
+            subject=f"/CN={names[0]}", subjectAltName=alt_names, profile="tlsserver"
+        )
+        result = setup.run("newOrder")
+        assert result.stderr == (
+            "[site] Warning: 26 names in subject and subjectAltName: Let's Encrypt allows "
+            "at most 25 under profile = tlsserver\n" + installed(chain)
+        )
+        (order,) = ordered(fault_proxy)
+        assert order["profile"] == "tlsserver"
+        assert [i["value"] for i in order["identifiers"]] == names
+        assert names_of(leaf_of(chain)) == sorted(names)
+
+
+def test_an_ip_address_without_a_profile(fault_proxy: FaultProxy) -> None:
+    # Pebble validates 127.0.0.1 over http-01 on its httpPort, where the
+    # webserver listens.
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(subject="/", subjectAltName="IP:127.0.0.1")
+        result = setup.run("newOrder")
+        assert result.stderr == (
+            "[site] Warning: subjectAltName IP:127.0.0.1 without profile = shortlived: "
+            "Let's Encrypt takes IP addresses only under the shortlived profile\n"
+            + installed(chain)
+        )
+        (order,) = ordered(fault_proxy)
+        assert order == {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
+        san = leaf_of(chain).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(("kind", "key_type"), [("p521", "ECDSA P-521"), ("ed25519", "Ed25519")])
+def test_a_key_type_lets_encrypt_refuses(fault_proxy: FaultProxy, kind: str, key_type: str) -> None:
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        key_path, key = setup.service_key("site", kind)
+        chain = setup.directory / "site.chain"
+        setup.write_sections(
+            {"site": {"certificate-key": str(key_path), "certificate-chain": str(chain), **SITE}}
+        )
+        result = setup.run("newOrder")
+        assert result.stderr == (
+            f"[site] Warning: certificate-key {key_path} is {key_type}: Let's Encrypt takes "
+            "only RSA 2048, RSA 3072, RSA 4096, ECDSA P-256, ECDSA P-384\n" + installed(chain)
+        )
+        assert leaf_of(chain).public_key() == key.public_key()
+
+
+def test_a_wildcard_is_ordered_after_a_warning(fault_proxy: FaultProxy) -> None:
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(
+            subject="/CN=a.example.test", subjectAltName="DNS:*.a.example.test"
+        )
+        result = setup.run("newOrder", check=False)
+        assert result.returncode == 1
+        assert result.stderr == (
+            "[site] Warning: subjectAltName DNS:*.a.example.test is a wildcard, which needs "
+            "dns-01: lacme answers http-01 only\n"
+            f"lacme-client {__version__}: error: no http-01 challenge offered for "
+            "dns:*.a.example.test\n"
+            "[site] Error: Couldn't issue X.509 certificate!\n"
+        )
+        (order,) = ordered(fault_proxy)
+        assert order == {
+            "identifiers": [
+                {"type": "dns", "value": "a.example.test"},
+                {"type": "dns", "value": "*.a.example.test"},
+            ]
+        }
         assert not chain.exists()

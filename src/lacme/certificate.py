@@ -104,6 +104,8 @@ _KEY_USAGE_ARGUMENTS = {
     "encipherOnly": "encipher_only",
     "decipherOnly": "decipher_only",
 }
+# FIPS 186 names, which CAs use, of the curves cryptography names after SEC 2.
+_NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _DOTTED_OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
 # The verifier takes host names, not wildcards: a wildcard identifier is
 # verified for the name with this label in its place, which a certificate
@@ -136,6 +138,18 @@ def load_key(path: str) -> ServiceKey:
             f"certificate-key {path}: {type(key).__name__} keys can't sign a CSR"
         )
     return key
+
+
+def key_type(key: ServiceKey) -> str:
+    """KEY's algorithm and size or curve, as CAs' key policies name them:
+    `RSA 2048`, `ECDSA P-256`, `Ed25519`..."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, dsa.DSAPrivateKey):
+        return f"DSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"ECDSA {_NIST_CURVES.get(key.curve.name, key.curve.name)}"
+    return "Ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "Ed448"
 
 
 def subject_name(rdns: Sequence[Sequence[tuple[str, str]]]) -> x509.Name:

@@ -71,8 +71,17 @@ from lacme.client_contract import (
 from lacme.config import AccountdConfig, CertSection, CertSource, Config, Percent
 from lacme.errors import ConfigError
 from lacme.master_command import NAME, Arguments
+from lacme.parsing import is_ip_address
 from lacme.privdrop import Credentials, SpawnError
 
+# What Let's Encrypt refuses (2025-2026) of an order, or of its CSR at
+# finalization: more names than its tlsserver and shortlived profiles allow,
+# IP addresses outside shortlived, other keys than these.  Other CAs may
+# take them, so they are warnings.
+LIMITED_PROFILES = ("tlsserver", "shortlived")
+PROFILE_MAX_NAMES = 25
+IP_PROFILE = "shortlived"
+ACCEPTED_KEY_TYPES = ("RSA 2048", "RSA 3072", "RSA 4096", "ECDSA P-256", "ECDSA P-384")
 # As lacme 0.8.2 cleans it for itself, and so for `notify`.
 NOTIFY_PATH = "/usr/bin:/bin"
 UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
@@ -92,6 +101,38 @@ def revocation_reason(text: str) -> int | None:
     if text.isdigit() and int(text) in codes.values():
         return int(text)
     return codes.get(text.lower())
+
+
+def refusal_warnings(section: CertSection, key_type: str) -> list[str]:
+    """What would fail SECTION's order, its key being of KEY_TYPE
+    (certificate.key_type): Let's Encrypt's limits, and wildcards, which
+    lacme cannot validate; a line each."""
+    warnings: list[str] = []
+    count = len(section.identifiers)
+    if section.profile in LIMITED_PROFILES and count > PROFILE_MAX_NAMES:
+        warnings.append(
+            f"{count} names in subject and subjectAltName: Let's Encrypt allows at most "
+            f"{PROFILE_MAX_NAMES} under profile = {section.profile}"
+        )
+    addresses = [f"IP:{name}" for name in section.identifiers if is_ip_address(name)]
+    if addresses and section.profile != IP_PROFILE:
+        warnings.append(
+            f"subjectAltName {', '.join(addresses)} without profile = {IP_PROFILE}: "
+            f"Let's Encrypt takes IP addresses only under the {IP_PROFILE} profile"
+        )
+    if key_type not in ACCEPTED_KEY_TYPES:
+        warnings.append(
+            f"certificate-key {section.certificate_key} is {key_type}: "
+            f"Let's Encrypt takes only {', '.join(ACCEPTED_KEY_TYPES)}"
+        )
+    common_names = {name.lower() for name in config.common_names(section.subject)}
+    for name in section.identifiers:
+        if name.startswith("*."):
+            setting = "subject CN=" if name in common_names else "subjectAltName DNS:"
+            warnings.append(
+                f"{setting}{name} is a wildcard, which needs dns-01: lacme answers http-01 only"
+            )
+    return warnings
 
 
 class ChallengeDirectory:
@@ -304,7 +345,10 @@ class Master:
                 return True
             if self._rate_limited(section, now):
                 return False
-            csr = certificate.build_csr(section, certificate.load_key(section.certificate_key))
+            key = certificate.load_key(section.certificate_key)
+            for warning in refusal_warnings(section, certificate.key_type(key)):
+                log.say(f"[{source.name}] Warning: {warning}")
+            csr = certificate.build_csr(section, key)
         except ConfigError as e:  # it names file and section itself
             log.say(f"Error: {e}")
             return False
