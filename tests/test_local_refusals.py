@@ -1,16 +1,27 @@
-"""What the master warns of before ordering (lacme.master.refusal_warnings):
-what Let's Encrypt would refuse of the order or its CSR, and wildcards,
-which lacme cannot validate.  End to end: tests/test_local_refusals_e2e.py."""
+"""What lacme tells of itself for what a CA would refuse: the master's
+warnings before ordering (lacme.master.refusal_warnings) of what Let's
+Encrypt would refuse of the order or its CSR, and of wildcards, which lacme
+cannot validate; the client naming a revocation reason the server refuses.
+Must-Staple's refusal is tested with the configuration
+(tests/test_master_config.py); end to end: tests/test_local_refusals_e2e.py."""
 
 from __future__ import annotations
 
+import io
+import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448
 
-from lacme import certificate, config
+from lacme import certificate, config, log
+from lacme.acme import AcmeSession
+from lacme.acme_http import PROBLEM_JSON, AcmeError, Deadline, Problem
+from lacme.client import Fatal, revoke_cert
+from lacme.client_contract import ClientSettings
 from lacme.master import refusal_warnings
 from support.pki import generate_key
 
@@ -121,3 +132,86 @@ def test_every_warning_at_once() -> None:
         "subjectAltName DNS:*.example.test is a wildcard, which needs dns-01: "
         "lacme answers http-01 only",
     ]
+
+
+# --- a revocation reason the server refuses (lacme.client) -------------------------
+
+
+CA = "https://ca.test"
+BOULDER = {
+    "type": "urn:ietf:params:acme:error:badRevocationReason",
+    "detail": "Unable to revoke :: disallowed revocation reason: 2",
+}
+ACCEPTED = (
+    "Let's Encrypt accepts only unspecified (0), keyCompromise (1), superseded (4), "
+    "cessationOfOperation (5)"
+)
+
+
+def revoking(status: int, problem: dict[str, Any] | None = None) -> AcmeSession:
+    """A session with a server that answers revokeCert with STATUS and PROBLEM."""
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/dir":
+            resources = {"newNonce": f"{CA}/nonce", "revokeCert": f"{CA}/revoke"}
+            return httpx.Response(200, json=resources)
+        if request.url.path == "/nonce":
+            return httpx.Response(200, headers={"Replay-Nonce": "bm9uY2U"})
+        assert request.url.path == "/revoke"
+        if problem is None:
+            return httpx.Response(status)
+        body = json.dumps({**problem, "status": status}).encode()
+        return httpx.Response(status, content=body, headers={"Content-Type": PROBLEM_JSON})
+
+    return AcmeSession(
+        f"{CA}/dir",
+        http=httpx.Client(transport=httpx.MockTransport(server)),
+        sign=lambda signing_input: "c2lnbmVk",
+        alg="ES256",
+        jwk={},
+        thumbprint="",
+        kid=f"{CA}/account/1",
+        deadline=Deadline(30),
+        warn=log.warn,
+    )
+
+
+@pytest.fixture
+def certificate_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"0\x82DER")))
+
+
+@pytest.mark.usefixtures("certificate_on_stdin")
+@pytest.mark.parametrize(
+    ("argument", "reason"), [("2", "cACompromise (2)"), ("9", "privilegeWithdrawn (9)"), ("7", "7")]
+)
+def test_a_revocation_reason_refused_is_named(argument: str, reason: str) -> None:
+    with revoking(400, BOULDER) as session, pytest.raises(Fatal) as refused:
+        revoke_cert(session, [argument], ClientSettings())
+    assert str(refused.value) == (
+        f"the ACME server refused revocation reason {reason}: badRevocationReason: "
+        f"Unable to revoke :: disallowed revocation reason: 2; {ACCEPTED}"
+    )
+
+
+@pytest.mark.usefixtures("certificate_on_stdin")
+@pytest.mark.parametrize(
+    ("arguments", "status", "answer"),
+    [
+        # No reason sent: none to name.
+        ([], 400, BOULDER),
+        (["2"], 403, {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "not yours"}),
+    ],
+)
+def test_other_revocation_refusals_are_the_servers(
+    arguments: list[str], status: int, answer: dict[str, Any]
+) -> None:
+    with revoking(status, answer) as session, pytest.raises(AcmeError) as refused:
+        revoke_cert(session, arguments, ClientSettings())
+    assert str(refused.value) == f"POST {CA}/revoke: HTTP {status}: {Problem.from_json(answer)}"
+
+
+@pytest.mark.usefixtures("certificate_on_stdin")
+def test_a_revocation_with_a_reason_taken() -> None:
+    with revoking(200) as session:
+        revoke_cert(session, ["4"], ClientSettings())

@@ -4,7 +4,7 @@ made, end to end through our master against Pebble behind the fault proxy
 many names under a profile, an IP address outside shortlived, a key type,
 and a wildcard (which lacme cannot validate) are warned of, and the order
 goes on: Pebble takes them all but the wildcard, for which it offers dns-01
-only."""
+only.  A revocation reason the server refuses, as Boulder does, is named."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from lacme import __version__
-from support.faults import Answer, FaultProxy, Request
+from support.faults import Answer, FaultProxy, Request, problem
 from support.masters import leaf_of, master_setup, names_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -144,3 +144,53 @@ def test_a_wildcard_is_ordered_after_a_warning(fault_proxy: FaultProxy) -> None:
             ]
         }
         assert not chain.exists()
+
+
+# --- a revocation reason the server refuses ------------------------------------------
+
+
+def refuse_reason(proxy: FaultProxy, reason: int) -> None:
+    """Make PROXY answer a revokeCert carrying REASON with Boulder's 400
+    badRevocationReason (its wfe2 and errors packages); the others go to
+    Pebble."""
+    revoke_cert = proxy.path("revokeCert")
+
+    def hook(request: Request) -> Answer | None:
+        payload = request.payload
+        refused = isinstance(payload, dict) and payload.get("reason") == reason
+        if request.path != revoke_cert or not refused:
+            return None
+        detail = f"Unable to revoke :: disallowed revocation reason: {reason}"
+        return problem(400, "badRevocationReason", detail)
+
+    proxy.hooks.append(hook)
+
+
+def test_a_revocation_reason_the_server_refuses(fault_proxy: FaultProxy) -> None:
+    """Let's Encrypt takes reasons 0, 1, 4 and 5 only.  Pebble 2.4 takes
+    every RFC 5280 reason lacme sends (it refuses only 7 and codes over 10,
+    which lacme refuses itself): the proxy refuses cACompromise (2)."""
+    refuse_reason(fault_proxy, 2)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        setup.run("newOrder")
+        serial = leaf_of(chain).serial_number
+        result = setup.run("revokeCert", "--reason=cACompromise", str(chain), check=False)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"Revoking {chain}\n"
+            f"lacme-client {__version__}: error: the ACME server refused revocation reason "
+            "cACompromise (2): badRevocationReason: Unable to revoke :: disallowed revocation "
+            "reason: 2; Let's Encrypt accepts only unspecified (0), keyCompromise (1), "
+            "superseded (4), cessationOfOperation (5)\n"
+            f"Warning: Couldn't revoke {chain}\n"
+        )
+        (refused,) = fault_proxy.sent("POST", "revokeCert")
+        assert refused.canned
+        assert refused.request.payload["reason"] == 2
+        assert fault_proxy.pebble.cert_status(serial)["Status"] == "Valid"
+        # A reason it takes reaches Pebble, which revokes.
+        setup.run("revokeCert", "--reason=superseded", str(chain))
+        status = fault_proxy.pebble.cert_status(serial)
+        assert (status["Status"], status["Reason"]) == ("Revoked", 4)

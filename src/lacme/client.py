@@ -60,6 +60,7 @@ from lacme.client_contract import (
     MAX_INPUT,
     NEW_ORDER,
     RENEWAL_INFO,
+    REVOCATION_REASONS,
     REVOKE_CERT,
     UNSIGNED,
     ClientSettings,
@@ -86,6 +87,10 @@ TLS_VERSIONS = {
     "tlsv1_2": ssl.TLSVersion.TLSv1_2,
     "tlsv1_3": ssl.TLSVersion.TLSv1_3,
 }
+
+BAD_REVOCATION_REASON = ERROR_NS + "badRevocationReason"
+# What Let's Encrypt takes from subscribers (Boulder's UserAllowedReason).
+LETS_ENCRYPT_REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation")
 
 
 class Fatal(Exception):
@@ -281,7 +286,22 @@ def revoke_cert(session: AcmeSession, args: list[str], settings: ClientSettings)
     """`revokeCert [REASON]`: the certificate (DER) on stdin, REASON a reason code."""
     reason = parse_revoke_arguments(args)
     certificate = read_stdin("certificate")
-    session.revoke(certificate, reason)
+    try:
+        session.revoke(certificate, reason)
+    except AcmeError as e:
+        if reason is None or e.problem is None or e.problem.type != BAD_REVOCATION_REASON:
+            raise
+        # The server names the code at best: say which reason it was, and
+        # what the CA most users meet takes.
+        names = {code: name for name, code in REVOCATION_REASONS.items()}
+        given = f"{names[reason]} ({reason})" if reason in names else str(reason)
+        accepted = ", ".join(
+            f"{name} ({REVOCATION_REASONS[name]})" for name in LETS_ENCRYPT_REASONS
+        )
+        raise Fatal(
+            f"the ACME server refused revocation reason {given}: {e.problem}; "
+            f"Let's Encrypt accepts only {accepted}"
+        ) from None
 
 
 def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
