@@ -291,8 +291,8 @@ def revoke_cert(session: AcmeSession, args: list[str], settings: ClientSettings)
     except AcmeError as e:
         if reason is None or e.problem is None or e.problem.type != BAD_REVOCATION_REASON:
             raise
-        # The server names the code at best: say which reason it was, and
-        # what the CA most users meet takes.
+        # The server names the reason by its code at most: name it, and
+        # the ones Let's Encrypt takes.
         names = {code: name for name, code in REVOCATION_REASONS.items()}
         given = f"{names[reason]} ({reason})" if reason in names else str(reason)
         accepted = ", ".join(

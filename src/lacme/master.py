@@ -12,7 +12,8 @@ key runs elsewhere: the ACME client and the webservers unprivileged
 (lacme.privdrop), lacme-accountd as configured (lacme.accountd_link).  What
 the client brings back is checked (lacme.certificate) before any file is
 written; what it looks up (the directory's profiles, renewal information)
-the master weighs before ordering.
+the master weighs before ordering, and it warns of what Let's Encrypt would
+refuse of an order.
 
 SIGINT, SIGTERM and SIGHUP stop the run, undoing what it set up.
 """
