@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448
 
 from lacme import certificate, config, log
 from lacme.acme import AcmeSession
-from lacme.acme_http import PROBLEM_JSON, AcmeError, Deadline, Problem
+from lacme.acme_http import PROBLEM_JSON, AcmeError, Patience, Problem
 from lacme.client import Fatal, revoke_cert
 from lacme.client_contract import ClientSettings
 from lacme.master import refusal_warnings
@@ -163,17 +164,20 @@ def revoking(status: int, problem: dict[str, Any] | None = None) -> AcmeSession:
         body = json.dumps({**problem, "status": status}).encode()
         return httpx.Response(status, content=body, headers={"Content-Type": PROBLEM_JSON})
 
-    return AcmeSession(
+    session = AcmeSession(
         f"{CA}/dir",
-        http=httpx.Client(transport=httpx.MockTransport(server)),
+        context=ssl.create_default_context(),
         sign=lambda signing_input: "c2lnbmVk",
         alg="ES256",
         jwk={},
         thumbprint="",
         kid=f"{CA}/account/1",
-        deadline=Deadline(30),
+        patience=Patience(30),
         warn=log.warn,
     )
+    session.transport.http.close()
+    session.transport.http = httpx.Client(transport=httpx.MockTransport(server))
+    return session
 
 
 @pytest.fixture
