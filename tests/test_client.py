@@ -331,12 +331,29 @@ def test_certificate_not_pem(hostile: HostileServer, workdir: Path) -> None:
 @pytest.mark.process
 def test_order_never_valid(hostile: HostileServer, workdir: Path) -> None:
     hostile.order_status = "pending"
+
+    def authorization(http_01_status: str | None) -> Answer:
+        http_01 = {"type": "http-01", "token": TOKEN, "url": f"{hostile.base}/chall/1"}
+        if http_01_status is not None:
+            http_01["status"] = http_01_status
+        dns_01 = {"type": "dns-01", "token": TOKEN, "url": f"{hostile.base}/chall/2"}
+        authz = {
+            "status": "pending",
+            "identifier": {"type": "dns", "value": "a.example.test"},
+            "challenges": [http_01, dns_01],
+        }
+        return 200, "application/json", json.dumps(authz).encode(), {}
+
+    hostile.queued["/authz/1"] = [authorization(None)]
+    hostile.overrides["/authz/1"] = authorization("processing")
     status, out, err = new_order(hostile, workdir, timeout="2")
     assert status != 0
     assert out == ""
+    # Where validation stands, for each name.
     assert err == (
         f"lacme-client {lacme.__version__}: error: timeout (2s) exceeded polling order "
         f"{hostile.base}/order/1: the order is pending\n"
+        "  dns:a.example.test: authorization pending, http-01 challenge processing\n"
     )
 
 

@@ -33,6 +33,7 @@ from lacme.acme_http import (
     MAX_CERTIFICATE_BODY,
     PEM_CHAIN,
     AcmeError,
+    AcmeTimeout,
     Patience,
     Problem,
     Response,
@@ -446,7 +447,10 @@ class AcmeSession:
                 else:
                     finalized = True
             else:
-                wait.sleep(delay, server_asked=server_asked, why=f"the order is {status}")
+                try:
+                    wait.sleep(delay, server_asked=server_asked, why=f"the order is {status}")
+                except AcmeTimeout as e:
+                    raise self._stalled(e, order) from None
                 response = self.post(url)
             order = Order.parse(response.json())
             server_wait = response.retry_after()
@@ -459,6 +463,25 @@ class AcmeSession:
             else:
                 interval = min(POLL_MAX, interval * 2)
             delay = server_wait if server_wait is not None else interval
+
+    def _stalled(self, timeout: AcmeTimeout, order: Order) -> AcmeTimeout:
+        """TIMEOUT, with where each authorization of ORDER stands if it is
+        still pending: which name the server has not validated yet."""
+        if order.status != "pending":
+            return timeout
+        notes: list[str] = []
+        for url in order.authorization_urls():
+            try:
+                authz = self.authorization(url)
+            except AcmeError as e:
+                notes.append(f"{url}: {e}")
+                continue
+            note = f"{authz.identifier}: authorization {authz.status or 'without a status'}"
+            challenge = next((c for c in authz.challenges or () if c.type == "http-01"), None)
+            if challenge is not None and challenge.status is not None:
+                note += f", http-01 challenge {challenge.status}"
+            notes.append(note)
+        return AcmeTimeout(str(timeout), notes=notes)
 
     def _order_failure(self, order: Order) -> AcmeError:
         """The order's problem, with those of its failed challenges per identifier."""

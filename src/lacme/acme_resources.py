@@ -63,6 +63,7 @@ class Challenge:
     type: str | None
     url: str | None
     token: str | None
+    status: str | None
     error: Problem | None
 
     @classmethod
@@ -73,10 +74,12 @@ class Challenge:
         kind = obj.get("type")
         token = obj.get("token")
         url = obj.get("url")
+        status = obj.get("status")
         return cls(
             type=kind if isinstance(kind, str) else None,
             url=url if isinstance(url, str) and url else None,
             token=token if isinstance(token, str) and token else None,
+            status=status if isinstance(status, str) else None,
             error=_problem(obj.get("error")),
         )
 

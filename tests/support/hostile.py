@@ -92,6 +92,7 @@ class HostileServer:
                 200,
                 {
                     "status": self.order_status,
+                    "authorizations": [f"{b}/authz/1"],
                     "finalize": f"{b}/finalize",
                     "certificate": f"{b}/cert/1",
                 },
