@@ -500,3 +500,30 @@ def test_a_rate_limit_is_shown_and_kept_until_it_ends(fault_proxy: FaultProxy) -
         setup.run("newOrder")
         check_installed(setup, fault_proxy, chain)
         assert not Path(f"{chain}.rate-limit").exists()
+
+
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_at_the_timeout(
+    fault_proxy: FaultProxy,
+) -> None:
+    """Each byte would reset a timeout per read: the bound is on the whole
+    exchange, and the run ends with why."""
+    new_order = fault_proxy.path("newOrder")
+    dripped: list[Request] = []
+
+    def drip(request: Request, answer: Answer) -> None:
+        if request.path == new_order:
+            dripped.append(request)
+            answer.drip = 0.05  # a few hundred bytes: 10 s or more in all
+
+    fault_proxy.answer_hooks.append(drip)
+    with master_setup(fault_proxy, extra_client=["timeout = 1"]) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        result = setup.run("newOrder", check=False)
+        assert result.returncode == 1
+        assert not chain.exists()
+    assert (
+        f"error: timeout (1s) exceeded retrying: POST {fault_proxy.base}{new_order}: "
+        "no complete answer within 1s\n"
+    ) in result.stderr, result.stderr
+    assert len(dripped) == 1

@@ -19,9 +19,11 @@ import http.server
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,11 +62,14 @@ class Request:
 
 @dataclass
 class Answer:
-    """An HTTP answer, Pebble's (which answer hooks may alter) or canned."""
+    """An HTTP answer, Pebble's (which answer hooks may alter) or canned;
+    with `drip`, its status line and headers go out a byte every `drip`
+    seconds, as from a server that keeps a client waiting a byte at a time."""
 
     status: int
     headers: httpx.Headers
     body: bytes
+    drip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -236,14 +241,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if name.lower() not in HOP_BY_HOP | FRAMING | {"host", "accept-encoding"}
         }
         answer = self.server.proxy.answer(decode_request(self.command, self.path, body), headers)
-        self.send_response(answer.status)
-        for name, value in answer.headers.multi_items():
-            if name.lower() not in HOP_BY_HOP | FRAMING:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
+        lines = [f"{self.protocol_version} {answer.status} {HTTPStatus(answer.status).phrase}"]
+        lines += [
+            f"{name}: {value}"
+            for name, value in answer.headers.multi_items()
+            if name.lower() not in HOP_BY_HOP | FRAMING
+        ]
+        lines.append(f"Content-Length: {len(answer.body)}")
+        head = "".join(f"{line}\r\n" for line in lines).encode("latin-1") + b"\r\n"
+        try:
+            if answer.drip:
+                for byte in head:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    # Not to wait for a condition: the delay is the fault.
+                    time.sleep(answer.drip)
+            else:
+                self.wfile.write(head)
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+        except OSError:  # the client went away
+            self.close_connection = True
 
     do_HEAD = do_POST = do_GET
 
