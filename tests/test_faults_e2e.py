@@ -7,7 +7,7 @@ import datetime
 import json
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -190,6 +190,18 @@ class OrderPaths:
         return (request.method, request.path, request.payload) == ("POST", self.order, None)
 
 
+def failed_order(proxy: FaultProxy, extra_client: Sequence[str] = ()) -> str:
+    """Register, then order the certificate of SITE through PROXY, which
+    fails: nothing is installed.  Its stderr."""
+    with master_setup(proxy, extra_client=extra_client) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        result = setup.run("newOrder", check=False)
+        assert result.returncode == 1
+        assert not chain.exists()
+    return result.stderr
+
+
 def statuses(proxy: FaultProxy, path: str) -> list[int]:
     return [e.status for e in proxy.exchanges if e.request.path == path]
 
@@ -236,12 +248,7 @@ def test_giving_up_shows_the_servers_last_word(fault_proxy: FaultProxy) -> None:
         return answer
 
     fault_proxy.hooks.append(always_fails)
-    with master_setup(fault_proxy) as setup:
-        setup.register()
-        chain = setup.one_section(**SITE)
-        result = setup.run("newOrder", check=False)
-        assert result.returncode == 1
-        assert not chain.exists()
+    stderr = failed_order(fault_proxy)
     assert statuses(fault_proxy, new_order) == [503] * 6
     url = re.escape(fault_proxy.base + new_order)
     assert re.search(
@@ -250,8 +257,8 @@ def test_giving_up_shows_the_servers_last_word(fault_proxy: FaultProxy) -> None:
         r"  instance: https://status\.example\.test/incident/7\n"
         r"  help: https://status\.example\.test/\n"
         r"  retry after \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 0s\)\n",
-        result.stderr,
-    ), result.stderr
+        stderr,
+    ), stderr
 
 
 def processing(answer: Answer, retry_after: str | None) -> None:
@@ -294,16 +301,11 @@ def test_processing_without_retry_after_times_out(fault_proxy: FaultProxy) -> No
             processing(answer, None)
 
     fault_proxy.answer_hooks.append(never_issued)
-    with master_setup(fault_proxy, extra_client=["timeout = 1"]) as setup:
-        setup.register()
-        chain = setup.one_section(**SITE)
-        result = setup.run("newOrder", check=False)
-        assert result.returncode == 1
-        assert not chain.exists()
+    stderr = failed_order(fault_proxy, ["timeout = 1"])
     assert (
         f"error: timeout (1s) exceeded polling order {fault_proxy.base}{paths.order}: "
         "the order is processing\n"
-    ) in result.stderr
+    ) in stderr
 
 
 # --- non-idempotent requests -------------------------------------------------------
@@ -516,14 +518,9 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_at_the_timeout(
             answer.drip = 0.05  # a few hundred bytes: 10 s or more in all
 
     fault_proxy.answer_hooks.append(drip)
-    with master_setup(fault_proxy, extra_client=["timeout = 1"]) as setup:
-        setup.register()
-        chain = setup.one_section(**SITE)
-        result = setup.run("newOrder", check=False)
-        assert result.returncode == 1
-        assert not chain.exists()
+    stderr = failed_order(fault_proxy, ["timeout = 1"])
     assert (
         f"error: timeout (1s) exceeded retrying: POST {fault_proxy.base}{new_order}: "
         "no complete answer within 1s\n"
-    ) in result.stderr, result.stderr
+    ) in stderr, stderr
     assert len(dripped) == 1
