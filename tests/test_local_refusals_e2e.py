@@ -8,16 +8,14 @@ only.  A revocation reason the server refuses, as Boulder does, is named."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
 
 from lacme import __version__
-from support.faults import Answer, FaultProxy, Request, problem
+from support.faults import Answer, FaultProxy, Request, offer_profiles, problem
 from support.masters import leaf_of, master_setup, names_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -40,20 +38,6 @@ def test_must_staple_is_refused_before_any_request(fault_proxy: FaultProxy) -> N
 
 
 # --- warnings before an order ---------------------------------------------------------
-
-
-def offer_profiles(proxy: FaultProxy, *names: str) -> None:
-    """Make PROXY's directory list profiles NAMES in meta.profiles, which
-    Pebble 2.4 lacks (it ignores the `profile` of a newOrder)."""
-    directory_path = urlsplit(proxy.directory_url).path
-
-    def directory(request: Request, answer: Answer) -> None:
-        if (request.method, request.path) == ("GET", directory_path) and answer.status == 200:
-            resources = json.loads(answer.body)
-            resources.setdefault("meta", {})["profiles"] = {name: name for name in names}
-            answer.body = json.dumps(resources).encode()
-
-    proxy.answer_hooks.append(directory)
 
 
 def ordered(proxy: FaultProxy) -> list[dict[str, Any]]:

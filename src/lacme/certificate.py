@@ -274,6 +274,33 @@ def load_roots(cafile: str) -> list[x509.Certificate]:
     return roots
 
 
+def installation_problems(section: CertSection) -> list[str]:
+    """What would stop SECTION's certificate from being verified and
+    installed once issued, each in a line naming the setting: checked before
+    ordering, so that the CA's work (and rate limits) is not spent on a
+    certificate that would be thrown away."""
+    problems: list[str] = []
+    if section.cafile is not None:
+        try:
+            load_roots(section.cafile)
+        except CertificateError as e:
+            problems.append(str(e))
+    for option, path in (
+        ("certificate", section.certificate),
+        ("certificate-chain", section.certificate_chain),
+    ):
+        if path is None:
+            continue
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            problems.append(f"{option} {path}: no directory {directory}")
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            problems.append(f"{option} {path}: can't write in {directory}")
+        elif os.path.isdir(path):
+            problems.append(f"{option} {path} is a directory")
+    return problems
+
+
 def check_chain(
     chain: Sequence[x509.Certificate],
     csr: x509.CertificateSigningRequest,

@@ -24,6 +24,9 @@ import contextlib
 import datetime
 import functools
 import os
+import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +47,7 @@ from lacme import (
     certificate,
     challenges,
     config,
+    installed,
     log,
     privdrop,
     rate_limits,
@@ -85,6 +89,15 @@ IP_PROFILE = "shortlived"
 ACCEPTED_KEY_TYPES = ("RSA 2048", "RSA 3072", "RSA 4096", "ECDSA P-256", "ECDSA P-384")
 # As lacme 0.8.2 cleans it for itself, and so for `notify`.
 NOTIFY_PATH = "/usr/bin:/bin"
+# What a notify command may start with that names no program to look up:
+# POSIX sh's special and regular builtins and reserved words.
+_SHELL_WORDS = (
+    ". : [ alias bg break case cd command continue echo eval exec exit export false fg "
+    "for getopts hash if jobs kill printf pwd read readonly return set shift test times "
+    "trap true type ulimit umask unalias unset until wait while { ! ("
+)
+SHELL_WORDS = frozenset(_SHELL_WORDS.split())
+SHELL_SYNTAX = re.compile(r"[=$`;|&<>(){}*?\[~]")
 UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
 
 
@@ -134,6 +147,38 @@ def refusal_warnings(section: CertSection, key_type: str) -> list[str]:
                 f"{setting}{name} is a wildcard, which needs dns-01: lacme answers http-01 only"
             )
     return warnings
+
+
+def before_ordering(section: CertSection) -> list[str]:
+    """What would make SECTION's certificate fail after issuance, checked
+    before ordering: installation (certificate.installation_problems) and
+    the notify command's program."""
+    problems = certificate.installation_problems(section)
+    if section.notify is not None:
+        problem = notify_program_problem(section.notify, NOTIFY_PATH)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def notify_program_problem(command: str, path: str) -> str | None:
+    """Why the program the /bin/sh COMMAND starts with would not be found
+    with PATH; None if it would, or if that cannot be told without running
+    the shell (a builtin, a keyword, an assignment, an expansion)."""
+    try:
+        words = shlex.split(command)
+    except ValueError as e:
+        return f"notify = {command}: not a shell command ({e})"
+    if not words or words[0] in SHELL_WORDS or SHELL_SYNTAX.search(words[0]):
+        return None
+    program = words[0]
+    if "/" in program:
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            return f"notify = {command}: can't execute {program}"
+        return None
+    if shutil.which(program, path=path) is None:
+        return f"notify = {command}: {program} not found in PATH {path}"
+    return None
 
 
 class ChallengeDirectory:
@@ -341,12 +386,22 @@ class Master:
         try:
             section = self._section(source)
             now = datetime.datetime.now(datetime.UTC)
-            due, replaces = self._renewal_due(section, now)
+            key = certificate.load_key(section.certificate_key)
+            reason = self._mismatch(section, key)
+            if reason is not None:
+                self.info(f"[{source.name}] Renewing: {reason}")
+                due, replaces = True, None
+            else:
+                due, replaces = self._renewal_due(section, now)
             if not due:
                 return True
             if self._rate_limited(section, now):
                 return False
-            key = certificate.load_key(section.certificate_key)
+            problems = before_ordering(section)
+            for problem in problems:
+                log.say(f"[{source.name}] Error before ordering: {problem}")
+            if problems:
+                return False
             for warning in refusal_warnings(section, certificate.key_type(key)):
                 log.say(f"[{source.name}] Warning: {warning}")
             csr = certificate.build_csr(section, key)
@@ -423,6 +478,16 @@ class Master:
                 "the ACME server offers no such profile "
                 f"(it offers: {', '.join(sorted(profiles)) or 'none'})"
             )
+
+    def _mismatch(self, section: CertSection, key: certificate.ServiceKey) -> str | None:
+        """Why the installed certificate no longer matches SECTION, whose key
+        is KEY (lacme.installed); None if it does, or if there is none."""
+
+        try:
+            installed_certificate = certificate.read_certificate(section.certificate_paths()[0])
+        except CertificateError:
+            return None  # none yet, or a broken one: _renewal_due orders
+        return installed.mismatch(section, installed_certificate, key)
 
     def _renewal_due(self, section: CertSection, now: datetime.datetime) -> tuple[bool, str | None]:
         """Whether the section is due for renewal, and the ARI certID of the
@@ -566,9 +631,17 @@ class Master:
             files.append((section.certificate_chain, certificate.pem(chain)))
         certificate.install(files, section.mode, section.owner)
         # What they say is about the certificate just replaced.
-        for state in (ari.state_path, rate_limits.state_path):
+        paths = section.certificate_paths()
+        for state in (ari.state_path(paths[0]), rate_limits.state_path(paths[0])):
             with contextlib.suppress(OSError):
-                os.unlink(state(section.certificate_paths()[0]))
+                os.unlink(state)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.unlink(installed.revoked_path(path))
+        try:
+            installed.save_ordered(paths[0], section)
+        except OSError as e:
+            log.say(f"[{section.name}] Warning: can't save {installed.ordered_path(paths[0])}: {e}")
         sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n{certificate.summary(chain[0])}\n")
         sys.stdout.flush()
 
@@ -614,6 +687,12 @@ class Master:
             if revoked != 0:
                 log.say(f"Warning: Couldn't revoke {filename}")
                 status = 1
+                continue
+            # For the next newOrder to replace it, if it is a section's.
+            try:
+                installed.save_revoked(filename, cert, datetime.datetime.now(datetime.UTC))
+            except OSError as e:
+                log.say(f"Warning: can't save {installed.revoked_path(filename)}: {e.strerror}")
         return status
 
 

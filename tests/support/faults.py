@@ -325,3 +325,17 @@ def offer_renewal_info(proxy: FaultProxy, window: tuple[str, str]) -> list[str]:
     proxy.answer_hooks.append(directory)
     proxy.hooks.append(renewal_info)
     return asked
+
+
+def offer_profiles(proxy: FaultProxy, *names: str) -> None:
+    """Make PROXY's directory list profiles NAMES in meta.profiles, which
+    Pebble 2.4 lacks (it ignores the `profile` of a newOrder)."""
+    directory_path = urlsplit(proxy.directory_url).path
+
+    def directory(request: Request, answer: Answer) -> None:
+        if (request.method, request.path) == ("GET", directory_path) and answer.status == 200:
+            resources = json.loads(answer.body)
+            resources.setdefault("meta", {})["profiles"] = {name: name for name in names}
+            answer.body = json.dumps(resources).encode()
+
+    proxy.answer_hooks.append(directory)

@@ -1,0 +1,142 @@
+"""What the master knows of a section's installed certificate beyond the
+file itself, to tell whether it still matches its section.
+
+The names and the key are in the certificate.  What it was ordered with
+(`profile`, `preferred-chain`) is not: the master keeps it at installation
+in CERTIFICATE.ordered.  A certificate this lacme revoked (`lacme revokeCert
+FILE`) is marked in FILE.revoked with its fingerprint.  Both are small JSON
+files beside the certificate, replaced or removed when it is.  A
+certificate installed without them (by lacme 0.8.2, say) is judged by its
+names and key only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from lacme import files
+from lacme.certificate import ServiceKey
+from lacme.config import CertSection
+
+ORDERED_SUFFIX = ".ordered"
+REVOKED_SUFFIX = ".revoked"
+
+
+@dataclass(frozen=True)
+class Ordered:
+    """The settings a certificate was ordered with."""
+
+    profile: str | None
+    preferred_chain: str | None
+
+
+def ordered_path(certificate_path: str) -> str:
+    return certificate_path + ORDERED_SUFFIX
+
+
+def revoked_path(certificate_path: str) -> str:
+    return certificate_path + REVOKED_SUFFIX
+
+
+def _load(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _optional_text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def save_ordered(certificate_path: str, section: CertSection) -> None:
+    """Record what SECTION's certificate at CERTIFICATE_PATH was ordered
+    with; OSError if that fails."""
+    data = {"profile": section.profile, "preferredChain": section.preferred_chain}
+    files.replace(ordered_path(certificate_path), json.dumps(data).encode() + b"\n", 0o644)
+
+
+def load_ordered(certificate_path: str) -> Ordered | None:
+    """What the certificate at CERTIFICATE_PATH was ordered with, if known."""
+    data = _load(ordered_path(certificate_path))
+    if data is None:
+        return None
+    return Ordered(_optional_text(data, "profile"), _optional_text(data, "preferredChain"))
+
+
+def _digest(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def save_revoked(certificate_path: str, cert: x509.Certificate, now: datetime.datetime) -> None:
+    """Mark CERT, read from CERTIFICATE_PATH, as revoked by this lacme at NOW;
+    OSError if that fails."""
+    data = {"sha256": _digest(cert), "revoked": now.isoformat()}
+    files.replace(revoked_path(certificate_path), json.dumps(data).encode() + b"\n", 0o644)
+
+
+def revoked(certificate_path: str, cert: x509.Certificate) -> str | None:
+    """When this lacme revoked CERT, installed at CERTIFICATE_PATH, as
+    recorded; None if it did not."""
+    data = _load(revoked_path(certificate_path))
+    if data is None or data.get("sha256") != _digest(cert):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(str(data.get("revoked")))
+    except ValueError:
+        return "at a time not recorded"
+    return f"on {when:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def certificate_names(cert: x509.Certificate) -> set[str]:
+    """The identifiers CERT is for, as a CertSection spells them: DNS names
+    in lower case, IP addresses in RFC 5952 form."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return set()
+    return {name.lower() for name in san.get_values_for_type(x509.DNSName)} | {
+        str(address) for address in san.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _spki(key: x509.Certificate | ServiceKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def mismatch(section: CertSection, cert: x509.Certificate, key: ServiceKey) -> str | None:
+    """Why CERT, the certificate installed for SECTION, whose key is KEY,
+    no longer matches the section; None if it does."""
+    have = certificate_names(cert)
+    want = set(section.identifiers)
+    if have != want:
+        added = [f"+ {name}" for name in section.identifiers if name not in have]
+        removed = [f"- {name}" for name in sorted(have - want)]
+        return f"names changed: {', '.join(added + removed)}"
+    if _spki(cert) != _spki(key):
+        return f"certificate-key {section.certificate_key} is not the certificate's key"
+    paths = section.certificate_paths()
+    ordered = load_ordered(paths[0])
+    if ordered is not None:
+        for option, was, now in (
+            ("profile", ordered.profile, section.profile),
+            ("preferred-chain", ordered.preferred_chain, section.preferred_chain),
+        ):
+            if was != now:
+                return f"{option} changed: {was or '(none)'} -> {now or '(none)'}"
+    for path in paths:
+        when = revoked(path, cert)
+        if when is not None:
+            return f"revoked with `lacme revokeCert {path}` {when}"
+    return None
