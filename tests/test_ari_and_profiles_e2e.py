@@ -177,7 +177,8 @@ def test_ari_failure_falls_back_to_min_days(a2c: A2CServer) -> None:
         # information for it (404), so min-days decides, and no `replaces`.
         other = make_ca("another CA")
         for days, renewed in ((90, False), (10, True)):
-            leaf = other.issue(key.public_key(), ["a.example.test", "www.a.example.test"], days=days)
+            names = ["a.example.test", "www.a.example.test"]
+            leaf = other.issue(key.public_key(), names, days=days)
             chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
             result = setup.run("newOrder", "--debug")
             assert "[site] Warning: no renewal information (the client failed), " in result.stderr

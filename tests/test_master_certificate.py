@@ -297,9 +297,9 @@ def test_check_chain_refusals(ca: IssuingCA, cafile: str) -> None:
 
     other_key = generate_key("p256").public_key()
     wrong_key = [ca.issue(other_key, names), ca.intermediate]
-    refused(wrong_key, "^the issued certificate is not for the CSR's key$")
+    refused(wrong_key, "^the issued certificate is not for the section's key$")
     # Even without verification the key must match.
-    refused(wrong_key, "not for the CSR's key", section(cafile=None))
+    refused(wrong_key, "not for the section's key", section(cafile=None))
     rogue = make_ca("rogue")
     refused(
         [rogue.issue(key.public_key(), names), rogue.intermediate],
@@ -316,7 +316,7 @@ def test_check_chain_refusals(ca: IssuingCA, cafile: str) -> None:
         [ca.issue(key.public_key(), names, server_auth=False), ca.intermediate], "does not verify"
     )
     # The leaf as its own "intermediate" does not help, nor does a self-signed leaf.
-    refused([rogue.root, ca.intermediate], "not for the CSR's key")
+    refused([rogue.root, ca.intermediate], "not for the section's key")
 
 
 @pytest.mark.unit

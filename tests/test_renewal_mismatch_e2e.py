@@ -6,13 +6,14 @@ proxy (tests/support/faults.py) to count the orders and offer profiles."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from support.faults import FaultProxy, offer_profiles
 from support.masters import MasterSetup, leaf_of, master_setup, names_of
-from support.pki import new_key_file
+from support.pki import make_ca, new_key_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -140,3 +141,69 @@ def test_a_missing_directory_and_notify_program_order_nothing(fault_proxy: Fault
             "nginx-typo not found in PATH /usr/bin:/bin\n"
         )
         assert orders(fault_proxy) == 0
+
+
+# --- an issued certificate is never thrown away -------------------------------------
+
+
+def test_a_refused_chain_is_kept_and_installed_once_cafile_is_fixed(
+    fault_proxy: FaultProxy,
+) -> None:
+    """As with Debian's CAfile, which holds only Let's Encrypt's roots,
+    and another CA: the chain fails verification after issuance."""
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        key, _ = setup.service_key("site", "p256")
+        chain = setup.directory / "site.chain"
+        kept = Path(f"{chain}.issued")
+        wrong_roots = setup.directory / "other-roots.pem"
+        wrong_roots.write_bytes(make_ca("another CA").root_pem())
+        write_site(setup, key, chain, CAfile=str(wrong_roots))
+        refused = setup.run("newOrder", check=False)
+        assert refused.returncode == 1
+        assert not chain.exists()
+        assert re.search(
+            r"\[site\] Error after issuance: .+; the certificate is kept in "
+            rf"{re.escape(str(kept))}, for the next run to install\n",
+            refused.stderr,
+        ), refused.stderr
+        issued_leaf = leaf_of(kept)
+
+        again = setup.run("newOrder", check=False)
+        assert again.returncode == 1
+        assert re.search(
+            rf"\[site\] Error: the certificate kept in {re.escape(str(kept))} can't be installed: "
+            ".+; nothing is ordered until it is, or the file is removed\n",
+            again.stderr,
+        ), again.stderr
+        assert orders(fault_proxy) == 1
+
+        write_site(setup, key, chain)  # CAfile fixed: the server's roots
+        fixed = setup.run("newOrder")
+        assert f"Installing X.509 certificate chain {chain}\n" in fixed.stderr
+        assert leaf_of(chain) == issued_leaf
+        assert not kept.exists()
+        assert orders(fault_proxy) == 1
+
+
+def test_a_kept_chain_the_section_no_longer_wants_is_discarded(fault_proxy: FaultProxy) -> None:
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        key, _ = setup.service_key("site", "p256")
+        chain = setup.directory / "site.chain"
+        kept = Path(f"{chain}.issued")
+        wrong_roots = setup.directory / "other-roots.pem"
+        wrong_roots.write_bytes(make_ca("another CA").root_pem())
+        write_site(setup, key, chain, CAfile=str(wrong_roots))
+        setup.run("newOrder", check=False)
+        assert kept.exists()
+
+        write_site(setup, key, chain, subjectAltName="DNS:shop.test")
+        result = setup.run("newOrder")
+        assert (
+            f"[site] Discarding the certificate kept in {kept}: "
+            "names changed: + shop.test, - www.a.example.test\n"
+        ) in result.stderr
+        assert names_of(leaf_of(chain)) == ["a.example.test", "shop.test"]
+        assert not kept.exists()
+        assert orders(fault_proxy) == 2

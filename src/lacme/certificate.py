@@ -257,7 +257,7 @@ def parse_chain(pem: bytes) -> list[x509.Certificate]:
         raise CertificateError(f"the ACME server's chain holds a broken certificate: {e}") from e
 
 
-def _spki(key: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
+def _spki(key: x509.Certificate | x509.CertificateSigningRequest | ServiceKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -303,16 +303,17 @@ def installation_problems(section: CertSection) -> list[str]:
 
 def check_chain(
     chain: Sequence[x509.Certificate],
-    csr: x509.CertificateSigningRequest,
+    key: x509.CertificateSigningRequest | ServiceKey,
     section: CertSection,
     now: datetime.datetime,
 ) -> None:
-    """Refuse CHAIN unless its leaf holds the CSR's public key and, unless
-    `CAfile` is empty, it verifies for TLS server use and every identifier,
-    with the rest of CHAIN as untrusted intermediates."""
+    """Refuse CHAIN unless its leaf holds the public key of KEY (the CSR, or
+    the section's key) and, unless `CAfile` is empty, it verifies for TLS
+    server use and every identifier, with the rest of CHAIN as untrusted
+    intermediates."""
     leaf = chain[0]
-    if _spki(leaf) != _spki(csr):
-        raise CertificateError("the issued certificate is not for the CSR's key")
+    if _spki(leaf) != _spki(key):
+        raise CertificateError("the issued certificate is not for the section's key")
     if section.cafile is None:
         return
     verifier_builder = PolicyBuilder().store(Store(load_roots(section.cafile))).time(now)

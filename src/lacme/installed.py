@@ -8,12 +8,17 @@ FILE`) is marked in FILE.revoked with its fingerprint.  Both are small JSON
 files beside the certificate, replaced or removed when it is.  A
 certificate installed without them (by lacme 0.8.2, say) is judged by its
 names and key only.
+
+A certificate issued but not installed (it failed verification, or could
+not be written) is kept in CERTIFICATE.issued, for the next run to install
+before it orders anything: an issued certificate is never thrown away.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +26,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from lacme import files
-from lacme.certificate import ServiceKey
+from lacme.certificate import CertificateError, ServiceKey
+from lacme.client_contract import ContractError, split_chain
 from lacme.config import CertSection
 
 ORDERED_SUFFIX = ".ordered"
 REVOKED_SUFFIX = ".revoked"
+KEPT_SUFFIX = ".issued"
+# A chain is a few KiB; a larger file is not one this lacme kept.
+MAX_KEPT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,34 @@ def ordered_path(certificate_path: str) -> str:
 
 def revoked_path(certificate_path: str) -> str:
     return certificate_path + REVOKED_SUFFIX
+
+
+def kept_path(certificate_path: str) -> str:
+    return certificate_path + KEPT_SUFFIX
+
+
+def save_kept(path: str, chain: Sequence[x509.Certificate]) -> None:
+    """Keep CHAIN, issued but not installed, at PATH; OSError if that fails."""
+    pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
+    files.replace(path, pem, 0o644)
+
+
+def load_kept(path: str) -> list[x509.Certificate] | None:
+    """The chain kept at PATH, if there is one; CertificateError if PATH
+    holds something else."""
+    try:
+        with open(path, "rb") as f:
+            pem = f.read(MAX_KEPT + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CertificateError(f"can't read {path}: {e.strerror}") from e
+    if len(pem) > MAX_KEPT:
+        raise CertificateError(f"{path} is over {MAX_KEPT} bytes: no chain lacme kept")
+    try:
+        return [x509.load_pem_x509_certificate(block) for block in split_chain(pem)]
+    except (ContractError, ValueError):
+        raise CertificateError(f"{path} holds no chain of PEM certificates") from None
 
 
 def _load(path: str) -> dict[str, Any] | None:

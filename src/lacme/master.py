@@ -387,6 +387,9 @@ class Master:
             section = self._section(source)
             now = datetime.datetime.now(datetime.UTC)
             key = certificate.load_key(section.certificate_key)
+            kept = self._install_kept(section, key, now)
+            if kept is not None:
+                return kept
             reason = self._mismatch(section, key)
             if reason is not None:
                 self.info(f"[{source.name}] Renewing: {reason}")
@@ -415,12 +418,87 @@ class Master:
         directory = challenges.path()
         try:
             chain = self._order(section, csr, directory, replaces)
-            if chain is None:
-                return False
-            certificate.check_chain(chain, csr, section, datetime.datetime.now(datetime.UTC))
+        except CertificateError as e:  # what came back is no chain
+            log.say(f"[{source.name}] Error: {e}")
+            return False
+        if chain is None:
+            return False
+        try:
+            certificate.check_chain(chain, key, section, datetime.datetime.now(datetime.UTC))
             self._install(section, chain)
         except CertificateError as e:
-            log.say(f"[{source.name}] Error: {e}")
+            self._keep(section, chain, key, e)
+            return False
+        return self._notify(section)
+
+    def _keep(
+        self,
+        section: CertSection,
+        chain: list[Certificate],
+        key: certificate.ServiceKey,
+        error: Exception,
+    ) -> None:
+        """Keep CHAIN, issued but refused by verification or installation
+        (ERROR), for the next run to install (lacme.installed), or else show it:
+        the CA has done its work, and its rate limits count it.  A chain that
+        is not for the section's key and names was never this order's."""
+
+        name = section.name
+        if installed.mismatch(section, chain[0], key) is not None:
+            log.say(f"[{name}] Error after issuance: {error}")
+            return
+        path = installed.kept_path(section.certificate_paths()[0])
+        try:
+            installed.save_kept(path, chain)
+        except OSError as e:
+            log.say(
+                f"[{name}] Error after issuance: {error}; can't keep the certificate "
+                f"in {path} ({e.strerror}), so here it is:"
+            )
+            sys.stderr.write(certificate.pem(chain).decode())
+            sys.stderr.flush()
+            return
+        log.say(
+            f"[{name}] Error after issuance: {error}; the certificate is kept in {path}, "
+            "for the next run to install"
+        )
+
+    def _discard_kept(self, section: CertSection, path: str, reason: str) -> None:
+        log.say(f"[{section.name}] Discarding the certificate kept in {path}: {reason}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def _install_kept(
+        self, section: CertSection, key: certificate.ServiceKey, now: datetime.datetime
+    ) -> bool | None:
+        """Install the certificate an earlier run kept (see _keep), as the
+        section now is, and notify: whether that worked, or None if there is
+        none (any more, a changed configuration discarding it)."""
+
+        name = section.name
+        path = installed.kept_path(section.certificate_paths()[0])
+        try:
+            chain = installed.load_kept(path)
+        except CertificateError as e:
+            self._discard_kept(section, path, str(e))
+            return None
+        if chain is None:
+            return None
+        reason = installed.mismatch(section, chain[0], key)
+        if reason is None and chain[0].not_valid_after_utc <= now:
+            reason = "it has expired"
+        if reason is not None:
+            self._discard_kept(section, path, reason)
+            return None
+        self.info(f"[{name}] Installing the certificate an earlier run kept in {path}")
+        try:
+            certificate.check_chain(chain, key, section, now)
+            self._install(section, chain)
+        except CertificateError as e:
+            log.say(
+                f"[{name}] Error: the certificate kept in {path} can't be installed: {e}; "
+                "nothing is ordered until it is, or the file is removed"
+            )
             return False
         return self._notify(section)
 
@@ -635,6 +713,8 @@ class Master:
         for state in (ari.state_path(paths[0]), rate_limits.state_path(paths[0])):
             with contextlib.suppress(OSError):
                 os.unlink(state)
+        with contextlib.suppress(OSError):
+            os.unlink(installed.kept_path(paths[0]))
         for path in paths:
             with contextlib.suppress(OSError):
                 os.unlink(installed.revoked_path(path))
