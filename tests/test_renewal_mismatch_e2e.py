@@ -7,6 +7,7 @@ proxy (tests/support/faults.py) to count the orders and offer profiles."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,21 +147,29 @@ def test_a_missing_directory_and_notify_program_order_nothing(fault_proxy: Fault
 # --- an issued certificate is never thrown away -------------------------------------
 
 
+def refused_after_issuance(
+    setup: MasterSetup,
+) -> tuple[Path, Path, Path, subprocess.CompletedProcess[str]]:
+    """Register, and order the section `site` with a CAfile that holds
+    another CA's root: its key, chain file, kept file and the run."""
+    setup.register()
+    key, _ = setup.service_key("site", "p256")
+    chain = setup.directory / "site.chain"
+    wrong_roots = setup.directory / "other-roots.pem"
+    wrong_roots.write_bytes(make_ca("another CA").root_pem())
+    write_site(setup, key, chain, CAfile=str(wrong_roots))
+    refused = setup.run("newOrder", check=False)
+    assert refused.returncode == 1
+    return key, chain, Path(f"{chain}.issued"), refused
+
+
 def test_a_refused_chain_is_kept_and_installed_once_cafile_is_fixed(
     fault_proxy: FaultProxy,
 ) -> None:
     """As with Debian's CAfile, which holds only Let's Encrypt's roots,
     and another CA: the chain fails verification after issuance."""
     with master_setup(fault_proxy) as setup:
-        setup.register()
-        key, _ = setup.service_key("site", "p256")
-        chain = setup.directory / "site.chain"
-        kept = Path(f"{chain}.issued")
-        wrong_roots = setup.directory / "other-roots.pem"
-        wrong_roots.write_bytes(make_ca("another CA").root_pem())
-        write_site(setup, key, chain, CAfile=str(wrong_roots))
-        refused = setup.run("newOrder", check=False)
-        assert refused.returncode == 1
+        key, chain, kept, refused = refused_after_issuance(setup)
         assert not chain.exists()
         assert re.search(
             r"\[site\] Error after issuance: .+; the certificate is kept in "
@@ -188,14 +197,7 @@ def test_a_refused_chain_is_kept_and_installed_once_cafile_is_fixed(
 
 def test_a_kept_chain_the_section_no_longer_wants_is_discarded(fault_proxy: FaultProxy) -> None:
     with master_setup(fault_proxy) as setup:
-        setup.register()
-        key, _ = setup.service_key("site", "p256")
-        chain = setup.directory / "site.chain"
-        kept = Path(f"{chain}.issued")
-        wrong_roots = setup.directory / "other-roots.pem"
-        wrong_roots.write_bytes(make_ca("another CA").root_pem())
-        write_site(setup, key, chain, CAfile=str(wrong_roots))
-        setup.run("newOrder", check=False)
+        key, chain, kept, _ = refused_after_issuance(setup)
         assert kept.exists()
 
         write_site(setup, key, chain, subjectAltName="DNS:shop.test")
