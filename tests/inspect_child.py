@@ -4,8 +4,9 @@
 
 Records what the process was given by the master (ids, groups, the
 environment it was executed with, open file descriptors, NoNewPrivs, umask,
-working directory, whether it can open SECRET) as REPORT_DIR/KIND-PID.json,
-then becomes the real `python -I -m lacme.KIND ARGS...`.
+working directory, whether it can open SECRET, and for the client the
+`order-fd` of its settings) as REPORT_DIR/KIND-PID.json, then becomes the
+real `python -I -m lacme.KIND ARGS...`.
 """
 
 import json
@@ -38,6 +39,10 @@ def main() -> None:
         "secret_readable": readable,
         "sid_is_pid": os.getsid(0) == os.getpid(),
     }
+    if kind == "client":
+        # Read where it is, leaving the offset for the client to read from.
+        settings = json.loads(os.pread(int(args[1]), 1 << 16, 0))
+        report["order_fd"] = settings.get("order-fd")
     path = os.path.join(report_dir, f"{kind}-{os.getpid()}.json")
     with open(path, "w") as f:
         json.dump(report, f)

@@ -22,10 +22,12 @@ from lacme.client_contract import (
     RenewalInfoAnswer,
     client_argv,
     decode_object,
+    decode_order_url,
     decode_rate_limit,
     decode_renewal_info,
     decode_settings,
     encode_object,
+    encode_order_url,
     encode_rate_limit,
     encode_renewal_info,
     encode_settings,
@@ -264,3 +266,36 @@ def test_rate_limit_round_trip(retry_after: float) -> None:
 def test_rate_limit_refusals(output: bytes, message: str) -> None:
     with pytest.raises(ContractError, match=message):
         decode_rate_limit(output)
+
+
+def test_resume_and_order_fd_round_trip() -> None:
+    order = OrderSettings(resume="https://ca.test/order/7", order_fd=5)
+    assert decode_settings(encode_settings({}, order)).order == order
+
+
+@pytest.mark.parametrize("value", ['"5"', "-1", "true", "1.5"])
+def test_order_fd_refused(value: str) -> None:
+    with pytest.raises(ContractError, match=r"^order-fd is not a file descriptor: "):
+        decode_settings(f'{{"order-fd": {value}}}'.encode())
+
+
+def test_order_url_round_trip() -> None:
+    url = "https://ca.test/acme/order/1/2"
+    assert decode_order_url(encode_order_url(url)) == url
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"https://ca.test/order/1",  # no end of line
+        b"https://ca.test/order/1\nhttps://ca.test/order/2\n",
+        b"file:///etc/shadow\n",
+        b"https://ca.test/order 1\n",
+        b"https://ca.test/\xc3\xa9\n",
+        b"https://ca.test/" + b"a" * 2048 + b"\n",
+    ],
+)
+def test_order_url_refused(data: bytes) -> None:
+    with pytest.raises(ContractError, match=r"^not an order URL line: "):
+        decode_order_url(data)

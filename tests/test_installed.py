@@ -180,3 +180,13 @@ def test_notify_programs_found_or_not_to_be_told(command: str) -> None:
 )
 def test_notify_programs_not_found(command: str, problem: str) -> None:
     assert notify_program_problem(command, NOTIFY_PATH) == f"notify = {command}: {problem}"
+
+
+def test_an_order_is_resumed_only_for_the_same_names(tmp_path: Path) -> None:
+    path = installed.order_path(str(tmp_path / "site.chain"))
+    assert installed.load_order(path, ["a.test"]) is None
+    installed.save_order(path, "https://ca.test/order/1", ["b.test", "a.test"])
+    assert installed.load_order(path, ["a.test", "b.test"]) == "https://ca.test/order/1"
+    assert installed.load_order(path, ["a.test"]) is None
+    Path(path).write_text('{"url": "file:///etc/passwd", "identifiers": ["a.test"]}')
+    assert installed.load_order(path, ["a.test"]) is None

@@ -8,6 +8,7 @@ only.  A revocation reason the server refuses, as Boulder does, is named."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,15 @@ def test_a_wildcard_is_ordered_after_a_warning(fault_proxy: FaultProxy) -> None:
         )
         result = setup.run("newOrder", check=False)
         assert result.returncode == 1
+        # The order stays pending: the next run carries it on (lacme.installed).
+        resumed = json.loads(Path(f"{chain}.order").read_text())["url"]
         assert result.stderr == (
             "[site] Warning: subjectAltName DNS:*.a.example.test is a wildcard, which needs "
             "dns-01: lacme answers http-01 only\n"
             f"lacme-client {__version__}: error: no http-01 challenge offered for "
             "dns:*.a.example.test\n"
             "[site] Error: Couldn't issue X.509 certificate!\n"
+            f"[site] The next run resumes the order {resumed}\n"
         )
         (order,) = ordered(fault_proxy)
         assert order == {

@@ -192,7 +192,11 @@ def test_children_are_unprivileged_and_isolated(pebble: PebbleServer) -> None:
             }
             if kind == "client":
                 command, config_fd, socket_fd, *_ = report["args"]
-                assert report["fds"] == sorted({0, 1, 2, int(config_fd), int(socket_fd)})
+                # newOrder has one more: the pipe it names its order on.
+                order_fd = report["order_fd"]
+                assert (order_fd is not None) == (command == "newOrder")
+                contract = {0, 1, 2, int(config_fd), int(socket_fd)}
+                assert report["fds"] == sorted(contract | ({order_fd} if order_fd else set()))
                 if command == "account":
                     assert report["cwd"] == "/"
                 else:

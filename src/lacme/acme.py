@@ -390,12 +390,22 @@ class AcmeSession:
         preferred_chain: str | None = None,
         profile: str | None = None,
         replaces: str | None = None,
+        resume: str | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> str:
         """Order a certificate for NAMES (DNS names, IP addresses) with the CSR, having `provision`
         publish each pending http-01 key authorization; the PEM chain
         (see `certificate` for PREFERRED_CHAIN, `new_order` for PROFILE and
-        REPLACES)."""
-        url, order = self.new_order(names, profile=profile, replaces=replaces)
+        REPLACES).  RESUME is the URL of an order an earlier run placed, to
+        carry on unless the server has it invalid; ANNOUNCE is told the URL
+        of the order as soon as it is known."""
+        self.account_kid()  # the resumed order is fetched with it
+        resumed = None if resume is None else self._resumed(resume)
+        if resumed is None:
+            resumed = self.new_order(names, profile=profile, replaces=replaces)
+        url, order = resumed
+        if announce is not None:
+            announce(url)
         for authz_url in order.authorization_urls():
             authz = self.authorization(authz_url)
             if authz.status == "valid":
@@ -414,6 +424,22 @@ class AcmeSession:
             self.answer_challenge(text(challenge.url, f"challenge URL for {authz.identifier}"))
         order = self.wait_for_order(url, order, csr_der)
         return self.certificate(order.certificate_url(), preferred_chain)
+
+    def _resumed(self, url: str) -> tuple[str, Order] | None:
+        """The order at URL, placed by an earlier run cut short, if it can be
+        carried on; None, after a warning, if it cannot."""
+        try:
+            order = Order.parse(self.post(url).json())
+        except AcmeError as e:
+            self.warn(f"can't resume the order {url} of an earlier run ({e}); ordering anew")
+            return None
+        if order.status == "invalid":
+            why = "" if order.error is None else f": {order.error}"
+            self.warn(f"the order {url} of an earlier run is invalid{why}; ordering anew")
+            return None
+        if self.trace:
+            self.trace(f"!!! resuming the order {url} ({order.status})")
+        return url, order
 
     def wait_for_order(self, url: str, order: Order, csr_der: bytes) -> Order:
         """Poll the order through pending, ready (finalizing it then),

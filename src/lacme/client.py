@@ -68,6 +68,7 @@ from lacme.client_contract import (
     RenewalInfoAnswer,
     decode_settings,
     encode_object,
+    encode_order_url,
     encode_rate_limit,
     encode_renewal_info,
     parse_account_arguments,
@@ -272,6 +273,8 @@ def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -
             preferred_chain=order.preferred_chain,
             profile=order.profile,
             replaces=order.replaces,
+            resume=order.resume,
+            announce=None if order.order_fd is None else announcer(order.order_fd),
         )
     except AcmeError as e:
         problem = e.problem
@@ -280,6 +283,20 @@ def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -
             raise RateLimited(str(e)) from None
         raise
     sys.stdout.write(chain)
+
+
+def announcer(fd: int) -> Callable[[str], None]:
+    """Tell the master, on FD, the URL of the order under way: if this run
+    is cut short, the next one resumes it."""
+
+    def announce(url: str) -> None:
+        try:
+            with os.fdopen(fd, "wb") as channel:
+                channel.write(encode_order_url(url))
+        except (OSError, UnicodeEncodeError) as e:
+            log.warn(f"can't tell the master the order URL on fd {fd}: {e}")
+
+    return announce
 
 
 def revoke_cert(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:

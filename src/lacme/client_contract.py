@@ -28,7 +28,11 @@ Beyond 0.8.2, all optional, so that a lacme 0.8.2 master works unchanged:
 - CONFIG_FD may hold ORDER_KEYS for newOrder: `preferred-chain`, the issuer
   common name of the chain to return among those the server offers;
   `profile`, a name from the directory's meta.profiles; `replaces`, the ARI
-  certID (RFC 9773) of the certificate the order renews;
+  certID (RFC 9773) of the certificate the order renews; `resume`, the URL
+  of an order an earlier run placed, to carry on instead of ordering anew
+  (unless the server has it invalid); `order-fd`, a descriptor on which the
+  client writes the URL of the order it works on, one line, as soon as it
+  knows it (encode_order_url), so that a run cut short can be resumed;
 - `directory`: the server's directory object (JSON) on stdout;
 - `renewalInfo CERTID`: the certificate's renewal information (RFC 9773) on
   stdout, as {"renewalInfo": OBJECT, "retryAfter": SECONDS or null}.
@@ -74,7 +78,7 @@ REVOCATION_REASONS = {
 MASTER_KEYS = ("socket", "user", "group", "command")
 CLIENT_KEYS = ("server", "timeout", "SSL_verify", "SSL_version", "SSL_cipher_list", "SSL_CAfile")
 # Beyond 0.8.2, per order, for newOrder only.
-ORDER_KEYS = ("preferred-chain", "profile", "replaces")
+ORDER_KEYS = ("preferred-chain", "profile", "replaces", "resume", "order-fd")
 DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
 DEFAULT_TIMEOUT = 30.0
 # The settings, and a CSR or certificate on stdin, are a few KiB.
@@ -196,6 +200,8 @@ class OrderSettings(NamedTuple):
     preferred_chain: str | None = None
     profile: str | None = None
     replaces: str | None = None
+    resume: str | None = None
+    order_fd: int | None = None
 
 
 class ClientSettings(NamedTuple):
@@ -217,7 +223,7 @@ def encode_settings(client: Mapping[str, str | None], order: OrderSettings | Non
     unknown = client.keys() - {*MASTER_KEYS, *CLIENT_KEYS}
     if unknown:
         raise ValueError(f"not [client] keys: {', '.join(sorted(unknown))}")
-    settings = dict(client)
+    settings: dict[str, str | int | None] = dict(client)
     if settings.get("SSL_CAfile") is None:
         # Perl's client hands every SSL_* key to IO::Socket::SSL, where an
         # explicit undef CA file is not the same as none given.
@@ -264,8 +270,39 @@ def decode_settings(data: bytes) -> ClientSettings:
         cafile=text("SSL_CAfile"),
         tls_version=text("SSL_version"),
         cipher_list=text("SSL_cipher_list"),
-        order=OrderSettings(*(text(key) for key in ORDER_KEYS)),
+        order=OrderSettings(
+            preferred_chain=text("preferred-chain"),
+            profile=text("profile"),
+            replaces=text("replaces"),
+            resume=text("resume"),
+            order_fd=_descriptor(values.get("order-fd")),
+        ),
     )
+
+
+def _descriptor(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ContractError(f"order-fd is not a file descriptor: {value!r}")
+    return value
+
+
+# An order URL is a few dozen bytes; more is not one.
+MAX_ORDER_URL = 2048
+_ORDER_URL = re.compile(rb"https?://[\x21-\x7e]+\n")
+
+
+def encode_order_url(url: str) -> bytes:
+    return url.encode("ascii") + b"\n"
+
+
+def decode_order_url(data: bytes) -> str:
+    """The master's side of encode_order_url(): the URL the client wrote on
+    its order-fd; ContractError if DATA is no such line."""
+    if len(data) > MAX_ORDER_URL or not _ORDER_URL.fullmatch(data):
+        raise ContractError(f"not an order URL line: {data[:100]!r}")
+    return data[:-1].decode("ascii")
 
 
 # --- stdout ---------------------------------------------------------------------

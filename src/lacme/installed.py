@@ -12,6 +12,9 @@ names and key only.
 A certificate issued but not installed (it failed verification, or could
 not be written) is kept in CERTIFICATE.issued, for the next run to install
 before it orders anything: an issued certificate is never thrown away.
+Nor is an order: while one is under way and its run fails (cut short, the
+client killed or out of time), its URL is kept in CERTIFICATE.order for the
+next run to resume, if the section still wants the same names.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from lacme.config import CertSection
 ORDERED_SUFFIX = ".ordered"
 REVOKED_SUFFIX = ".revoked"
 KEPT_SUFFIX = ".issued"
+ORDER_SUFFIX = ".order"
 # A chain is a few KiB; a larger file is not one this lacme kept.
 MAX_KEPT = 1 << 20
 
@@ -79,6 +83,25 @@ def load_kept(path: str) -> list[x509.Certificate] | None:
         return [x509.load_pem_x509_certificate(block) for block in split_chain(pem)]
     except (ContractError, ValueError):
         raise CertificateError(f"{path} holds no chain of PEM certificates") from None
+
+
+def order_path(certificate_path: str) -> str:
+    return certificate_path + ORDER_SUFFIX
+
+
+def save_order(path: str, url: str, identifiers: Sequence[str]) -> None:
+    """Record at PATH the order at URL for IDENTIFIERS; OSError if that fails."""
+    data = {"url": url, "identifiers": list(identifiers)}
+    files.replace(path, json.dumps(data).encode() + b"\n", 0o644)
+
+
+def load_order(path: str, identifiers: Sequence[str]) -> str | None:
+    """The URL of the order recorded at PATH, if it is for IDENTIFIERS."""
+    data = _load(path)
+    if data is None or sorted(map(str, data.get("identifiers") or ())) != sorted(identifiers):
+        return None
+    url = data.get("url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 def _load(path: str) -> dict[str, Any] | None:

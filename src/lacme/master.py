@@ -59,15 +59,18 @@ from lacme.client_contract import (
     DIRECTORY,
     EXIT_RATE_LIMITED,
     KEY_CHANGE,
+    MAX_ORDER_URL,
     NEW_ORDER,
     RENEWAL_INFO,
     REVOCATION_REASONS,
     REVOKE_CERT,
     AccountChange,
+    ContractError,
     Invocation,
     OrderSettings,
     client_argv,
     decode_object,
+    decode_order_url,
     decode_rate_limit,
     decode_renewal_info,
     encode_settings,
@@ -645,22 +648,53 @@ class Master:
         the challenge directory CHALLENGES; None, after an error, if it
         failed.  CertificateError if what it brought is no chain."""
 
-        self.debug(
-            f"[{section.name}] Will request authorization for: {', '.join(section.identifiers)}"
-        )
-        status, output = self.run_client(
-            section.identifiers,
-            stdin=csr.public_bytes(serialization.Encoding.DER),
-            capture=True,
-            cwd=challenges,
-            order=OrderSettings(section.preferred_chain, section.profile, replaces),
-        )
-        if status != 0:
-            log.say(f"[{section.name}] Error: Couldn't issue X.509 certificate!")
-            if status == EXIT_RATE_LIMITED:
-                self._record_rate_limit(section, output, datetime.datetime.now(datetime.UTC))
-            return None
-        return certificate.parse_chain(output)
+        name = section.name
+        self.debug(f"[{name}] Will request authorization for: {', '.join(section.identifiers)}")
+        state = installed.order_path(section.certificate_paths()[0])
+        resume = installed.load_order(state, section.identifiers)
+        if resume is not None:
+            self.info(f"[{name}] Resuming the order an earlier run left: {resume}")
+        announced, channel = os.pipe()
+        status: int | None = None  # None: interrupted
+        kept = False
+        try:
+            status, output = self.run_client(
+                section.identifiers,
+                stdin=csr.public_bytes(serialization.Encoding.DER),
+                capture=True,
+                cwd=challenges,
+                order=OrderSettings(
+                    section.preferred_chain, section.profile, replaces, resume, channel
+                ),
+                extra_fds=(channel,),
+            )
+        finally:
+            os.close(channel)
+            url = _read_order_url(announced)
+            os.close(announced)
+            if status != 0 and url is not None:
+                kept = self._keep_order(section, state, url)
+        if status == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(state)
+            return certificate.parse_chain(output)
+        log.say(f"[{name}] Error: Couldn't issue X.509 certificate!")
+        if kept:
+            self.info(f"[{name}] The next run resumes the order {url}")
+        if status == EXIT_RATE_LIMITED:
+            self._record_rate_limit(section, output, datetime.datetime.now(datetime.UTC))
+        return None
+
+    def _keep_order(self, section: CertSection, state: str, url: str) -> bool:
+        """Record the order at URL, cut short, for the next run to resume;
+        whether that worked."""
+
+        try:
+            installed.save_order(state, url, section.identifiers)
+        except OSError as e:
+            log.say(f"[{section.name}] Warning: can't save {state}: {e.strerror}")
+            return False
+        return True
 
     def _rate_limited(self, section: CertSection, now: datetime.datetime) -> bool:
         """Whether a rate limit the CA reported for SECTION still holds at
@@ -774,6 +808,24 @@ class Master:
             except OSError as e:
                 log.say(f"Warning: can't save {installed.revoked_path(filename)}: {e.strerror}")
         return status
+
+
+def _read_order_url(fd: int) -> str | None:
+    """The order URL the client wrote on the pipe FD (lacme.client_contract),
+    if it wrote one.  Without waiting: the client has exited, and whatever
+    it left behind may hold the pipe open."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, MAX_ORDER_URL + 1)
+    except BlockingIOError:
+        return None
+    if not data:
+        return None
+    try:
+        return decode_order_url(data)
+    except ContractError as e:
+        log.say(f"Warning: the client's order URL is refused: {e}")
+        return None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
