@@ -104,14 +104,19 @@ def test_the_client_killed_while_processing_is_resumed(fault_proxy: FaultProxy) 
         assert len(finalized) == 1
 
 
+def left_order(setup: MasterSetup, url: str, identifiers: list[str]) -> Path:
+    """Register, write the section `site`, and the record of an order at URL
+    for IDENTIFIERS as a run cut short leaves it; the chain file."""
+    setup.register()
+    chain = setup.one_section(**SITE)
+    Path(f"{chain}.order").write_text(json.dumps({"url": url, "identifiers": identifiers}))
+    return chain
+
+
 def test_an_order_that_cannot_be_resumed_is_placed_anew(fault_proxy: FaultProxy) -> None:
+    gone = f"{fault_proxy.base}/my-order/no-such-order"
     with master_setup(fault_proxy) as setup:
-        setup.register()
-        chain = setup.one_section(**SITE)
-        gone = f"{fault_proxy.base}/my-order/no-such-order"
-        Path(f"{chain}.order").write_text(
-            json.dumps({"url": gone, "identifiers": ["a.example.test", "www.a.example.test"]})
-        )
+        chain = left_order(setup, gone, ["a.example.test", "www.a.example.test"])
         result = setup.run("newOrder")
         assert f"Warning: can't resume the order {gone} of an earlier run (" in result.stderr
         assert "; ordering anew\n" in result.stderr
@@ -121,13 +126,9 @@ def test_an_order_that_cannot_be_resumed_is_placed_anew(fault_proxy: FaultProxy)
 
 
 def test_an_order_for_other_names_is_not_resumed(fault_proxy: FaultProxy) -> None:
+    other = f"{fault_proxy.base}/my-order/for-other-names"
     with master_setup(fault_proxy) as setup:
-        setup.register()
-        chain = setup.one_section(**SITE)
-        other = f"{fault_proxy.base}/my-order/for-other-names"
-        Path(f"{chain}.order").write_text(
-            json.dumps({"url": other, "identifiers": ["a.example.test"]})
-        )
+        left_order(setup, other, ["a.example.test"])
         result = setup.run("newOrder")
         assert other not in result.stderr
         assert len(fault_proxy.sent("POST", "newOrder")) == 1
