@@ -49,6 +49,10 @@ def default_cafile() -> str:
 
 
 DEFAULT_MIN_DAYS = 21
+# Seconds a `notify` command may take (lacme.notify): a reload takes a few;
+# one that hangs must not hold up every later run.
+DEFAULT_NOTIFY_TIMEOUT = 300
+MAX_NOTIFY_TIMEOUT = 86400
 HASHES = ("sha256", "sha384", "sha512")
 # x509v3_config(5ssl) names.
 KEY_USAGES = (
@@ -82,6 +86,7 @@ CERT_KEYS = frozenset(
         "mode",
         "chmod",
         "notify",
+        "notify-timeout",
         "preferred-chain",
         "profile",
     }
@@ -390,6 +395,7 @@ class CertSection:
     preferred_chain: str | None = None
     # The certificate profile to order, one of the directory's meta.profiles.
     profile: str | None = None
+    notify_timeout: int = DEFAULT_NOTIFY_TIMEOUT
 
     def certificate_paths(self) -> tuple[str, ...]:
         """Where the certificate goes, the chain first: the file whose expiry
@@ -561,6 +567,12 @@ def _owner(value: str) -> str:
     return value
 
 
+def _notify_timeout(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_NOTIFY_TIMEOUT:
+        raise ValueError(f"not a number of seconds from 1 to {MAX_NOTIFY_TIMEOUT}")
+    return int(value)
+
+
 def _mode(value: str) -> int:
     if not _OCTAL.fullmatch(value) or int(value, 8) > 0o7777:
         raise ValueError("not an octal mode")
@@ -637,4 +649,5 @@ def parse_section(source: CertSource) -> CertSection:
         identifiers=identifiers,
         preferred_chain=text("preferred-chain"),
         profile=text("profile"),
+        notify_timeout=parsed(_notify_timeout, "notify-timeout") or DEFAULT_NOTIFY_TIMEOUT,
     )

@@ -49,6 +49,7 @@ from lacme import (
     config,
     installed,
     log,
+    notify,
     privdrop,
     rate_limits,
     specifiers,
@@ -90,8 +91,6 @@ LIMITED_PROFILES = ("tlsserver", "shortlived")
 PROFILE_MAX_NAMES = 25
 IP_PROFILE = "shortlived"
 ACCEPTED_KEY_TYPES = ("RSA 2048", "RSA 3072", "RSA 4096", "ECDSA P-256", "ECDSA P-384")
-# As lacme 0.8.2 cleans it for itself, and so for `notify`.
-NOTIFY_PATH = "/usr/bin:/bin"
 # What a notify command may start with that names no program to look up:
 # POSIX sh's special and regular builtins and reserved words.
 _SHELL_WORDS = (
@@ -101,7 +100,6 @@ _SHELL_WORDS = (
 )
 SHELL_WORDS = frozenset(_SHELL_WORDS.split())
 SHELL_SYNTAX = re.compile(r"[=$`;|&<>(){}*?\[~]")
-UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
 
 
 class Interrupted(BaseException):
@@ -158,7 +156,7 @@ def before_ordering(section: CertSection) -> list[str]:
     the notify command's program."""
     problems = certificate.installation_problems(section)
     if section.notify is not None:
-        problem = notify_program_problem(section.notify, NOTIFY_PATH)
+        problem = notify_program_problem(section.notify, notify.path())
         if problem is not None:
             problems.append(problem)
     return problems
@@ -760,16 +758,8 @@ class Master:
         sys.stdout.flush()
 
     def _notify(self, section: CertSection) -> bool:
-        if section.notify is None:
-            return True
-        log.say(f"Running notification command `{section.notify}`")
-        environment = {k: v for k, v in os.environ.items() if k not in UNSAFE_ENVIRONMENT}
-        environment["PATH"] = NOTIFY_PATH
-        status = subprocess.run(["/bin/sh", "-c", section.notify], env=environment).returncode
-        if status != 0:
-            log.say(f"Warning: notification command exited with value {status}")
-            return False
-        return True
+        """SECTION's notify command (lacme.notify), its certificate just installed."""
+        return notify.after_install(section)
 
     def revoke_cert(self) -> int:
         reason = None if self.args.reason is None else revocation_reason(self.args.reason)

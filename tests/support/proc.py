@@ -34,8 +34,9 @@ def environment(pid: int | str = "self") -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split("\0") if item)
 
 
-def parents() -> dict[int, int]:
-    """Every process's parent pid, zombies included."""
+def _stats() -> dict[int, list[str]]:
+    """Every process's /proc/PID/stat fields after the parenthesised
+    command name: state, ppid, pgrp, ..."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -44,9 +45,25 @@ def parents() -> dict[int, int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # gone meanwhile
-        # Fields after the parenthesised command name: state, ppid, ...
-        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found[int(entry.name)] = stat.rsplit(")", 1)[1].split()
     return found
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent pid, zombies included."""
+    return {pid: int(fields[1]) for pid, fields in _stats().items()}
+
+
+def alive(pid: int) -> bool:
+    """Whether PID is a process but a zombie."""
+    fields = _stats().get(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def living_members(group: int) -> set[int]:
+    """Pids of the processes of process group GROUP but zombies, which are
+    dead (this machine's init may never reap them)."""
+    return {pid for pid, fields in _stats().items() if int(fields[2]) == group and fields[0] != "Z"}
 
 
 def children(parent: int) -> list[int]:
