@@ -16,6 +16,7 @@ is its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import signal
@@ -94,13 +95,25 @@ def run(command: str, env: Mapping[str, str], timeout: int) -> str | None:
     seconds; None if it exits 0, else how it failed (after "notification
     command").  Interrupted, or anything else raised meanwhile, kills its
     process group before it goes on."""
+    # Every signal held back until the shell is known: one raised as it
+    # starts (Interrupted) would leave it running.  Not in the shell.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         shell = subprocess.Popen(
-            ["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, env=env, process_group=0
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            env=env,
+            process_group=0,
+            preexec_fn=functools.partial(signal.pthread_sigmask, signal.SIG_SETMASK, mask),
         )
     except OSError as e:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return f"could not be started: {e.strerror}"
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         finished = _wait(shell, timeout)
     except BaseException:
         _signal_group(shell.pid, signal.SIGKILL)
