@@ -165,7 +165,7 @@ def test_a_failing_section_does_not_stop_the_others(offline: Offline) -> None:
         "[a] Error: can't read certificate-key /nonexistent.key: No such file or directory",
         f"Installing X.509 certificate {d / 'b.crt'}",
         "Running notification command `exit 3`",
-        "[b] Error: notification command exited with value 3",
+        "[b] Error: notification command exited with value 3: it runs again on the next run",
         f"Error: {offline.certs_config}: [c] mode = 9: not an octal mode",
         "Warning: No such section d, skipping",
     ]

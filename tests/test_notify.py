@@ -6,6 +6,7 @@ tests/test_notify_e2e.py)."""
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from lacme import config, notify
+from lacme import config, log, notify
 from lacme.errors import ConfigError
 from support.pki import IssuingCA, generate_key, pem
 
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.unit
 
 Capture = pytest.CaptureFixture[str]
 NOT_AFTER = datetime.datetime(2027, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
+NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+EARLIER = datetime.datetime(2026, 11, 30, 18, 0, tzinfo=datetime.UTC)
+TIMED_OUT = "timed out after 300 s (notify-timeout), its process group killed"
 
 
 def section(directory: Path, settings: str = "") -> config.CertSection:
@@ -42,6 +46,10 @@ def leaf(ca: IssuingCA) -> x509.Certificate:
     return ca.issue(generate_key("p256").public_key(), ["www.example.org"], not_before=start)
 
 
+def leaf_of(conf: config.CertSection) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(Path(conf.certificate_paths()[0]).read_bytes())
+
+
 def install(ca: IssuingCA, conf: config.CertSection) -> x509.Certificate:
     cert = leaf(ca)
     for path in conf.certificate_paths():
@@ -50,16 +58,42 @@ def install(ca: IssuingCA, conf: config.CertSection) -> x509.Certificate:
 
 
 class Runs:
-    """notify.run, recorded and answering OUTCOME, instead of a shell."""
+    """notify.run, answering OUTCOME, instead of a shell; each call is
+    recorded with what the record of SECTION's notification then said."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, outcome: str | None = None) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        conf: config.CertSection,
+        outcome: str | None = None,
+    ) -> None:
         self.outcome = outcome
-        self.calls: list[tuple[str, dict[str, str], int]] = []
+        self.record = record(conf)
+        self.calls: list[tuple[str, dict[str, str], int, notify.Pending | None]] = []
         monkeypatch.setattr(notify, "run", self)
 
     def __call__(self, command: str, env: Mapping[str, str], timeout: int) -> str | None:
-        self.calls.append((command, dict(env), timeout))
+        self.calls.append((command, dict(env), timeout, notify.load(str(self.record))))
         return self.outcome
+
+
+def prepared(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings: str = "",
+    outcome: str | None = None,
+    ca: IssuingCA | None = None,
+) -> tuple[config.CertSection, Runs]:
+    """Section [www] with SETTINGS, its certificate from CA installed (none
+    without), and notify.run answering OUTCOME."""
+    conf = section(tmp_path, settings)
+    if ca is not None:
+        install(ca, conf)
+    return conf, Runs(monkeypatch, conf, outcome)
+
+
+def record(conf: config.CertSection) -> Path:
+    return Path(notify.state_path(conf.certificate_paths()[0]))
 
 
 # --- the environment ------------------------------------------------------------
@@ -116,65 +150,219 @@ def test_a_notify_timeout_but_seconds_is_refused(tmp_path: Path, value: str) -> 
     )
 
 
-# --- outcomes ---------------------------------------------------------------------
+# --- after a certificate is installed ---------------------------------------------
 
 
-def test_a_notify_that_succeeds(
-    tmp_path: Path,
-    ca: IssuingCA,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: Capture,
+def test_a_notify_that_succeeds_leaves_no_record(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture
 ) -> None:
-    runs = Runs(monkeypatch)
-    conf = section(tmp_path, "notify-timeout = 7\n")
-    install(ca, conf)
-    assert notify.after_install(conf)
-    ((command, env, timeout),) = runs.calls
+    conf, runs = prepared(monkeypatch, tmp_path, "notify-timeout = 7\n", ca=ca)
+    # What was pending was for the certificate replaced.
+    notify.save(str(runs.record), notify.Pending(EARLIER, "exited with value 1"))
+    assert notify.after_install(conf, NOW)
+    ((command, env, timeout, pending),) = runs.calls
     assert (command, env["LACME_NOT_AFTER"], timeout) == (
         "systemctl reload nginx",
         "2027-03-04T05:06:07Z",
         7,
     )
+    # Recorded while it runs, for a run stopped meanwhile.
+    assert pending == notify.Pending(NOW, None)
+    assert not runs.record.exists()
     assert capsys.readouterr().err == "Running notification command `systemctl reload nginx`\n"
+
+
+def test_a_notify_that_fails_is_an_error_and_pending(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path, outcome="exited with value 1", ca=ca)
+    assert not notify.after_install(conf, NOW)
+    assert capsys.readouterr().err.splitlines() == [
+        "Running notification command `systemctl reload nginx`",
+        "[www] Error: notification command exited with value 1: it runs again on the next run",
+    ]
+    assert runs.record == tmp_path / "www.chain.notify"
+    assert notify.load(str(runs.record)) == notify.Pending(NOW, "exited with value 1")
+    assert oct(runs.record.stat().st_mode & 0o777) == "0o644"
 
 
 def test_a_section_without_notify_runs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
 ) -> None:
-    runs = Runs(monkeypatch)
-    assert notify.after_install(section(tmp_path, "notify =\n"))
+    conf, runs = prepared(monkeypatch, tmp_path, "notify =\n")
+    # Left from when notify was set, about the certificate replaced.
+    notify.save(str(runs.record), notify.Pending(EARLIER, "exited with value 1"))
+    assert notify.after_install(conf, NOW)
+    assert runs.calls == []
+    assert not runs.record.exists()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_failure_that_cannot_be_recorded_says_so(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path, outcome="was killed by SIGSEGV", ca=ca)
+    runs.record.mkdir()
+    before = sorted(tmp_path.iterdir())
+    assert not notify.after_install(conf, NOW)
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "[www] Error: notification command was killed by SIGSEGV; "
+        f"can't save {runs.record}: Is a directory, so it won't run again"
+    ]
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_an_unreadable_certificate_stays_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path)
+    (tmp_path / "www.chain").write_text("garbage\n")
+    assert not notify.after_install(conf, NOW)
+    assert runs.calls == []
+    assert capsys.readouterr().err == (
+        f"[www] Error: {tmp_path / 'www.chain'} holds no PEM certificate: "
+        "the notification command stays pending\n"
+    )
+    assert notify.load(str(runs.record)) == notify.Pending(NOW, None)
+
+
+# --- on the runs after ---------------------------------------------------------------
+
+
+def test_nothing_pending_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path)
+    assert notify.again(conf, log.say)
     assert runs.calls == []
     assert capsys.readouterr().err == ""
 
 
-def test_a_notify_that_fails_is_an_error(
+@pytest.mark.parametrize(
+    ("last", "said"),
+    [
+        ("exited with value 1", "the last attempt exited with value 1"),
+        (None, "the last attempt did not end"),
+    ],
+)
+def test_a_pending_notify_runs_again_until_it_succeeds(
     tmp_path: Path,
     ca: IssuingCA,
     monkeypatch: pytest.MonkeyPatch,
     capsys: Capture,
+    last: str | None,
+    said: str,
 ) -> None:
-    Runs(monkeypatch, "exited with value 1")
-    conf = section(tmp_path)
-    install(ca, conf)
-    assert not notify.after_install(conf)
+    conf, runs = prepared(monkeypatch, tmp_path, outcome=TIMED_OUT, ca=ca)
+    notify.save(str(runs.record), notify.Pending(EARLIER, last))
+    assert not notify.again(conf, log.say)
     assert capsys.readouterr().err.splitlines() == [
+        f"[www] Notification pending since 2026-11-30 18:00:00 UTC, {said}: running it again",
         "Running notification command `systemctl reload nginx`",
-        "[www] Error: notification command exited with value 1",
+        "[www] Error: notification command timed out after 300 s (notify-timeout), "
+        "its process group killed: it runs again on the next run",
+    ]
+    assert notify.load(str(runs.record)) == notify.Pending(EARLIER, runs.outcome)
+
+    runs.outcome = None
+    assert notify.again(conf, log.say)
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "Running notification command `systemctl reload nginx`",
+        "[www] Notification command succeeded, no longer pending",
+    ]
+    assert not runs.record.exists()
+    assert notify.again(conf, log.say)
+    assert len(runs.calls) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_a_pending_notify_tells_the_installed_certificate(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path, "certificate =\n", ca=ca)
+    notify.save(str(runs.record), notify.Pending(EARLIER, "exited with value 1"))
+    assert notify.again(conf, log.say)
+    ((_, env, _, _),) = runs.calls
+    assert env == notify.environment(conf, leaf_of(conf), os.environ, os.geteuid() == 0)
+    assert (env["LACME_CERTIFICATE"], env["LACME_NOT_AFTER"]) == ("", "2027-03-04T05:06:07Z")
+
+
+def test_quiet_silences_only_the_success(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, _ = prepared(monkeypatch, tmp_path, ca=ca)
+    notify.save(notify.state_path(conf.certificate_paths()[0]), notify.Pending(EARLIER, None))
+    assert notify.again(conf, lambda message: None)
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "Running notification command `systemctl reload nginx`"
     ]
 
 
-def test_an_unreadable_certificate_runs_nothing(
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[]",
+        '{"since": "2026-11-30T18:00:00", "last": null}',  # no time zone
+        '{"since": "yesterday", "last": null}',
+        '{"since": "2026-11-30T18:00:00+00:00", "last": 1}',
+        '{"since": "2026-11-30T18:00:00+00:00"}',
+    ],
+)
+def test_an_unreadable_record_is_pending_since_it_was_written(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture, text: str
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path, ca=ca)
+    runs.record.write_text(text)
+    os.utime(runs.record, (EARLIER.timestamp(), EARLIER.timestamp()))
+    assert notify.load(str(runs.record)) == notify.Pending(EARLIER, "is unknown")
+    assert notify.again(conf, log.say)
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "[www] Notification pending since 2026-11-30 18:00:00 UTC, "
+        "the last attempt is unknown: running it again"
+    )
+    assert not runs.record.exists()
+
+
+def test_a_pending_notify_of_an_unreadable_certificate_stays_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
 ) -> None:
-    runs = Runs(monkeypatch)
-    conf = section(tmp_path)
-    (tmp_path / "www.chain").write_text("garbage\n")
-    assert not notify.after_install(conf)
+    conf, runs = prepared(monkeypatch, tmp_path)
+    notify.save(str(runs.record), notify.Pending(EARLIER, "exited with value 1"))
+    assert not notify.again(conf, log.say)
     assert runs.calls == []
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        f"[www] Error: can't read {tmp_path / 'www.chain'}: No such file or directory: "
+        "the notification command stays pending"
+    ]
+    assert notify.load(str(runs.record)) == notify.Pending(EARLIER, "exited with value 1")
+
+
+def test_a_notify_unset_since_drops_what_was_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path, "notify =\n")
+    notify.save(str(runs.record), notify.Pending(EARLIER, "exited with value 1"))
+    assert notify.again(conf, log.say)
+    assert runs.calls == []
+    assert not runs.record.exists()
     assert capsys.readouterr().err == (
-        f"[www] Error: {tmp_path / 'www.chain'} holds no PEM certificate: "
-        "the notification command is not run\n"
+        "[www] No notify command any more: the pending notification is dropped\n"
     )
+
+
+def test_a_record_that_cannot_be_removed_is_warned_of(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    conf, runs = prepared(monkeypatch, tmp_path, ca=ca)
+    runs.record.mkdir()
+    assert notify.again(conf, log.say)
+    assert capsys.readouterr().err.splitlines()[2:] == [
+        f"[www] Warning: can't remove {runs.record}: Is a directory: "
+        "the notification command runs again on the next run"
+    ]
+    assert notify.again(section(tmp_path, "notify =\n"), log.say)
+    assert capsys.readouterr().err == f"[www] Warning: can't remove {runs.record}: Is a directory\n"
 
 
 def test_a_shell_that_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:

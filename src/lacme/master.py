@@ -217,6 +217,8 @@ class Master:
             self.accountd_credentials = privdrop.resolve_credentials(
                 config.accountd.user, config.accountd.group, "accountd"
             )
+        # Sections whose notify command this run ran for a new certificate.
+        self._notified: set[str] = set()
 
     def debug(self, message: str) -> None:
         if self.args.debug:
@@ -377,6 +379,8 @@ class Master:
                     log.say(f"Warning: No such section {name}, skipping")
                     status = 1
                 elif not self._renew(source, challenges):
+                    status = 1
+                if source is not None and not self._notify_pending(source):
                     status = 1
         return status
 
@@ -759,7 +763,19 @@ class Master:
 
     def _notify(self, section: CertSection) -> bool:
         """SECTION's notify command (lacme.notify), its certificate just installed."""
-        return notify.after_install(section)
+        self._notified.add(section.name)
+        return notify.after_install(section, datetime.datetime.now(datetime.UTC))
+
+    def _notify_pending(self, source: CertSource) -> bool:
+        """SOURCE's notify command again if still pending from an earlier run
+        (lacme.notify), due or not, unless this run notified a new certificate."""
+        if source.name in self._notified:
+            return True
+        try:
+            section = config.parse_section(source)
+        except ConfigError:
+            return True  # _renew said so, and failed
+        return notify.again(section, self.info)
 
     def revoke_cert(self) -> int:
         reason = None if self.args.reason is None else revocation_reason(self.args.reason)

@@ -11,21 +11,35 @@ so that a command that hangs can be stopped whole: after `notify-timeout`
 seconds the group gets SIGTERM, then SIGKILL once the shell has exited or
 GRACE seconds later.  A process that left the group (setsid, a daemon)
 is its own.
+
+lacme runs from a timer and exits, and a section whose certificate is valid
+is skipped: a command that failed once would never run again, and the
+services would keep the old certificate while every later run succeeds.  So
+a notification is recorded as pending in a small JSON file beside the
+certificate (`state_path`) from the moment the certificate is installed
+until the command exits 0; each later run that walks the section runs it
+again (`again`), due or not, and fails while it fails.  A run stopped while
+the command runs leaves it pending too.  A certificate installed meanwhile
+is notified once, for itself: what was pending was about the one it
+replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
+import json
 import os
 import select
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from cryptography import x509
 
-from lacme import certificate, log
+from lacme import certificate, files, log
 from lacme.certificate import CertificateError
 from lacme.config import CertSection
 
@@ -35,6 +49,51 @@ ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 USER_PATH = "/usr/local/bin:/usr/bin:/bin"
 UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+STATE_SUFFIX = ".notify"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A notification not done yet: since when, and how its last attempt
+    ended, after "the last attempt" (None: it did not end, the run that
+    made it was stopped)."""
+
+    since: datetime.datetime
+    last: str | None
+
+
+def state_path(certificate_path: str) -> str:
+    return certificate_path + STATE_SUFFIX
+
+
+def load(path: str) -> Pending | None:
+    """The notification pending at PATH; None if there is none.  A record
+    that can't be read is pending all the same, since it was written."""
+    try:
+        written = os.stat(path).st_mtime
+    except OSError:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+        since = datetime.datetime.fromisoformat(data["since"])
+        last = data["last"]
+        if since.tzinfo is None or not isinstance(last, str | None):
+            raise ValueError("not a pending notification")
+    except (OSError, ValueError, TypeError, KeyError):
+        return Pending(datetime.datetime.fromtimestamp(written, datetime.UTC), "is unknown")
+    return Pending(since.astimezone(datetime.UTC), last)
+
+
+def save(path: str, pending: Pending) -> None:
+    """Record PENDING at PATH, atomically; OSError if that fails."""
+    data = {"since": pending.since.isoformat(), "last": pending.last}
+    files.replace(path, json.dumps(data).encode() + b"\n", 0o644)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def environment(
@@ -127,20 +186,86 @@ def run(command: str, env: Mapping[str, str], timeout: int) -> str | None:
     return None if status == 0 else f"exited with value {status}"
 
 
-def after_install(section: CertSection) -> bool:
-    """Run SECTION's command, if any, for the certificate just installed;
-    False, after an error, if it failed."""
+def after_install(section: CertSection, now: datetime.datetime) -> bool:
+    """Run SECTION's command, if any, for the certificate installed at NOW;
+    False, after an error, if it failed: it is pending then."""
+    path = state_path(section.certificate_paths()[0])
     if section.notify is None:
+        # What was pending was for the certificate replaced; a record that
+        # can't be removed is the next run's to drop, or to warn of.
+        with contextlib.suppress(OSError):
+            _remove(path)
         return True
+    pending = Pending(now, None)
+    # Recorded first, so that a run stopped meanwhile leaves it pending.  If
+    # it can't be, a failure tries again and says so.
+    with contextlib.suppress(OSError):
+        save(path, pending)
+    return _attempt(section, section.notify, path, pending, None)
+
+
+def again(section: CertSection, info: Callable[[str], None]) -> bool:
+    """Run SECTION's command again if it is pending, for the certificate
+    installed; False, after an error, if it fails again.  INFO says what
+    --quiet silences."""
+    path = state_path(section.certificate_paths()[0])
+    pending = load(path)
+    if pending is None:
+        return True
+    name = section.name
+    if section.notify is None:
+        try:
+            _remove(path)
+        except OSError as e:
+            log.say(f"[{name}] Warning: can't remove {path}: {e.strerror}")
+            return True
+        info(f"[{name}] No notify command any more: the pending notification is dropped")
+        return True
+    log.say(
+        f"[{name}] Notification pending since {pending.since:%Y-%m-%d %H:%M:%S} UTC, "
+        f"the last attempt {pending.last or 'did not end'}: running it again"
+    )
+    done = f"[{name}] Notification command succeeded, no longer pending"
+    return _attempt(section, section.notify, path, pending, lambda: info(done))
+
+
+def _attempt(
+    section: CertSection,
+    command: str,
+    path: str,
+    pending: Pending,
+    done: Callable[[], None] | None,
+) -> bool:
+    """Run COMMAND, PENDING at PATH: the record goes if it succeeds (then
+    DONE is called), says how it failed otherwise."""
+    name = section.name
     try:
         leaf = certificate.read_certificate(section.certificate_paths()[0])
     except CertificateError as e:
-        log.say(f"[{section.name}] Error: {e}: the notification command is not run")
+        log.say(f"[{name}] Error: {e}: the notification command stays pending")
         return False
-    log.say(f"Running notification command `{section.notify}`")
+    log.say(f"Running notification command `{command}`")
     env = environment(section, leaf, os.environ, os.geteuid() == 0)
-    failure = run(section.notify, env, section.notify_timeout)
-    if failure is not None:
-        log.say(f"[{section.name}] Error: notification command {failure}")
+    failure = run(command, env, section.notify_timeout)
+    if failure is None:
+        try:
+            _remove(path)
+        except OSError as e:
+            log.say(
+                f"[{name}] Warning: can't remove {path}: {e.strerror}: "
+                "the notification command runs again on the next run"
+            )
+            return True
+        if done is not None:
+            done()
+        return True
+    try:
+        save(path, Pending(pending.since, failure))
+    except OSError as e:
+        log.say(
+            f"[{name}] Error: notification command {failure}; can't save {path}: "
+            f"{e.strerror}, so it won't run again"
+        )
         return False
-    return True
+    log.say(f"[{name}] Error: notification command {failure}: it runs again on the next run")
+    return False
