@@ -1,6 +1,6 @@
 """Whether an installed certificate still matches its section (lacme.installed),
 and what the master checks before ordering (lacme.certificate.installation_problems,
-lacme.master.notify_program_problem); end to end: tests/test_renewal_mismatch_e2e.py."""
+lacme.notify.program_problem); end to end: tests/test_renewal_mismatch_e2e.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 
 from lacme import config, installed
 from lacme.certificate import installation_problems
-from lacme.master import NOTIFY_PATH, notify_program_problem
+from lacme.notify import ROOT_PATH, program_problem
 from support.pki import generate_key, make_ca
 
 pytestmark = pytest.mark.unit
@@ -166,20 +166,20 @@ def test_destinations_unusable(tmp_path: Path) -> None:
     ],
 )
 def test_notify_programs_found_or_not_to_be_told(command: str) -> None:
-    assert notify_program_problem(command, NOTIFY_PATH) is None
+    assert program_problem(command, ROOT_PATH) is None
 
 
 @pytest.mark.parametrize(
     ("command", "problem"),
     [
-        ("nginx -s reload", f"nginx not found in PATH {NOTIFY_PATH}"),
+        ("nginx-typo -s reload", f"nginx-typo not found in PATH {ROOT_PATH}"),
         ("/usr/sbin/no-such-program", "can't execute /usr/sbin/no-such-program"),
         ("/etc reload", "can't execute /etc"),
         ("echo 'unbalanced", "not a shell command (No closing quotation)"),
     ],
 )
 def test_notify_programs_not_found(command: str, problem: str) -> None:
-    assert notify_program_problem(command, NOTIFY_PATH) == f"notify = {command}: {problem}"
+    assert program_problem(command, ROOT_PATH) == f"notify = {command}: {problem}"
 
 
 def test_an_order_is_resumed_only_for_the_same_names(tmp_path: Path) -> None:

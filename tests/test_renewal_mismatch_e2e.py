@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lacme import notify
 from support.faults import FaultProxy, offer_profiles
 from support.masters import MasterSetup, leaf_of, master_setup, names_of
 from support.pki import make_ca, new_key_file
@@ -139,7 +140,7 @@ def test_a_missing_directory_and_notify_program_order_nothing(fault_proxy: Fault
             f"[site] Error before ordering: certificate-chain {chain}: "
             f"no directory {chain.parent}\n"
             "[site] Error before ordering: notify = nginx-typo -s reload: "
-            "nginx-typo not found in PATH /usr/bin:/bin\n"
+            f"nginx-typo not found in PATH {notify.ROOT_PATH}\n"
         )
         assert orders(fault_proxy) == 0
 

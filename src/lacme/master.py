@@ -24,9 +24,6 @@ import contextlib
 import datetime
 import functools
 import os
-import re
-import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -91,15 +88,6 @@ LIMITED_PROFILES = ("tlsserver", "shortlived")
 PROFILE_MAX_NAMES = 25
 IP_PROFILE = "shortlived"
 ACCEPTED_KEY_TYPES = ("RSA 2048", "RSA 3072", "RSA 4096", "ECDSA P-256", "ECDSA P-384")
-# What a notify command may start with that names no program to look up:
-# POSIX sh's special and regular builtins and reserved words.
-_SHELL_WORDS = (
-    ". : [ alias bg break case cd command continue echo eval exec exit export false fg "
-    "for getopts hash if jobs kill printf pwd read readonly return set shift test times "
-    "trap true type ulimit umask unalias unset until wait while { ! ("
-)
-SHELL_WORDS = frozenset(_SHELL_WORDS.split())
-SHELL_SYNTAX = re.compile(r"[=$`;|&<>(){}*?\[~]")
 
 
 class Interrupted(BaseException):
@@ -156,30 +144,10 @@ def before_ordering(section: CertSection) -> list[str]:
     the notify command's program."""
     problems = certificate.installation_problems(section)
     if section.notify is not None:
-        problem = notify_program_problem(section.notify, notify.path())
+        problem = notify.program_problem(section.notify, notify.path(os.geteuid() == 0))
         if problem is not None:
             problems.append(problem)
     return problems
-
-
-def notify_program_problem(command: str, path: str) -> str | None:
-    """Why the program the /bin/sh COMMAND starts with would not be found
-    with PATH; None if it would, or if that cannot be told without running
-    the shell (a builtin, a keyword, an assignment, an expansion)."""
-    try:
-        words = shlex.split(command)
-    except ValueError as e:
-        return f"notify = {command}: not a shell command ({e})"
-    if not words or words[0] in SHELL_WORDS or SHELL_SYNTAX.search(words[0]):
-        return None
-    program = words[0]
-    if "/" in program:
-        if os.path.isdir(program) or not os.access(program, os.X_OK):
-            return f"notify = {command}: can't execute {program}"
-        return None
-    if shutil.which(program, path=path) is None:
-        return f"notify = {command}: {program} not found in PATH {path}"
-    return None
 
 
 class ChallengeDirectory:

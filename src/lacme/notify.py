@@ -31,7 +31,10 @@ import datetime
 import functools
 import json
 import os
+import re
 import select
+import shlex
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
@@ -50,6 +53,15 @@ USER_PATH = "/usr/local/bin:/usr/bin:/bin"
 UNSAFE_ENVIRONMENT = ("IFS", "CDPATH", "ENV", "BASH_ENV")
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 STATE_SUFFIX = ".notify"
+# What a notify command may start with that names no program to look up:
+# POSIX sh's special and regular builtins and reserved words.
+_SHELL_WORDS = (
+    ". : [ alias bg break case cd command continue echo eval exec exit export false fg "
+    "for getopts hash if jobs kill printf pwd read readonly return set shift test times "
+    "trap true type ulimit umask unalias unset until wait while { ! ("
+)
+SHELL_WORDS = frozenset(_SHELL_WORDS.split())
+SHELL_SYNTAX = re.compile(r"[=$`;|&<>(){}*?\[~]")
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,31 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def path(root: bool) -> str:
+    """The PATH the command runs with; ROOT: the master runs as root."""
+    return ROOT_PATH if root else USER_PATH
+
+
+def program_problem(command: str, path: str) -> str | None:
+    """Why the program the /bin/sh COMMAND starts with would not be found
+    with PATH; None if it would, or if that cannot be told without running
+    the shell (a builtin, a keyword, an assignment, an expansion)."""
+    try:
+        words = shlex.split(command)
+    except ValueError as e:
+        return f"notify = {command}: not a shell command ({e})"
+    if not words or words[0] in SHELL_WORDS or SHELL_SYNTAX.search(words[0]):
+        return None
+    program = words[0]
+    if "/" in program:
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            return f"notify = {command}: can't execute {program}"
+        return None
+    if shutil.which(program, path=path) is None:
+        return f"notify = {command}: {program} not found in PATH {path}"
+    return None
+
+
 def environment(
     section: CertSection, leaf: x509.Certificate, inherited: Mapping[str, str], root: bool
 ) -> dict[str, str]:
@@ -104,7 +141,7 @@ def environment(
     Every LACME_* variable is set, empty when its setting is unset, so that
     a script under `set -u` needs no test."""
     env = {k: v for k, v in inherited.items() if k not in UNSAFE_ENVIRONMENT}
-    env["PATH"] = ROOT_PATH if root else USER_PATH
+    env["PATH"] = path(root)
     env["LACME_SECTION"] = section.name
     env["LACME_CERTIFICATE"] = section.certificate or ""
     env["LACME_CERTIFICATE_CHAIN"] = section.certificate_chain or ""
