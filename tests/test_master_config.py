@@ -209,9 +209,9 @@ GOOD = (
 
 
 @pytest.mark.unit
-def test_later_files_win_and_defaults_apply_everywhere(tmp_path: Path) -> None:
-    a = write(tmp_path / "a.conf", f"hash = sha384\nmin-days = 10\n[www]\n{GOOD}[smtp]\n{GOOD}")
-    b = write(tmp_path / "b.conf", f"min-days = 30\n[www]\n{GOOD}min-days = 5\n")
+def test_later_defaults_win_and_apply_everywhere(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.conf", f"hash = sha384\nmin-days = 10\n[smtp]\n{GOOD}")
+    b = write(tmp_path / "b.conf", f"min-days = 30\n[www]\n{GOOD}min-days = 5\ncertificate = /w\n")
     sources = config.load_certs([str(a), str(b)])
     assert sorted(sources) == ["smtp", "www"]
     www = config.parse_section(sources["www"])

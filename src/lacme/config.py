@@ -7,12 +7,16 @@ keys (plus `SSL_CAfile` in [client], the CA bundle our client trusts); any
 other section or key is an error naming file, section and key.
 
 The certificate files are read in `config-certs` order (directories: their
-`*.conf` files in lexicographic order).  A section defined again in a later
-file replaces the earlier definition, as in lacme 0.8.2; default-section keys
-merge, the later winning, and supply defaults to every section.  Values are
-checked per section (`parse_section`), so that one broken section does not
-stop the renewal of the others; a file that cannot be read, is not INI or has
-an unknown key stops everything, as in lacme 0.8.2.
+`*.conf` files in lexicographic order, a warning naming each other file);
+default-section keys merge, the later winning, and supply defaults to every
+section.  Values are checked per section (`parse_section`), so that one
+broken section does not stop the renewal of the others; a file that cannot
+be read, is not INI or has an unknown key stops everything, as in lacme
+0.8.2.  Beyond 0.8.2, which lets the later definition win in silence, a
+section defined twice (in one file or two), and sections that would install
+to the same file (the later overwriting the earlier after its `notify` ran),
+are errors of those sections, naming both places; no section at all is a
+warning.
 
 Nothing here imports `cryptography`: `lacme account` and `--help` do without.
 """
@@ -29,7 +33,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
-from lacme import inifile
+from lacme import inifile, log
 from lacme.client_contract import CLIENT_KEYS, MASTER_KEYS
 from lacme.errors import ConfigError
 from lacme.parsing import is_ip_address, yes_no
@@ -298,11 +302,13 @@ class Setting(NamedTuple):
 
 
 class CertSource(NamedTuple):
-    """A certificate section as read, defaults applied, not yet checked."""
+    """A certificate section as read, defaults applied, not yet checked;
+    PROBLEM, what is wrong with it beside the others (parse_section raises it)."""
 
     name: str
     filename: str
     settings: Mapping[str, Setting]
+    problem: str | None = None
 
 
 def certificate_files(config: Config, options: Sequence[str] = ()) -> list[str]:
@@ -336,36 +342,86 @@ def certificate_files(config: Config, options: Sequence[str] = ()) -> list[str]:
                 continue
             except OSError as e:
                 raise ConfigError(f"config-certs: can't list {directory}: {e.strerror}") from e
-            files.extend(
-                os.path.join(directory, name) for name in sorted(names) if name.endswith(".conf")
-            )
+            for name in sorted(names):
+                if name.endswith(".conf"):
+                    files.append(os.path.join(directory, name))
+                else:
+                    log.warn(f"{directory}/{name}: not read, as its name does not end in .conf")
         elif explicit or os.path.lexists(path):
             files.append(path)
     return files
 
 
 def load_certs(files: Sequence[str]) -> dict[str, CertSource]:
-    """Read FILES; ConfigError for an unreadable file, bad syntax or an unknown key."""
+    """Read FILES; ConfigError for an unreadable file, bad syntax or an
+    unknown key.  A section defined twice, or installing to a file another
+    one does, has a problem (CertSource); no section at all, a warning."""
     defaults: dict[str, Setting] = {}
     sections: dict[str, tuple[str, dict[str, Setting]]] = {}
+    # FILE:LINE of each header of each section.
+    headers: dict[str, list[str]] = {}
     for filename in files:
         try:
-            parsed = inifile.read(filename)
+            parsed = inifile.read_located(filename)
         except OSError as e:
             raise ConfigError(f"can't read {filename}: {e.strerror}") from e
         except inifile.IniError as e:
             raise ConfigError(str(e)) from e
-        for name, values in parsed.items():
+        for name, values in parsed.sections.items():
             _known_keys(filename, name, values, CERT_KEYS)
             settings = {key: Setting(key, value, filename) for key, value in values.items()}
             if name == inifile.DEFAULT_SECTION:
                 defaults.update(settings)
-            else:
-                sections[name] = (filename, settings)
-    return {
+                continue
+            sections[name] = (filename, settings)
+            places = headers.setdefault(name, [])
+            places.extend(f"{filename}:{line}" for line in parsed.headers[name])
+    if not sections:
+        where = (
+            f"section in {', '.join(files)}" if files else "configuration file (see config-certs)"
+        )
+        log.warn(f"no certificate {where}: nothing to issue or renew")
+    sources = {
         name: CertSource(name, filename, {**defaults, **settings})
         for name, (filename, settings) in sections.items()
     }
+    problems = {
+        name: f"{places[1]}: [{name}] is defined again (first at {places[0]}): "
+        "merge the two or rename one"
+        for name, places in headers.items()
+        if len(places) > 1
+    }
+    for name, problem in _shared_files(sources).items():
+        problems.setdefault(name, problem)
+    return {name: source._replace(problem=problems.get(name)) for name, source in sources.items()}
+
+
+def _installed_file(path: str) -> str:
+    """The directory entry PATH names: a certificate is renamed into place,
+    so a link to another directory counts, a link as the last component not."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(directory), name)
+
+
+def _shared_files(sources: Mapping[str, CertSource]) -> dict[str, str]:
+    """The sections that install to a file another section installs to
+    too, each with its problem."""
+    writers: dict[str, list[tuple[str, Setting]]] = {}
+    for name in sorted(sources):
+        for key in ("certificate-chain", "certificate"):
+            setting = sources[name].settings.get(key)
+            if setting is not None and setting.value != "":
+                writers.setdefault(_installed_file(setting.value), []).append((name, setting))
+    problems: dict[str, str] = {}
+    for shared in writers.values():
+        for name, setting in shared:
+            others = [f"[{other}] {theirs.key}" for other, theirs in shared if other != name]
+            if others and name not in problems:
+                problems[name] = (
+                    f"{setting.filename}: [{name}] {setting.key} = {setting.value}: "
+                    f"the same file as {', '.join(others)}: give each section files of its own"
+                )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -581,6 +637,8 @@ def _mode(value: str) -> int:
 
 def parse_section(source: CertSource) -> CertSection:
     """Check SOURCE; ConfigError names the file, section, key and value."""
+    if source.problem is not None:
+        raise ConfigError(source.problem)
     settings = source.settings
 
     def get(*keys: str) -> Setting | None:
