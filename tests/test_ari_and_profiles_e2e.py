@@ -176,9 +176,11 @@ def test_ari_failure_falls_back_to_min_days(a2c: A2CServer) -> None:
         # A certificate acme2certifier never issued: it has no renewal
         # information for it (404), so min-days decides, and no `replaces`.
         other = make_ca("another CA")
-        for days, renewed in ((90, False), (10, True)):
+        now = datetime.datetime.now(datetime.UTC)
+        for days_left, renewed in ((90, False), (10, True)):
+            not_before = now - datetime.timedelta(days=90 - days_left)
             names = ["a.example.test", "www.a.example.test"]
-            leaf = other.issue(key.public_key(), names, days=days)
+            leaf = other.issue(key.public_key(), names, not_before=not_before)
             chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
             result = setup.run("newOrder", "--debug")
             assert "[site] Warning: no renewal information (the client failed), " in result.stderr

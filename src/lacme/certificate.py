@@ -227,8 +227,9 @@ def valid_until(
     path: str, min_days: int | Percent, now: datetime.datetime
 ) -> datetime.datetime | None:
     """The expiry of the certificate at PATH when it is more than MIN_DAYS
-    away, or more than that percentage of its lifetime (so that renewal can
-    wait), else None; a negative MIN_DAYS always renews."""
+    away (a third of its lifetime at most), or more than that percentage of
+    its lifetime (so that renewal can wait), else None; a negative MIN_DAYS
+    always renews."""
     if not isinstance(min_days, Percent) and min_days < 0:
         return None
     validity = _validity(path)
@@ -238,7 +239,9 @@ def valid_until(
     if isinstance(min_days, Percent):
         margin = (expiry - not_before) * (min_days.value / 100)
     else:
-        margin = datetime.timedelta(days=min_days)
+        # Days meant for 90-day certificates (21 by default) would renew a
+        # 6-day one at every run: two thirds of the lifetime is late enough.
+        margin = min(datetime.timedelta(days=min_days), (expiry - not_before) / 3)
     if expiry - now <= margin:
         return None
     return expiry
