@@ -32,6 +32,8 @@ from support.pki import make_ca
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 1, tzinfo=UTC)
+# When the certificates the renewal information is about expire.
+EXPIRY = NOW + datetime.timedelta(days=90)
 
 
 def certificate(serial: int, aki: bytes | None) -> x509.Certificate:
@@ -82,7 +84,8 @@ def test_renewal_info_from_the_client_answer() -> None:
                     "retryAfter": 21600,
                 }
             ).encode()
-        )
+        ),
+        EXPIRY,
     )
     assert info.start == datetime.datetime(2026, 1, 3, tzinfo=UTC)
     assert info.end == datetime.datetime(2026, 1, 6, 23, 0, 0, 500000, tzinfo=UTC)
@@ -105,7 +108,7 @@ def test_renewal_info_from_the_client_answer() -> None:
 )
 def test_malformed_renewal_information(output: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ari.renewal_info(decode_renewal_info(output))
+        ari.renewal_info(decode_renewal_info(output), EXPIRY)
 
 
 def info(start_day: int, end_day: int, retry_after: float | None = None) -> ari.RenewalInfo:
@@ -140,11 +143,11 @@ def test_state_round_trip(tmp_path: Path) -> None:
     path = ari.state_path(str(tmp_path / "cert.pem"))
     state = ari.next_state(None, "a.b", info(10, 20), NOW)
     ari.save_state(path, state)
-    assert ari.load_state(path, "a.b") == state
+    assert ari.load_state(path, "a.b", EXPIRY) == state
     # About another certificate (renewed since), or broken: no state.
-    assert ari.load_state(path, "c.d") is None
+    assert ari.load_state(path, "c.d", EXPIRY) is None
     Path(path).write_text("{")
-    assert ari.load_state(path, "a.b") is None
+    assert ari.load_state(path, "a.b", EXPIRY) is None
     assert [p.name for p in tmp_path.iterdir()] == ["cert.pem.ari"]
 
 

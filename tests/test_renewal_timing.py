@@ -1,15 +1,20 @@
-"""When the master renews, on a clock of the test's own: min-days for
-short-lived certificates (lacme.certificate)."""
+"""When the master renews, on a clock of the test's own: the renewal
+information it refuses (lacme.ari), the bound on Retry-After, min-days for
+short-lived certificates (lacme.certificate), and the state file written
+whole or not at all (lacme.files)."""
 
 from __future__ import annotations
 
 import datetime
+import json
+import os
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from lacme import certificate, config
+from lacme import ari, certificate, config
+from lacme.client_contract import decode_renewal_info
 from support.pki import IssuingCA, generate_key
 
 pytestmark = pytest.mark.unit
@@ -18,6 +23,115 @@ UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 1, tzinfo=UTC)
 DAY = datetime.timedelta(days=1)
 HOUR = datetime.timedelta(hours=1)
+EXPIRY = NOW + 90 * DAY
+
+
+def answer(start: str, end: str, retry_after: str = "null") -> bytes:
+    # As a client would print it; JSON has no NaN nor infinity, Python's reader does.
+    window = json.dumps({"suggestedWindow": {"start": start, "end": end}})
+    return f'{{"renewalInfo": {window}, "retryAfter": {retry_after}}}'.encode()
+
+
+# --- windows refused ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        # Year 1 in UTC is before datetime's first day.
+        (
+            "0001-01-01T00:30:00+01:00",
+            "2026-03-01T00:00:00Z",
+            "suggestedWindow start is out of range: '0001-01-01T00:30:00+01:00'",
+        ),
+        (
+            "2026-03-01T00:00:00Z",
+            "9999-12-31T23:30:00-01:00",
+            "suggestedWindow end is out of range: '9999-12-31T23:30:00-01:00'",
+        ),
+        (
+            "9999-12-01T00:00:00Z",
+            "9999-12-31T00:00:00Z",
+            "suggestedWindow starts at 9999-12-01 00:00:00 UTC, "
+            "after the certificate expires at 2026-04-01 00:00:00 UTC",
+        ),
+        (
+            "2026-04-01T00:00:01Z",
+            "2026-04-02T00:00:00Z",
+            "suggestedWindow starts at 2026-04-01 00:00:01 UTC, "
+            "after the certificate expires at 2026-04-01 00:00:00 UTC",
+        ),
+        (
+            "2026-03-02T00:00:00Z",
+            "2026-03-01T00:00:00Z",
+            "suggestedWindow ends (2026-03-01 00:00:00+00:00) "
+            "before it starts (2026-03-02 00:00:00+00:00)",
+        ),
+    ],
+)
+def test_window_refused(start: str, end: str, message: str) -> None:
+    with pytest.raises(ValueError, match=r"^suggestedWindow ") as refused:
+        ari.renewal_info(decode_renewal_info(answer(start, end)), EXPIRY)
+    assert str(refused.value) == message
+
+
+def test_window_up_to_the_expiry_and_beyond_is_taken() -> None:
+    # Only a start after the expiry is refused.
+    info = ari.renewal_info(
+        decode_renewal_info(answer("2026-04-01T00:00:00Z", "9999-12-31T00:00:00Z")), EXPIRY
+    )
+    assert (info.start, info.end.year) == (EXPIRY, 9999)
+
+
+def saved_state(tmp_path: Path, start: datetime.datetime, next_check: datetime.datetime) -> str:
+    path = str(tmp_path / "cert.pem.ari")
+    ari.save_state(
+        path, ari.State("a.b", start, start + DAY, start, next_check, "https://ca.example/why")
+    )
+    return path
+
+
+def test_saved_window_refused_now_is_no_state(tmp_path: Path) -> None:
+    # Kept by a lacme that took any window: asked again, as if there were none.
+    path = saved_state(tmp_path, datetime.datetime(9999, 1, 1, tzinfo=UTC), NOW + HOUR)
+    assert ari.load_state(path, "a.b", EXPIRY) is None
+    path = saved_state(tmp_path, NOW + 60 * DAY, NOW + HOUR)
+    assert ari.load_state(path, "a.b", EXPIRY) is not None
+
+
+# --- Retry-After -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [
+        ("null", ari.DEFAULT_RETRY_AFTER),
+        ("NaN", ari.DEFAULT_RETRY_AFTER),
+        ("Infinity", DAY),
+        ("1e300", DAY),
+        ("86401", DAY),
+        ("7200", 2 * HOUR),
+        ("60", datetime.timedelta(minutes=1)),
+        ("0.5", datetime.timedelta(minutes=1)),
+        ("-Infinity", datetime.timedelta(minutes=1)),
+    ],
+)
+def test_retry_after_is_a_minute_to_a_day(retry_after: str, wait: datetime.timedelta) -> None:
+    info = ari.renewal_info(
+        decode_renewal_info(answer("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z", retry_after)),
+        EXPIRY,
+    )
+    assert ari.next_state(None, "a.b", info, NOW).next_check == NOW + wait
+
+
+def test_state_believed_until_the_next_check_a_day_at_most(tmp_path: Path) -> None:
+    state = ari.load_state(saved_state(tmp_path, NOW + 60 * DAY, NOW + DAY), "a.b", EXPIRY)
+    assert state is not None
+    assert ari.believed(state, NOW)
+    assert ari.believed(state, NOW + HOUR)
+    assert not ari.believed(state, NOW + DAY)
+    # Kept by a lacme that believed any Retry-After: asked again now.
+    assert not ari.believed(state, NOW - HOUR)
 
 
 # --- min-days and short lifetimes ---------------------------------------------------------
@@ -58,3 +172,49 @@ def test_min_days_at_most_a_third_of_the_lifetime(
     assert certificate.valid_until(path, min_days, NOW + renewal - second) == NOW + lifetime
     assert certificate.valid_until(path, min_days, NOW + renewal) is None
     assert certificate.valid_until(path, -1, NOW) is None
+
+
+# --- the state file, whole or not at all ------------------------------------------------------
+
+
+def test_state_file_is_synced_then_renamed_then_its_directory_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+    renamed: list[bytes] = []
+    fsync, rename = os.fsync, os.rename
+
+    def record_fsync(fd: int) -> None:
+        steps.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+        fsync(fd)
+
+    def record_rename(source: str, target: str) -> None:
+        steps.append(f"rename {source} {target}")
+        renamed.append(Path(source).read_bytes())
+        rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "rename", record_rename)
+    path = saved_state(tmp_path, NOW + 60 * DAY, NOW + HOUR)
+    temporary = steps[0].removeprefix("fsync ")
+    assert os.path.dirname(temporary) == str(tmp_path)
+    assert steps == [f"fsync {temporary}", f"rename {temporary} {path}", f"fsync {tmp_path}"]
+    # Complete, and with its mode, before it took the place of the old one.
+    assert renamed == [Path(path).read_bytes()]
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_state_file_kept_whole_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = saved_state(tmp_path, NOW + 60 * DAY, NOW + HOUR)
+    before = Path(path).read_bytes()
+
+    def fail(source: str, target: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", fail)
+    with pytest.raises(OSError, match="No space left"):
+        saved_state(tmp_path, NOW + 61 * DAY, NOW + HOUR)
+    assert Path(path).read_bytes() == before
+    assert os.listdir(tmp_path) == ["cert.pem.ari"]

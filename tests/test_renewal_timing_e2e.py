@@ -1,14 +1,21 @@
 """When the master renews, as an administrator meets it: our master against
+Pebble, behind the fault proxy offering renewal information of the test's
+choosing (Pebble 2.4 has none: support.faults.offer_renewal_info), and
 Pebble issuing certificates of short lifetimes (tests/test_renewal_timing.py
 has the rules)."""
 
 from __future__ import annotations
 
 import datetime
+import json
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from support.masters import leaf_of, master_setup
+from lacme.certificate import ari_cert_id
+from support.faults import FaultProxy, offer_renewal_info
+from support.masters import MasterSetup, leaf_of, master_setup
 from support.pebble import PebbleFactory, PebbleServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -25,8 +32,88 @@ def pebble_issuing(pebble_factory: PebbleFactory, lifetime: datetime.timedelta) 
     return pebble_factory(config={"certificateValidityPeriod": int(period.total_seconds())})
 
 
+def issued(setup: MasterSetup) -> tuple[Path, x509.Certificate]:
+    """Register, and issue the certificate of SITE: its chain file and leaf."""
+    setup.register()
+    chain = setup.one_section(**SITE)
+    setup.run("newOrder")
+    return chain, leaf_of(chain)
+
+
+def offer_window(
+    proxy: FaultProxy,
+    start_in: datetime.timedelta,
+    end_in: datetime.timedelta,
+    retry_after: str = "60",
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """Make PROXY offer a window from START_IN to END_IN from now; the window."""
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now + start_in, now + end_in
+    offer_renewal_info(proxy, (start.isoformat(), end.isoformat()), retry_after)
+    return start, end
+
+
 def said(when: datetime.datetime) -> str:
     return f"{when:{WHEN}}"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "refusal"),
+    [
+        (
+            "9999-12-01T00:00:00Z",
+            "9999-12-31T00:00:00Z",
+            "suggestedWindow starts at 9999-12-01 00:00:00 UTC, "
+            "after the certificate expires at {expiry}",
+        ),
+        (
+            "0001-01-01T00:30:00+01:00",
+            "0001-01-02T00:00:00Z",
+            "suggestedWindow start is out of range: '0001-01-01T00:30:00+01:00'",
+        ),
+        (
+            "2026-03-02T00:00:00Z",
+            "2026-03-01T00:00:00Z",
+            "suggestedWindow ends (2026-03-01 00:00:00+00:00) "
+            "before it starts (2026-03-02 00:00:00+00:00)",
+        ),
+    ],
+)
+def test_a_window_refused_leaves_renewal_to_min_days(
+    fault_proxy: FaultProxy, start: str, end: str, refusal: str
+) -> None:
+    asked = offer_renewal_info(fault_proxy, (start, end), retry_after="999999999999")
+    with master_setup(fault_proxy) as setup:
+        chain, leaf = issued(setup)
+        result = setup.run("newOrder")
+        assert asked == [ari_cert_id(leaf)]
+        expiry = said(leaf.not_valid_after_utc)
+        assert result.stderr == (
+            f"[site] Warning: no renewal information ({refusal.format(expiry=expiry)}), "
+            "renewal goes by min-days\n"
+            f"[site] Valid until {expiry}, skipping\n"
+        )
+        assert leaf_of(chain) == leaf
+        # Nothing kept: the next run asks again.
+        assert not Path(f"{chain}.ari").exists()
+
+
+def test_retry_after_believed_for_a_day_at_most(fault_proxy: FaultProxy) -> None:
+    # The client takes a day of it (acme_http.MAX_RETRY_AFTER), the master a day at most.
+    start, end = offer_window(fault_proxy, 30 * DAY, 31 * DAY, retry_after="999999999999")
+    with master_setup(fault_proxy) as setup:
+        chain, _ = issued(setup)
+        before = datetime.datetime.now(datetime.UTC)
+        result = setup.run("newOrder")
+        after = datetime.datetime.now(datetime.UTC)
+        state = json.loads(Path(f"{chain}.ari").read_text())
+        next_check = datetime.datetime.fromisoformat(state["nextCheck"])
+        assert before + DAY <= next_check <= after + DAY
+        renew_at = datetime.datetime.fromisoformat(state["renewAt"])
+        assert result.stderr == (
+            f"[site] Renewal at {said(renew_at)} "
+            f"(renewal window {said(start)} to {said(end)}), skipping\n"
+        )
 
 
 def test_min_days_beyond_a_third_of_the_lifetime(pebble_factory: PebbleFactory) -> None:

@@ -7,18 +7,26 @@ choose a uniformly random time within the suggested window, and renew once
 it has come (a time in the past, a window wholly in the past included,
 means now).
 
+What the server says is weighed, not obeyed: it may be broken or hostile,
+and the client that brought it compromised.  A window must be well formed
+and start before the certificate expires (`renewal_info`), or it is refused
+and min-days decides; Retry-After counts from a minute to a day (RFC 9773
+section 4.3's example limits).
+
 Retry-After says when to ask again; lacme runs and exits, so what it learnt
-is kept in a small JSON file beside the certificate (`state_path`): the
-certID it is about, the window, the chosen time and when to ask next.  Until
-then runs decide from that file without asking the server; a new window
-gets a new random time, the same one keeps it, so that runs do not draw
-again and again (which would favour the window's start).
+is kept in a small JSON file beside the certificate (`state_path`), replaced
+atomically and synced to disk (lacme.files): the certID it is about, the
+window, the chosen time and when to ask next.  Until then runs decide from
+that file without asking the server; a new window gets a new random time,
+the same one keeps it, so that runs do not draw again and again (which
+would favour the window's start).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +36,8 @@ from lacme.client_contract import RenewalInfoAnswer
 
 # When the server gives no Retry-After: RFC 9773's example interval.
 DEFAULT_RETRY_AFTER = datetime.timedelta(hours=6)
+MIN_RETRY_AFTER = datetime.timedelta(minutes=1)
+MAX_RETRY_AFTER = datetime.timedelta(days=1)
 STATE_SUFFIX = ".ari"
 
 
@@ -52,7 +62,7 @@ class State:
 
 
 def _timestamp(value: Any, what: str) -> datetime.datetime:
-    """An RFC 3339 timestamp, which must say its offset."""
+    """An RFC 3339 timestamp, which must say its offset and be one in UTC too."""
     if not isinstance(value, str):
         raise ValueError(f"{what} is not a timestamp: {value!r:.100}")
     try:
@@ -61,20 +71,42 @@ def _timestamp(value: Any, what: str) -> datetime.datetime:
         raise ValueError(f"{what} is not a timestamp: {value!r:.100}") from None
     if when.tzinfo is None:
         raise ValueError(f"{what} has no time zone: {value!r:.100}")
-    return when.astimezone(datetime.UTC)
+    try:
+        return when.astimezone(datetime.UTC)
+    except OverflowError:
+        raise ValueError(f"{what} is out of range: {value!r:.100}") from None
 
 
-def renewal_info(answer: RenewalInfoAnswer) -> RenewalInfo:
-    """What the client's `renewalInfo` answer says; ValueError if its window
-    is malformed, an end not after the start included (RFC 9773 section 4.2)."""
+def _utc(when: datetime.datetime) -> str:
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _check_window(
+    start: datetime.datetime, end: datetime.datetime, expiry: datetime.datetime
+) -> None:
+    """ValueError unless START to END is a window for a certificate that
+    expires at EXPIRY: one that ends after it starts (RFC 9773 section
+    4.2), and starts before the expiry (else renewal would come too late)."""
+    if end <= start:
+        raise ValueError(f"suggestedWindow ends ({end}) before it starts ({start})")
+    if start > expiry:
+        raise ValueError(
+            f"suggestedWindow starts at {_utc(start)}, "
+            f"after the certificate expires at {_utc(expiry)}"
+        )
+
+
+def renewal_info(answer: RenewalInfoAnswer, expiry: datetime.datetime) -> RenewalInfo:
+    """What the client's `renewalInfo` answer says of a certificate that
+    expires at EXPIRY; ValueError if its window is malformed or refused
+    (_check_window)."""
     info = answer.renewal_info
     window = info.get("suggestedWindow")
     if not isinstance(window, dict):
         raise ValueError("no suggestedWindow")
     start = _timestamp(window.get("start"), "suggestedWindow start")
     end = _timestamp(window.get("end"), "suggestedWindow end")
-    if end <= start:
-        raise ValueError(f"suggestedWindow ends ({end}) before it starts ({start})")
+    _check_window(start, end, expiry)
     explanation = info.get("explanationURL")
     return RenewalInfo(
         start=start,
@@ -82,6 +114,18 @@ def renewal_info(answer: RenewalInfoAnswer) -> RenewalInfo:
         explanation_url=explanation if isinstance(explanation, str) else None,
         retry_after=answer.retry_after,
     )
+
+
+def retry_wait(retry_after: float | None) -> datetime.timedelta:
+    """How long to believe an answer that came with RETRY_AFTER seconds:
+    within [MIN_RETRY_AFTER, MAX_RETRY_AFTER], DEFAULT_RETRY_AFTER without
+    a number."""
+    if retry_after is None or math.isnan(retry_after):
+        return DEFAULT_RETRY_AFTER
+    seconds = min(
+        max(retry_after, MIN_RETRY_AFTER.total_seconds()), MAX_RETRY_AFTER.total_seconds()
+    )
+    return datetime.timedelta(seconds=seconds)
 
 
 def random_time(start: datetime.datetime, end: datetime.datetime) -> datetime.datetime:
@@ -98,35 +142,38 @@ def next_state(
         renew_at = previous.renew_at
     else:
         renew_at = random_time(info.start, info.end)
-    wait = (
-        DEFAULT_RETRY_AFTER
-        if info.retry_after is None
-        else datetime.timedelta(seconds=info.retry_after)
-    )
     return State(
         cert_id=cert_id,
         start=info.start,
         end=info.end,
         renew_at=renew_at,
-        next_check=now + wait,
+        next_check=now + retry_wait(info.retry_after),
         explanation_url=info.explanation_url,
     )
+
+
+def believed(state: State, now: datetime.datetime) -> bool:
+    """Whether STATE still holds at NOW, without asking the server again: a
+    time to ask again further off than MAX_RETRY_AFTER (from a state file of
+    an older lacme, or tampered with) is not believed."""
+    return now < state.next_check <= now + MAX_RETRY_AFTER
 
 
 def state_path(certificate_path: str) -> str:
     return certificate_path + STATE_SUFFIX
 
 
-def load_state(path: str, cert_id: str) -> State | None:
-    """The state at PATH if it is about CERT_ID; None if there is none, it
-    is about another certificate (renewed since) or it is unreadable."""
+def load_state(path: str, cert_id: str, expiry: datetime.datetime) -> State | None:
+    """The state at PATH if it is about CERT_ID, which expires at EXPIRY;
+    None if there is none, it is about another certificate (renewed since),
+    it is unreadable, or its window would be refused now (_check_window)."""
     try:
         with open(path, "rb") as f:
             data = json.load(f)
         if not isinstance(data, dict) or data.get("certID") != cert_id:
             return None
         explanation = data.get("explanationURL")
-        return State(
+        state = State(
             cert_id=cert_id,
             start=_timestamp(data.get("start"), "start"),
             end=_timestamp(data.get("end"), "end"),
@@ -134,8 +181,10 @@ def load_state(path: str, cert_id: str) -> State | None:
             next_check=_timestamp(data.get("nextCheck"), "nextCheck"),
             explanation_url=explanation if isinstance(explanation, str) else None,
         )
+        _check_window(state.start, state.end, expiry)
     except (OSError, ValueError):
         return None
+    return state
 
 
 def save_state(path: str, state: State) -> None:

@@ -555,7 +555,9 @@ class Master:
         directory = None if cert is None else self.server_directory
         if cert is not None and directory is not None and "renewalInfo" in directory:
             cert_id = certificate.ari_cert_id(cert)
-        state = None if cert_id is None else self._renewal_info(section, cert_id, now)
+        state = None
+        if cert is not None and cert_id is not None:
+            state = self._renewal_info(section, cert_id, cert.not_valid_after_utc, now)
         if state is None:
             # `replaces` only names a certificate the server said it knows.
             return not self._still_valid(section, now), None
@@ -570,23 +572,24 @@ class Master:
         return False, cert_id
 
     def _renewal_info(
-        self, section: CertSection, cert_id: str, now: datetime.datetime
+        self, section: CertSection, cert_id: str, expiry: datetime.datetime, now: datetime.datetime
     ) -> ari.State | None:
-        """The certificate's renewal information (lacme.ari): as last saved
-        until the server's Retry-After has passed, else asked of the
-        client; None, after a warning, if that fails."""
+        """The renewal information (lacme.ari) of the certificate CERT_ID,
+        which expires at EXPIRY: as last saved until the server's
+        Retry-After has passed, else asked of the client; None, after a
+        warning, if that fails or the window is refused."""
 
         name = section.name
         path = ari.state_path(section.certificate_paths()[0])
-        previous = ari.load_state(path, cert_id)
-        if previous is not None and now < previous.next_check:
+        previous = ari.load_state(path, cert_id, expiry)
+        if previous is not None and ari.believed(previous, now):
             self.debug(f"[{name}] Renewal information from {path}")
             return previous
         status, output = self.run_client([cert_id], command=RENEWAL_INFO, capture=True, lookup=True)
         try:
             if status != 0:
                 raise ValueError("the client failed")
-            info = ari.renewal_info(decode_renewal_info(output))
+            info = ari.renewal_info(decode_renewal_info(output), expiry)
         except ValueError as e:  # ContractError included
             log.say(f"[{name}] Warning: no renewal information ({e}), renewal goes by min-days")
             return None

@@ -298,11 +298,13 @@ def running_fault_proxy(pebble: PebbleServer) -> Iterator[FaultProxy]:
         yield proxy
 
 
-def offer_renewal_info(proxy: FaultProxy, window: tuple[str, str]) -> list[str]:
+def offer_renewal_info(
+    proxy: FaultProxy, window: tuple[str, str], retry_after: str = "60"
+) -> list[str]:
     """Make PROXY offer ACME Renewal Information (RFC 9773), which Pebble
     lacks: a `renewalInfo` URL in the directory, and every certificate's
-    suggested WINDOW (start, end: RFC 3339) at it.  The certIDs asked
-    about are appended to the list returned."""
+    suggested WINDOW (start, end: RFC 3339) at it, with RETRY_AFTER.  The
+    certIDs asked about are appended to the list returned."""
     asked: list[str] = []
     prefix = "/renewal-info/"
     directory_path = urlsplit(proxy.directory_url).path
@@ -318,9 +320,8 @@ def offer_renewal_info(proxy: FaultProxy, window: tuple[str, str]) -> list[str]:
             return None
         asked.append(request.path.removeprefix(prefix))
         body = json.dumps({"suggestedWindow": {"start": window[0], "end": window[1]}}).encode()
-        return Answer(
-            200, httpx.Headers({"Content-Type": "application/json", "Retry-After": "60"}), body
-        )
+        headers = {"Content-Type": "application/json", "Retry-After": retry_after}
+        return Answer(200, httpx.Headers(headers), body)
 
     proxy.answer_hooks.append(directory)
     proxy.hooks.append(renewal_info)
