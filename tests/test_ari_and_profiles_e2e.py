@@ -144,9 +144,11 @@ def test_ari_not_due_honours_retry_after(a2c_namespace: ExitStack) -> None:
         next_check = datetime.datetime.fromisoformat(state["nextCheck"])
         retry_after = datetime.timedelta(seconds=3600)
         assert before + retry_after <= next_check <= after + retry_after
-        when = f"{renew_at:%Y-%m-%d %H:%M:%S} UTC"
-        assert result.stderr.startswith(f"[site] Renewal at {when} (renewal window ")
-        assert result.stderr.endswith("), skipping\n")
+        # It leaves less than a sixth of the lifetime: renewal comes before it.
+        latest = leaf.not_valid_after_utc - lifetime / 6
+        when = f"{latest:%Y-%m-%d %H:%M:%S} UTC"
+        assert result.stderr.startswith(f"[site] Renewal at {when}, 5 days before expiry (")
+        assert result.stderr.endswith(" is later), skipping\n")
         assert state_file.stat().st_mode & 0o777 == 0o644
 
         # Within Retry-After: no request, the same decision.

@@ -114,7 +114,7 @@ def client_settings(conf: config.Config) -> client_contract.ClientSettings:
 @pytest.mark.unit
 def test_lacme_conf_documents_every_key() -> None:
     assert keys_by_section(shipped("lacme.conf")) == {
-        inifile.DEFAULT_SECTION: {"config-certs"},
+        inifile.DEFAULT_SECTION: set(config.LACME_KEYS),
         "client": set(config._CLIENT_KEYS),
         "webserver": set(config._WEBSERVER_KEYS),
         "accountd": set(config._ACCOUNTD_KEYS),

@@ -1,7 +1,9 @@
 """When the master renews, on a clock of the test's own: the renewal
-information it refuses (lacme.ari), the bound on Retry-After, min-days for
-short-lived certificates (lacme.certificate), and the state file written
-whole or not at all (lacme.files)."""
+information it refuses (lacme.ari), the bound on Retry-After, the latest
+renewal whatever the window, the lookahead to the next run (lacme.conf's
+`renewal-lookahead`), min-days for short-lived certificates
+(lacme.certificate), and the state file written whole or not at all
+(lacme.files)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lacme import ari, certificate, config
 from lacme.client_contract import decode_renewal_info
+from lacme.errors import ConfigError
 from support.pki import IssuingCA, generate_key
 
 pytestmark = pytest.mark.unit
@@ -76,7 +79,8 @@ def test_window_refused(start: str, end: str, message: str) -> None:
 
 
 def test_window_up_to_the_expiry_and_beyond_is_taken() -> None:
-    # Only a start after the expiry is refused.
+    # Only a start after the expiry is refused: the latest renewal (below)
+    # stands in for an end after it.
     info = ari.renewal_info(
         decode_renewal_info(answer("2026-04-01T00:00:00Z", "9999-12-31T00:00:00Z")), EXPIRY
     )
@@ -132,6 +136,91 @@ def test_state_believed_until_the_next_check_a_day_at_most(tmp_path: Path) -> No
     assert not ari.believed(state, NOW + DAY)
     # Kept by a lacme that believed any Retry-After: asked again now.
     assert not ari.believed(state, NOW - HOUR)
+
+
+# --- the latest renewal, whatever the window ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "margin", "said"),
+    [
+        (90 * DAY, 15 * DAY, "15 days"),
+        (5 * 365 * DAY, 5 * 365 * DAY / 6, "304 days"),
+        # Let's Encrypt's shortlived profile: 160 hours.
+        (160 * HOUR, 160 * HOUR / 6, "26 hours"),
+        (6 * DAY, DAY, "24 hours"),
+        (3 * DAY, DAY, "24 hours"),
+        # A day or less: renewed at once, at every run.
+        (12 * HOUR, DAY, "24 hours"),
+    ],
+)
+def test_latest_renewal_a_sixth_of_the_lifetime_a_day_at_least(
+    lifetime: datetime.timedelta, margin: datetime.timedelta, said: str
+) -> None:
+    not_after = NOW + lifetime
+    latest = ari.latest_renewal(NOW, not_after)
+    assert not_after - latest == margin
+    assert ari.span(not_after - latest) == said
+
+
+def test_ordinary_windows_keep_their_say() -> None:
+    # A window that ends with a third of the lifetime left is never cut
+    # short, down to a lifetime of three days.
+    for lifetime in (90 * DAY, 47 * DAY, 160 * HOUR, 3 * DAY):
+        assert NOW + lifetime * 2 / 3 <= ari.latest_renewal(NOW, NOW + lifetime)
+
+
+# --- due before the next run -----------------------------------------------------------
+
+
+def test_due_before_the_next_run() -> None:
+    # A three-hour window between two runs twelve hours apart is not missed.
+    assert ari.due(NOW + 3 * HOUR, NOW, 12 * HOUR)
+    assert ari.due(NOW + 12 * HOUR, NOW, 12 * HOUR)
+    assert not ari.due(NOW + 12 * HOUR + datetime.timedelta(seconds=1), NOW, 12 * HOUR)
+    assert not ari.due(NOW + 3 * HOUR, NOW, datetime.timedelta(0))
+    assert ari.due(NOW - DAY, NOW, datetime.timedelta(0))
+
+
+@pytest.mark.parametrize(
+    ("text", "lookahead"),
+    [
+        ("12h", 12 * HOUR),
+        ("90m", 90 * datetime.timedelta(minutes=1)),
+        ("1d", DAY),
+        ("0h", datetime.timedelta(0)),
+        ("7d", 7 * DAY),
+        ("3600s", HOUR),
+    ],
+)
+def test_renewal_lookahead_setting(
+    tmp_path: Path, text: str, lookahead: datetime.timedelta
+) -> None:
+    path = tmp_path / "lacme.conf"
+    path.write_text(f"renewal-lookahead = {text}\n[client]\n")
+    assert config.load(str(path)).renewal_lookahead == lookahead
+    path.write_text("")
+    assert config.load(str(path)).renewal_lookahead == 12 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("12", "not a duration such as 12h, 90m, 1d or 0h"),
+        ("-1h", "not a duration such as 12h, 90m, 1d or 0h"),
+        ("12 h", "not a duration such as 12h, 90m, 1d or 0h"),
+        ("1w", "not a duration such as 12h, 90m, 1d or 0h"),
+        ("", "not a duration such as 12h, 90m, 1d or 0h"),
+        ("8d", "more than 7d: run lacme newOrder at least once a week"),
+        ("9" * 30 + "d", "more than 7d: run lacme newOrder at least once a week"),
+    ],
+)
+def test_renewal_lookahead_refused(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "lacme.conf"
+    path.write_text(f"renewal-lookahead = {text}\n")
+    with pytest.raises(ConfigError) as refused:
+        config.load(str(path))
+    assert str(refused.value) == f"{path}: renewal-lookahead = {text}: {reason}"
 
 
 # --- min-days and short lifetimes ---------------------------------------------------------

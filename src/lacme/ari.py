@@ -4,14 +4,17 @@ The client fetches a certificate's renewal information (`renewalInfo
 CERTID`, lacme.client_contract); the master decides with what is here.  RFC
 9773 section 4.2's algorithm, for a program run from cron or a timer:
 choose a uniformly random time within the suggested window, and renew once
-it has come (a time in the past, a window wholly in the past included,
-means now).
+it has come, or when it comes before the next run (`due`: a time in the
+past, a window wholly in the past included, means now).
 
 What the server says is weighed, not obeyed: it may be broken or hostile,
 and the client that brought it compromised.  A window must be well formed
 and start before the certificate expires (`renewal_info`), or it is refused
-and min-days decides; Retry-After counts from a minute to a day (RFC 9773
-section 4.3's example limits).
+and min-days decides; whatever the window, a certificate is renewed at the
+latest when a sixth of its lifetime is left, a day at least
+(`latest_renewal`), so that no window can put renewal off until the
+certificate has expired; Retry-After counts from a minute to a day (RFC
+9773 section 4.3's example limits).
 
 Retry-After says when to ask again; lacme runs and exits, so what it learnt
 is kept in a small JSON file beside the certificate (`state_path`), replaced
@@ -38,6 +41,11 @@ from lacme.client_contract import RenewalInfoAnswer
 DEFAULT_RETRY_AFTER = datetime.timedelta(hours=6)
 MIN_RETRY_AFTER = datetime.timedelta(minutes=1)
 MAX_RETRY_AFTER = datetime.timedelta(days=1)
+# CAs suggest renewing with about a third of the lifetime left (Let's
+# Encrypt's 90-day certificates: from day 60); half of that still leaves
+# 15 days (30 runs of lacme.timer) to retry a failure in, a day at least.
+LATEST_FRACTION = 6
+LATEST_MARGIN = datetime.timedelta(days=1)
 STATE_SUFFIX = ".ari"
 
 
@@ -157,6 +165,29 @@ def believed(state: State, now: datetime.datetime) -> bool:
     time to ask again further off than MAX_RETRY_AFTER (from a state file of
     an older lacme, or tampered with) is not believed."""
     return now < state.next_check <= now + MAX_RETRY_AFTER
+
+
+def latest_renewal(
+    not_before: datetime.datetime, not_after: datetime.datetime
+) -> datetime.datetime:
+    """When a certificate valid from NOT_BEFORE to NOT_AFTER is renewed at
+    the latest, whatever its window: a sixth of its lifetime before it
+    expires, a day if that is more (at once, for a certificate of a day or less)."""
+    return not_after - max((not_after - not_before) / LATEST_FRACTION, LATEST_MARGIN)
+
+
+def due(when: datetime.datetime, now: datetime.datetime, lookahead: datetime.timedelta) -> bool:
+    """Whether a renewal at WHEN is due at NOW, the next run coming within
+    LOOKAHEAD: RFC 9773 section 4.2 renews at once when the time chosen
+    comes before the client would wake up again."""
+    return when <= now + lookahead
+
+
+def span(duration: datetime.timedelta) -> str:
+    """DURATION, rounded down: in days from two days on, else in hours."""
+    if duration >= datetime.timedelta(days=2):
+        return f"{duration.days} days"
+    return f"{duration // datetime.timedelta(hours=1)} hours"
 
 
 def state_path(certificate_path: str) -> str:

@@ -1,10 +1,11 @@
 """The lacme master's configuration: `lacme.conf` and the certificate files.
 
 Both are in the INI dialect of lacme 0.8.2 (lacme.inifile) and follow
-lacme(8) 0.8.2.  `lacme.conf` holds `config-certs` before any section and the
-sections [client], [webserver] and [accountd] with exactly their documented
-keys (plus `SSL_CAfile` in [client], the CA bundle our client trusts); any
-other section or key is an error naming file, section and key.
+lacme(8) 0.8.2.  `lacme.conf` holds `config-certs` (and, beyond 0.8.2,
+`renewal-lookahead`) before any section and the sections [client],
+[webserver] and [accountd] with exactly their documented keys (plus
+`SSL_CAfile` in [client], the CA bundle our client trusts); any other
+section or key is an error naming file, section and key.
 
 The certificate files are read in `config-certs` order (directories: their
 `*.conf` files in lexicographic order, a warning naming each other file);
@@ -23,6 +24,7 @@ Nothing here imports `cryptography`: `lacme account` and `--help` do without.
 
 from __future__ import annotations
 
+import datetime
 import grp
 import ipaddress
 import os
@@ -52,6 +54,13 @@ def default_cafile() -> str:
     return PERL_LACME_CAFILE if os.path.exists(PERL_LACME_CAFILE) else SYSTEM_CAFILE
 
 
+# lacme.conf's default section.
+LACME_KEYS = ("config-certs", "renewal-lookahead")
+# The time to the next run of `lacme newOrder`: lacme.timer's 12 hours.
+DEFAULT_RENEWAL_LOOKAHEAD = datetime.timedelta(hours=12)
+# Beyond a weekly run, short renewal windows cannot be met anyway; a longer
+# lookahead is a typo that would renew certificates long before their window.
+MAX_RENEWAL_LOOKAHEAD = datetime.timedelta(days=7)
 DEFAULT_MIN_DAYS = 21
 # Seconds a `notify` command may take (lacme.notify): a reload takes a few;
 # one that hangs must not hold up every later run.
@@ -126,6 +135,22 @@ def parse_min_days(text: str) -> int | Percent:
     if not _INTEGER.fullmatch(text):
         raise ValueError("not an integer")
     return int(text)
+
+
+_DURATION = re.compile(r"([0-9]+)([smhd])", re.ASCII)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_lookahead(text: str) -> datetime.timedelta:
+    """`renewal-lookahead`: a number and a unit (s, m, h or d), up to
+    MAX_RENEWAL_LOOKAHEAD; ValueError saying why TEXT is not."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError("not a duration such as 12h, 90m, 1d or 0h")
+    seconds = int(match[1]) * _DURATION_UNITS[match[2]]
+    if seconds > MAX_RENEWAL_LOOKAHEAD.total_seconds():
+        raise ValueError("more than 7d: run lacme newOrder at least once a week")
+    return datetime.timedelta(seconds=seconds)
 
 
 # -I: both run in the challenge directory, which the client may write to;
@@ -221,6 +246,8 @@ class Config:
     accountd: AccountdConfig | None
     # The `config-certs` items, unexpanded; None when unset.
     config_certs: tuple[str, ...] | None
+    # How soon the next run comes: a renewal due before it is due now.
+    renewal_lookahead: datetime.timedelta = DEFAULT_RENEWAL_LOOKAHEAD
 
 
 def _known_keys(
@@ -254,7 +281,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
     tables = {"client": _CLIENT_KEYS, "webserver": _WEBSERVER_KEYS, "accountd": _ACCOUNTD_KEYS}
     for name, values in sections.items():
         if name == inifile.DEFAULT_SECTION:
-            _known_keys(filename, name, values, {"config-certs"})
+            _known_keys(filename, name, values, LACME_KEYS)
         elif name in tables:
             _known_keys(filename, name, values, tables[name])
         else:
@@ -281,13 +308,22 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
             **{k: v for k, v in acc.items() if k != "quiet"},
             quiet=_yes_no(filename, "accountd", "quiet", acc.get("quiet"), True),
         )
-    config_certs = sections.get(inifile.DEFAULT_SECTION, {}).get("config-certs")
+    defaults = sections.get(inifile.DEFAULT_SECTION, {})
+    config_certs = defaults.get("config-certs")
+    lookahead = defaults.get("renewal-lookahead")
+    try:
+        renewal_lookahead = (
+            DEFAULT_RENEWAL_LOOKAHEAD if lookahead is None else parse_lookahead(lookahead)
+        )
+    except ValueError as e:
+        raise ConfigError(f"{filename}: renewal-lookahead = {lookahead}: {e}") from e
     return Config(
         path=filename,
         client=client,
         webserver=webserver,
         accountd=accountd,
         config_certs=None if config_certs is None else tuple(config_certs.split()),
+        renewal_lookahead=renewal_lookahead,
     )
 
 

@@ -544,7 +544,8 @@ class Master:
         """Whether the section is due for renewal, and the ARI certID of the
         certificate its new order replaces.  The server's renewal
         information decides when it gives some for the installed
-        certificate; otherwise min-days does, as in lacme 0.8.2."""
+        certificate, within lacme.ari's bounds; otherwise min-days does, as
+        in lacme 0.8.2."""
 
         name = section.name
         cert_id: str | None = None
@@ -558,18 +559,32 @@ class Master:
         state = None
         if cert is not None and cert_id is not None:
             state = self._renewal_info(section, cert_id, cert.not_valid_after_utc, now)
-        if state is None:
+        if cert is None or state is None:
             # `replaces` only names a certificate the server said it knows.
             return not self._still_valid(section, now), None
         if state.explanation_url is not None:
             self.info(f"[{name}] The CA explains its renewal window at {state.explanation_url}")
         when = "%Y-%m-%d %H:%M:%S UTC"
         window = f"renewal window {state.start:{when}} to {state.end:{when}}"
-        if self.args.min_days == -1 or state.renew_at <= now:
+        expiry = cert.not_valid_after_utc
+        latest = ari.latest_renewal(cert.not_valid_before_utc, expiry)
+        margin = ari.span(expiry - latest)
+        # The window would put renewal off too close to the expiry.
+        late = latest < state.renew_at
+        renew_at = latest if late else state.renew_at
+        if self.args.min_days != -1 and not ari.due(renew_at, now, self.config.renewal_lookahead):
+            why = f", {margin} before expiry ({window} is later)" if late else f" ({window})"
+            self.info(f"[{name}] Renewal at {renew_at:{when}}{why}, skipping")
+            return False, cert_id
+        if late:
+            log.say(
+                f"[{name}] Warning: renewing before the {window}, which is too late: the "
+                f"certificate expires at {expiry:{when}}, and lacme renews {margin} before "
+                "that at the latest"
+            )
+        else:
             self.debug(f"[{name}] Renewing: {window}, chosen time {state.renew_at:{when}}")
-            return True, cert_id
-        self.info(f"[{name}] Renewal at {state.renew_at:{when}} ({window}), skipping")
-        return False, cert_id
+        return True, cert_id
 
     def _renewal_info(
         self, section: CertSection, cert_id: str, expiry: datetime.datetime, now: datetime.datetime

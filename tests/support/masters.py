@@ -110,16 +110,19 @@ def master_setup(
     extra_client: Sequence[str] = (),
     ssl_cafile: bool = True,
     extra_webserver: Sequence[str] = (),
+    defaults: Sequence[str] = (),
 ) -> Iterator[MasterSetup]:
     """lacme.conf, lacme-accountd.conf and an account key in a temporary
     directory; ACCOUNTD None leaves [accountd] out (use --socket=).  Without
-    SSL_CAFILE the client must be told about the server's listener CA otherwise."""
+    SSL_CAFILE the client must be told about the server's listener CA
+    otherwise.  DEFAULTS are lacme.conf's lines before any section."""
     with ExitStack() as stack:
         directory = temporary_directory(stack, "lacme-master-")
         account_key_path = directory / "account.key"
         account_key = new_key_file(account_key_path, account_key_kind)
         certs_config = directory / "lacme-certs.conf"
         lines = [
+            *defaults,
             "[client]",
             f"server = {server.directory_url}",
             *([f"SSL_CAfile = {server.ca_bundle}"] if ssl_cafile else []),
