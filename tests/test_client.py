@@ -32,12 +32,14 @@ from lacme.acme_http import (
     valid_nonce,
 )
 from lacme.client import Accountd, Fatal, read_settings, tls_version_range
+from lacme.client_contract import EXIT_UNREACHABLE
 from support import requires
 from support.accountd import GREETING, fake_accountd, standalone_accountd
 from support.commands import ACCOUNTD, CLIENT, CONTACT, PERL_ACCOUNTD, run_client
 from support.hostile import PEM, TOKEN, Answer, HostileServer, hostile_server
 from support.masters import PerlMasterSetup, perl_master_setup
 from support.pebble import PebbleFactory, PebbleServer
+from support.system import free_ports
 
 CSR = b"0\x82not really a CSR"
 
@@ -476,6 +478,27 @@ def test_bad_server_url(server: str) -> None:
     assert result.returncode == 1
     assert f"GET {server}: " in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+@pytest.mark.process
+def test_an_unreachable_server_is_its_own_exit_status(hostile: HostileServer) -> None:
+    """Connection refused for as long as the client tries: EXIT_UNREACHABLE,
+    for the master to ask nothing more in the run; an answering server
+    failing is not that."""
+    (port,) = free_ports(1)
+    down = f"https://127.0.0.1:{port}/dir"
+    with fake_accountd() as accountd:
+        settings = {"server": down, "timeout": "1"}
+        result = run_client("directory", settings=settings, accountd=accountd)
+    assert result.returncode == EXIT_UNREACHABLE
+    assert result.stderr.decode().startswith(
+        f"lacme-client {lacme.__version__}: error: timeout (1s) exceeded retrying: GET {down}: "
+    )
+    hostile.overrides["/dir"] = (503, "", b"", {"Retry-After": "0"})
+    with fake_accountd() as accountd:
+        result = run_client("directory", settings=hostile.settings(), accountd=accountd)
+    assert result.returncode == 1
+    assert "giving up after 6 attempts" in result.stderr.decode()
 
 
 @pytest.mark.process

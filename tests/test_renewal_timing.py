@@ -307,3 +307,40 @@ def test_state_file_kept_whole_when_the_rename_fails(
         saved_state(tmp_path, NOW + 61 * DAY, NOW + HOUR)
     assert Path(path).read_bytes() == before
     assert os.listdir(tmp_path) == ["cert.pem.ari"]
+
+
+# --- a server without renewal information, remembered ----------------------------------
+
+
+def test_a_server_without_renewal_information_is_remembered_for_a_day(tmp_path: Path) -> None:
+    path = str(tmp_path / "site.chain.ari")
+    assert not ari.not_offered(path, "id.1", NOW)
+    ari.save_not_offered(path, "id.1", NOW)
+    assert ari.not_offered(path, "id.1", NOW)
+    assert ari.not_offered(path, "id.1", NOW + datetime.timedelta(hours=23))
+    assert not ari.not_offered(path, "id.1", NOW + datetime.timedelta(days=1))
+    # About the certificate then installed only, and never a window kept.
+    assert not ari.not_offered(path, "id.2", NOW)
+    assert not ari.kept(path, "id.1", NOW)
+    # A time to ask again further off than a day is not believed.
+    far = {"certID": "id.1", "offered": False, "nextCheck": "2026-01-03T00:00:00+00:00"}
+    Path(path).write_text(json.dumps(far))
+    assert not ari.not_offered(path, "id.1", NOW)
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"certID": "id.1", "offered": false}'])
+def test_an_unreadable_record_says_nothing(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "site.chain.ari"
+    path.write_text(text)
+    assert not ari.not_offered(str(path), "id.1", NOW)
+    assert not ari.kept(str(path), "id.1", NOW)
+
+
+def test_renewal_information_kept_is_known_without_asking(tmp_path: Path) -> None:
+    path = str(tmp_path / "site.chain.ari")
+    start, end = NOW + datetime.timedelta(days=50), NOW + datetime.timedelta(days=60)
+    state = ari.State("id.1", start, end, start, NOW + datetime.timedelta(hours=6), None)
+    ari.save_state(path, state)
+    assert ari.kept(path, "id.1", NOW)
+    assert not ari.kept(path, "id.1", NOW + datetime.timedelta(hours=6))
+    assert not ari.not_offered(path, "id.1", NOW)

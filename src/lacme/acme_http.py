@@ -139,6 +139,11 @@ class AcmeTimeout(AcmeError):
     """A wait went past `timeout`, or past what lacme waits for the server."""
 
 
+class AcmeUnreachable(AcmeError):
+    """The server could not be reached (connection, TLS or I/O failures) for
+    as long as the client tried."""
+
+
 def valid_nonce(value: str) -> bool:
     """Whether VALUE is a Replay-Nonce as RFC 8555 section 6.5.1 defines it:
     a non-empty octet string, base64url-encoded without padding."""
@@ -521,6 +526,7 @@ class Transport:
         wait = self.patience.wait("retrying")
         bad_nonces = 0
         transient = 0
+        unreachable = False  # the last attempt got no answer at all
         while True:
             try:
                 response = self.send(method, url, None if body is None else body(), limit, accept)
@@ -532,6 +538,7 @@ class Transport:
                 if _caused_by(e, ssl.SSLCertVerificationError):
                     raise AcmeError(failure) from None
                 retry_after = None
+                unreachable = True
             except httpx.HTTPError as e:  # a body that fails to decode, say
                 raise AcmeError(f"{method} {url}: {e or type(e).__name__}") from None
             else:
@@ -546,12 +553,19 @@ class Transport:
                     return response
                 failure = str(response.error())
                 retry_after = response.retry_after()
+                unreachable = False
             transient += 1
             if transient > MAX_TRANSIENT_RETRIES:
-                raise AcmeError(f"giving up after {transient} attempts: {failure}")
+                error = AcmeUnreachable if unreachable else AcmeError
+                raise error(f"giving up after {transient} attempts: {failure}")
             delay = (
                 retry_after if retry_after is not None else min(MAX_BACKOFF, 2.0 ** (transient - 1))
             )
             if self.trace:
                 self.trace(f"!!! {failure}; retrying in {delay:g}s")
-            wait.sleep(delay, server_asked=retry_after is not None, why=failure)
+            try:
+                wait.sleep(delay, server_asked=retry_after is not None, why=failure)
+            except AcmeTimeout as e:
+                if unreachable:
+                    raise AcmeUnreachable(str(e)) from None
+                raise

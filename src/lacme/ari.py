@@ -230,3 +230,37 @@ def save_state(path: str, state: State) -> None:
         "explanationURL": state.explanation_url,
     }
     files.replace(path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+
+
+def kept(path: str, cert_id: str, now: datetime.datetime) -> bool:
+    """Whether PATH holds renewal information about CERT_ID still believed
+    at NOW, whatever its window (load_state judges that)."""
+    data = files.read_json_object(path)
+    if data is None or data.get("certID") != cert_id or "start" not in data:
+        return False
+    return _believed_until(data, now)
+
+
+def not_offered(path: str, cert_id: str, now: datetime.datetime) -> bool:
+    """Whether PATH says, still at NOW, that the server offers no renewal
+    information (for CERT_ID, the certificate then installed)."""
+    data = files.read_json_object(path)
+    if data is None or data.get("certID") != cert_id or data.get("offered") is not False:
+        return False
+    return _believed_until(data, now)
+
+
+def save_not_offered(path: str, cert_id: str, now: datetime.datetime) -> None:
+    """Record at PATH that the server offers no renewal information, for a
+    day from NOW: the directory is not asked again meanwhile (a run with
+    nothing due then contacts nobody).  OSError if that fails."""
+    data = {"certID": cert_id, "offered": False, "nextCheck": (now + MAX_RETRY_AFTER).isoformat()}
+    files.replace(path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+
+
+def _believed_until(data: dict[str, Any], now: datetime.datetime) -> bool:
+    try:
+        next_check = _timestamp(data.get("nextCheck"), "nextCheck")
+    except ValueError:
+        return False
+    return now < next_check <= now + MAX_RETRY_AFTER

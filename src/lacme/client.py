@@ -27,7 +27,8 @@ and beyond it (lacme.client_contract):
 
 and, in the settings, `profile` and `replaces` (an ARI certID) for newOrder;
 a newOrder refused by a rate limit that says when it ends exits 75
-(EXIT_RATE_LIMITED) with {"rateLimited": {"retryAfter": SECONDS}} on stdout.
+(EXIT_RATE_LIMITED) with {"rateLimited": {"retryAfter": SECONDS}} on stdout;
+any command that could not reach the server exits 69 (EXIT_UNREACHABLE).
 directory and renewalInfo sign nothing and leave SOCKET_FD alone.
 
 Environment: DEBUG=1 traces requests and responses on stderr;
@@ -51,11 +52,12 @@ from lacme.accountd_protocol import (
     parse_signature,
 )
 from lacme.acme import AcmeSession
-from lacme.acme_http import ERROR_NS, AcmeError, Patience
+from lacme.acme_http import ERROR_NS, AcmeError, AcmeUnreachable, Patience
 from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
     EXIT_RATE_LIMITED,
+    EXIT_UNREACHABLE,
     KEY_CHANGE,
     MAX_INPUT,
     NEW_ORDER,
@@ -431,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     except RateLimited as e:
         log.say(f"{NAME} {__version__}: error: {e}")
         return EXIT_RATE_LIMITED
+    except AcmeUnreachable as e:
+        log.say(f"{NAME} {__version__}: error: {e}")
+        return EXIT_UNREACHABLE
     except (Fatal, AcmeError, ContractError) as e:
         log.say(f"{NAME} {__version__}: error: {e}")
         return 1

@@ -351,6 +351,11 @@ def decode_renewal_info(output: bytes) -> RenewalInfoAnswer:
     return RenewalInfoAnswer(info, None if retry_after is None else float(retry_after))
 
 
+# Any command that could not reach the ACME server for as long as it tried
+# exits with this status (sysexits' EX_UNAVAILABLE): the master then asks
+# nothing more of the server in the run.
+EXIT_UNREACHABLE = 69
+
 # newOrder refused by a rate limit that says when it ends (HTTP 429
 # rateLimited with Retry-After): the client exits with this status
 # (sysexits' EX_TEMPFAIL) and prints the wait, for the master to record.

@@ -1,13 +1,16 @@
 """Writing files so that a crash leaves either the old content or the new,
 never a part: a complete temporary file beside the target (content, mode,
-owner, fsync), then a rename, then an fsync of the directory."""
+owner, fsync), then a rename, then an fsync of the directory; and reading
+back the small JSON state files the master keeps beside certificates."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable
+from typing import Any
 
 
 def stage(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> str:
@@ -50,3 +53,14 @@ def replace(path: str, data: bytes, mode: int) -> None:
             os.unlink(temporary)
         raise
     sync_directories([path])
+
+
+def read_json_object(path: str) -> dict[str, Any] | None:
+    """The JSON object in the small state file at PATH; None if there is
+    none, or it holds anything else (the state is then as if unrecorded)."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -97,20 +97,11 @@ def save_order(path: str, url: str, identifiers: Sequence[str]) -> None:
 
 def load_order(path: str, identifiers: Sequence[str]) -> str | None:
     """The URL of the order recorded at PATH, if it is for IDENTIFIERS."""
-    data = _load(path)
+    data = files.read_json_object(path)
     if data is None or sorted(map(str, data.get("identifiers") or ())) != sorted(identifiers):
         return None
     url = data.get("url")
     return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
-
-
-def _load(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _optional_text(data: dict[str, Any], key: str) -> str | None:
@@ -127,7 +118,7 @@ def save_ordered(certificate_path: str, section: CertSection) -> None:
 
 def load_ordered(certificate_path: str) -> Ordered | None:
     """What the certificate at CERTIFICATE_PATH was ordered with, if known."""
-    data = _load(ordered_path(certificate_path))
+    data = files.read_json_object(ordered_path(certificate_path))
     if data is None:
         return None
     return Ordered(_optional_text(data, "profile"), _optional_text(data, "preferredChain"))
@@ -147,7 +138,7 @@ def save_revoked(certificate_path: str, cert: x509.Certificate, now: datetime.da
 def revoked(certificate_path: str, cert: x509.Certificate) -> str | None:
     """When this lacme revoked CERT, installed at CERTIFICATE_PATH, as
     recorded; None if it did not."""
-    data = _load(revoked_path(certificate_path))
+    data = files.read_json_object(revoked_path(certificate_path))
     if data is None or data.get("sha256") != _digest(cert):
         return None
     try:

@@ -56,6 +56,7 @@ from lacme.client_contract import (
     ACCOUNT,
     DIRECTORY,
     EXIT_RATE_LIMITED,
+    EXIT_UNREACHABLE,
     KEY_CHANGE,
     MAX_ORDER_URL,
     NEW_ORDER,
@@ -187,6 +188,9 @@ class Master:
             )
         # Sections whose notify command this run ran for a new certificate.
         self._notified: set[str] = set()
+        # Once the ACME server has proved unreachable in this run, nothing
+        # more is asked of it: each section would wait out its retries.
+        self.unreachable = False
 
     def debug(self, message: str) -> None:
         if self.args.debug:
@@ -262,6 +266,8 @@ class Master:
             self.debug(f"Forking {argv[0]}, child PID {client.pid}")
             output, _ = client.communicate(stdin)
             status = client.wait()
+        if status == EXIT_UNREACHABLE:
+            self.unreachable = True
         # As lacme 0.8.2: the client's exit code, 1 when it was killed.
         return (status if status > 0 else 1 if status < 0 else 0), output or b""
 
@@ -371,8 +377,16 @@ class Master:
                 due, replaces = self._renewal_due(section, now)
             if not due:
                 return True
+            if self.unreachable:
+                log.say(
+                    f"[{source.name}] Error before ordering: the ACME server was unreachable "
+                    "earlier in this run"
+                )
+                return False
             if self._rate_limited(section, now):
                 return False
+            # Only now: a run with nothing due asks the server nothing.
+            self._check_profile(section)
             problems = before_ordering(section)
             for problem in problems:
                 log.say(f"[{source.name}] Error before ordering: {problem}")
@@ -489,20 +503,21 @@ class Master:
         )
 
     def _section(self, source: CertSource) -> CertSection:
-        """SOURCE's settings checked (ConfigError), and against the server's profiles."""
+        """SOURCE's settings checked (ConfigError)."""
 
         section = config.parse_section(source)
         if self.args.debug:
             log.say(f"Configuration option for {source.name}:")
             for setting in sorted(source.settings.values()):
                 log.say(f"    {setting.key} = {setting.value}")
-        self._check_profile(section)
         return section
 
     @functools.cached_property
     def server_directory(self) -> dict[str, Any] | None:
         """The ACME server's directory, asked of the client once a run for
         profiles and renewal information; None, after a warning, if that fails."""
+        if self.unreachable:
+            return None
         status, output = self.run_client([], command=DIRECTORY, capture=True, lookup=True)
         directory = decode_object(output) if status == 0 else None
         if directory is None:
@@ -548,18 +563,15 @@ class Master:
         in lacme 0.8.2."""
 
         name = section.name
-        cert_id: str | None = None
         try:
             cert = certificate.read_certificate(section.certificate_paths()[0])
         except CertificateError:
             cert = None  # none yet, or a broken one: issue
-        directory = None if cert is None else self.server_directory
-        if cert is not None and directory is not None and "renewalInfo" in directory:
-            cert_id = certificate.ari_cert_id(cert)
+        cert_id = None if cert is None else certificate.ari_cert_id(cert)
         state = None
-        if cert is not None and cert_id is not None:
+        if cert is not None and cert_id is not None and self._ari_offered(section, cert_id, now):
             state = self._renewal_info(section, cert_id, cert.not_valid_after_utc, now)
-        if cert is None or state is None:
+        if cert is None or cert_id is None or state is None:
             # `replaces` only names a certificate the server said it knows.
             return not self._still_valid(section, now), None
         if state.explanation_url is not None:
@@ -586,6 +598,28 @@ class Master:
             self.debug(f"[{name}] Renewing: {window}, chosen time {state.renew_at:{when}}")
         return True, cert_id
 
+    def _ari_offered(self, section: CertSection, cert_id: str, now: datetime.datetime) -> bool:
+        """Whether renewal information may be had for the certificate
+        CERT_ID: as saved, or as the directory says.  A server without any
+        is remembered for a while (lacme.ari), so that a run with nothing
+        due asks it nothing."""
+
+        path = ari.state_path(section.certificate_paths()[0])
+        if ari.kept(path, cert_id, now):
+            return True
+        if ari.not_offered(path, cert_id, now):
+            return False
+        directory = self.server_directory
+        if directory is None:
+            return False
+        if "renewalInfo" in directory:
+            return True
+        try:
+            ari.save_not_offered(path, cert_id, now)
+        except OSError as e:
+            log.say(f"[{section.name}] Warning: can't save {path}: {e.strerror}")
+        return False
+
     def _renewal_info(
         self, section: CertSection, cert_id: str, expiry: datetime.datetime, now: datetime.datetime
     ) -> ari.State | None:
@@ -600,6 +634,8 @@ class Master:
         if previous is not None and ari.believed(previous, now):
             self.debug(f"[{name}] Renewal information from {path}")
             return previous
+        if self.unreachable:
+            return None
         status, output = self.run_client([cert_id], command=RENEWAL_INFO, capture=True, lookup=True)
         try:
             if status != 0:
