@@ -74,6 +74,18 @@ def test_ordered_with_other_settings(tmp_path: Path) -> None:
     )
 
 
+def test_a_certificate_for_the_section_whatever_the_installed_one_was_ordered_with(
+    tmp_path: Path,
+) -> None:
+    """A chain kept after issuance (lacme.master) is judged by its names and
+    key: the record of the installed certificate is not about it."""
+    installed.save_ordered(str(tmp_path / "site.chain"), section(tmp_path, profile="classic"))
+    renewed = section(tmp_path, profile="shortlived")
+    assert installed.not_for(renewed, CERT, KEY) is None
+    assert installed.mismatch(renewed, CERT, KEY) == "profile changed: classic -> shortlived"
+    assert installed.not_for(renewed, CERT, generate_key("p256")) is not None
+
+
 def test_unrecorded_or_unreadable_settings_are_not_held_against_it(tmp_path: Path) -> None:
     chain = tmp_path / "site.chain"
     assert installed.load_ordered(str(chain)) is None

@@ -49,7 +49,7 @@ LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 
 # RFC 8555 section 6.5: a badNonce answer carries a fresh nonce to retry
 # with.  Retries are bounded so that a server rejecting every nonce cannot
-# keep us busy until the deadline; at Pebble's worst test setting (half the
+# keep us busy until the timeout; at Pebble's worst test setting (half the
 # nonces rejected) 20 retries fail one request in two million, where 10
 # would fail one in two thousand: one run in twenty of a 100-request test.
 MAX_BAD_NONCE_RETRIES = 20

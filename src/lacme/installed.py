@@ -166,9 +166,9 @@ def _spki(key: x509.Certificate | ServiceKey) -> bytes:
     )
 
 
-def mismatch(section: CertSection, cert: x509.Certificate, key: ServiceKey) -> str | None:
-    """Why CERT, the certificate installed for SECTION, whose key is KEY,
-    no longer matches the section; None if it does."""
+def not_for(section: CertSection, cert: x509.Certificate, key: ServiceKey) -> str | None:
+    """Why CERT is not a certificate for SECTION's names and key KEY; None
+    if it is."""
     have = certificate_names(cert)
     want = set(section.identifiers)
     if have != want:
@@ -177,6 +177,15 @@ def mismatch(section: CertSection, cert: x509.Certificate, key: ServiceKey) -> s
         return f"names changed: {', '.join(added + removed)}"
     if _spki(cert) != _spki(key):
         return f"certificate-key {section.certificate_key} is not the certificate's key"
+    return None
+
+
+def mismatch(section: CertSection, cert: x509.Certificate, key: ServiceKey) -> str | None:
+    """Why CERT, the certificate installed for SECTION, whose key is KEY,
+    no longer matches the section; None if it does."""
+    reason = not_for(section, cert, key)
+    if reason is not None:
+        return reason
     paths = section.certificate_paths()
     ordered = load_ordered(paths[0])
     if ordered is not None:

@@ -431,7 +431,7 @@ class Master:
         is not for the section's key and names was never this order's."""
 
         name = section.name
-        if installed.mismatch(section, chain[0], key) is not None:
+        if installed.not_for(section, chain[0], key) is not None:
             log.say(f"[{name}] Error after issuance: {error}")
             return
         path = installed.kept_path(section.certificate_paths()[0])
@@ -471,7 +471,9 @@ class Master:
             return None
         if chain is None:
             return None
-        reason = installed.mismatch(section, chain[0], key)
+        # What the installed certificate was ordered with, or whether it was
+        # revoked, says nothing of the kept one: its names and key do.
+        reason = installed.not_for(section, chain[0], key)
         if reason is None and chain[0].not_valid_after_utc <= now:
             reason = "it has expired"
         if reason is not None:
