@@ -4,14 +4,18 @@
 
 For newOrder it reads the CSR (DER) on stdin and, by MODE, writes on stdout:
 good (a chain for the CSR's key from the CA in CA_DIR), wrong-key (the same
-for another key), rogue (for the CSR's key, from a CA nobody trusts), garbage,
-empty; or hang: write a challenge file in the working directory, announce
-it on stderr and wait to be killed.  `directory` prints an empty directory
+for another key), rogue (for the CSR's key, from a CA nobody trusts),
+padded (good, then another CA's certificates and 3,000 copies of the
+intermediate), older (good, but valid from 30 days ago), replay (CA_DIR's
+replay.pem, as the test left it), garbage, empty; or hang: write a
+challenge file in the working directory, announce it on stderr and wait to
+be killed.  `directory` prints an empty directory
 (no profiles, no renewal information).  Other commands succeed silently.
 It reads accountd's greeting (but for `directory`, which has no accountd
 behind SOCKET_FD), but never asks for a signature.
 """
 
+import datetime
 import sys
 import time
 from pathlib import Path
@@ -52,6 +56,16 @@ def main() -> int:
     elif mode == "wrong-key":
         other = ec.generate_private_key(ec.SECP256R1()).public_key()
         out = pem(ca.issue(other, domains), ca.intermediate)
+    elif mode == "padded":
+        foreign = make_ca("foreign")
+        leaf = ca.issue(csr.public_key(), domains)
+        out = pem(leaf, ca.intermediate, foreign.root, foreign.intermediate)
+        out += pem(ca.intermediate) * 3000
+    elif mode == "older":
+        start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+        out = pem(ca.issue(csr.public_key(), domains, not_before=start), ca.intermediate)
+    elif mode == "replay":
+        out = (Path(ca_dir) / "replay.pem").read_bytes()
     elif mode == "rogue":
         rogue = make_ca("rogue")
         out = pem(rogue.issue(csr.public_key(), domains), rogue.intermediate)

@@ -265,7 +265,30 @@ def test_check_chain_accepts_a_good_chain(ca: IssuingCA, cafile: str) -> None:
     key = generate_key("rsa2048")
     csr = certificate.build_csr(section(cafile=cafile), key)
     chain = [ca.issue(key.public_key(), ["www.example.org", "example.org"]), ca.intermediate]
-    certificate.check_chain(chain, csr, section(cafile=cafile), NOW)
+    assert certificate.check_chain(chain, csr, section(cafile=cafile), NOW) == chain
+
+
+@pytest.mark.unit
+def test_check_chain_keeps_only_the_verified_path(ca: IssuingCA, cafile: str) -> None:
+    """What else came with the leaf (another CA's certificates, copies, the
+    root itself) is not installed: the path the verifier built, without its
+    trust anchor, is."""
+    key = generate_key("p256")
+    csr = certificate.build_csr(section(cafile=cafile), key)
+    leaf = ca.issue(key.public_key(), ["www.example.org", "example.org"])
+    foreign = make_ca("foreign")
+    padded = [leaf, foreign.intermediate, ca.intermediate, ca.root, *[ca.intermediate] * 50]
+    assert certificate.check_chain(padded, csr, section(cafile=cafile), NOW) == [
+        leaf,
+        ca.intermediate,
+    ]
+    # Without verification, the chain as it came but for copies.
+    assert certificate.check_chain(padded, csr, section(cafile=None), NOW) == [
+        leaf,
+        foreign.intermediate,
+        ca.intermediate,
+        ca.root,
+    ]
 
 
 @pytest.mark.unit

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from support.commands import ACCOUNTD, LACME
-from support.pki import make_ca, new_key_file, save_ca
+from support.pki import load_ca, make_ca, new_key_file, save_ca
 from support.proc import descendants
 from support.system import free_ports, temporary_directory, wait_for
 
@@ -134,6 +135,45 @@ def test_hostile_chains_install_nothing(offline: Offline, mode: str, message: st
         f"kept in {offline.directory / 's.chain.issued'}, for the next run to install"
     ) == (mode == "rogue")
     assert after == before
+
+
+def test_only_the_verified_path_is_installed(offline: Offline) -> None:
+    """Another CA's certificates after the leaf, and 3,000 copies of the
+    intermediate: the chain file gets the leaf and the intermediate."""
+    offline.lacme_conf("padded")
+    result = offline.run("newOrder")
+    assert result.returncode == 0, result.stderr
+    leaf, *rest = x509.load_pem_x509_certificates(offline.files()["s.chain"])
+    ca = load_ca(offline.directory / "ca")
+    assert rest == [ca.intermediate]
+    assert x509.load_pem_x509_certificates(offline.files()["s.crt"]) == [leaf]
+
+
+def test_an_older_or_revoked_certificate_replaces_nothing(offline: Offline) -> None:
+    assert offline.run("newOrder").returncode == 0
+    offline.lacme_conf("older")
+    installed = ("s.crt", "s.chain")
+    before = {name: offline.files()[name] for name in installed}
+    result = offline.run("newOrder", "--force")
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"\[s\] Error after issuance: the issued certificate \(from [-\d]+ [:\d]+ UTC\) "
+        r"is older than the one installed \(from [-\d]+ [:\d]+ UTC\)\n",
+        result.stderr,
+    ), result.stderr
+    assert {name: offline.files()[name] for name in installed} == before
+    # Revoked, then sent back (a replay): the section is due, and refuses it.
+    chain = offline.directory / "s.chain"
+    (offline.directory / "ca" / "replay.pem").write_bytes(chain.read_bytes())
+    assert offline.run("revokeCert", str(chain)).returncode == 0
+    offline.lacme_conf("replay")
+    result = offline.run("newOrder")
+    assert result.returncode == 1
+    assert (
+        "[s] Error after issuance: the issued certificate is one lacme revoked "
+        f"(`lacme revokeCert {chain}` on "
+    ) in result.stderr
+    assert chain.read_bytes() == (offline.directory / "ca" / "replay.pem").read_bytes()
 
 
 def test_no_verification_with_an_empty_cafile(offline: Offline) -> None:

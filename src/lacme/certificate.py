@@ -309,28 +309,34 @@ def check_chain(
     key: x509.CertificateSigningRequest | ServiceKey,
     section: CertSection,
     now: datetime.datetime,
-) -> None:
-    """Refuse CHAIN unless its leaf holds the public key of KEY (the CSR, or
-    the section's key) and, unless `CAfile` is empty, it verifies for TLS
-    server use and every identifier, with the rest of CHAIN as untrusted
-    intermediates."""
+) -> list[x509.Certificate]:
+    """What of CHAIN to install: refuse it unless its leaf holds the public
+    key of KEY (the CSR, or the section's key) and, unless `CAfile` is
+    empty, it verifies for TLS server use and every identifier, with the
+    rest of CHAIN as untrusted intermediates.  Only the path the verifier
+    built is installed, without its trust anchor: whatever else came (other
+    certificates, copies) is not the CA's chain.  Without CAfile, CHAIN
+    without copies."""
     leaf = chain[0]
     if _spki(leaf) != _spki(key):
         raise CertificateError("the issued certificate is not for the section's key")
     if section.cafile is None:
-        return
+        unique = {cert.public_bytes(serialization.Encoding.DER): cert for cert in chain}
+        return list(unique.values())
     verifier_builder = PolicyBuilder().store(Store(load_roots(section.cafile))).time(now)
+    path: list[x509.Certificate] = []
     for identifier in section.identifiers:
         name = identifier.replace("*", _WILDCARD_PROBE, 1)
         verifier = verifier_builder.build_server_verifier(general_name(name))
         try:
-            verifier.verify(leaf, list(chain[1:]))
+            path = verifier.verify(leaf, list(chain[1:]))
         except VerificationError as e:
             message = " ".join(str(e).split())
             raise CertificateError(
                 f"the issued certificate does not verify for {identifier} "
                 f"against {section.cafile}: {message}"
             ) from e
+    return path[:-1] if len(path) > 1 else path
 
 
 def pem(certificates: Sequence[x509.Certificate]) -> bytes:

@@ -410,13 +410,40 @@ class Master:
             return False
         if chain is None:
             return False
+        stale = self._stale(section, chain[0])
+        if stale is not None:
+            log.say(f"[{source.name}] Error after issuance: {stale}")
+            return False
         try:
-            certificate.check_chain(chain, key, section, datetime.datetime.now(datetime.UTC))
-            self._install(section, chain)
+            path = certificate.check_chain(chain, key, section, datetime.datetime.now(datetime.UTC))
+            self._install(section, path)
         except CertificateError as e:
             self._keep(section, chain, key, e)
             return False
         return self._notify(section)
+
+    def _stale(self, section: CertSection, leaf: Certificate) -> str | None:
+        """Why LEAF, just issued for SECTION, must not replace what is
+        installed: older than it (a replay), or revoked by this lacme;
+        None if it may."""
+
+        paths = section.certificate_paths()
+        for path in paths:
+            when = installed.revoked(path, leaf)
+            if when is not None:
+                revoke = f"`lacme revokeCert {path}`"
+                return f"the issued certificate is one lacme revoked ({revoke} {when})"
+        try:
+            current = certificate.read_certificate(paths[0])
+        except CertificateError:
+            return None
+        if leaf.not_valid_before_utc < current.not_valid_before_utc:
+            when = "%Y-%m-%d %H:%M:%S UTC"
+            return (
+                f"the issued certificate (from {leaf.not_valid_before_utc:{when}}) is older "
+                f"than the one installed (from {current.not_valid_before_utc:{when}})"
+            )
+        return None
 
     def _keep(
         self,
@@ -479,10 +506,13 @@ class Master:
         if reason is not None:
             self._discard_kept(section, path, reason)
             return None
+        stale = self._stale(section, chain[0])
+        if stale is not None:
+            self._discard_kept(section, path, stale)
+            return None
         self.info(f"[{name}] Installing the certificate an earlier run kept in {path}")
         try:
-            certificate.check_chain(chain, key, section, now)
-            self._install(section, chain)
+            self._install(section, certificate.check_chain(chain, key, section, now))
         except CertificateError as e:
             log.say(
                 f"[{name}] Error: the certificate kept in {path} can't be installed: {e}; "
