@@ -246,6 +246,27 @@ def describe(certificate: x509.Certificate) -> list[str]:
     ]
 
 
+def lacme_processes(root: int) -> list[tuple[bytes, int]]:
+    """(command line, uid) of ROOT and its descendants: another lacme on the
+    machine (a timer's run, a test) is not this run's."""
+    processes: dict[int, tuple[int, int, bytes]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            ppid, uid = int(fields["PPid"]), int(fields["Uid"].split()[0])
+        except (OSError, KeyError, ValueError):
+            continue  # gone meanwhile
+        processes[int(status.parent.name)] = (ppid, uid, cmdline)
+    ours = {root}
+    grown = True
+    while grown:
+        found = {pid for pid, (ppid, _, _) in processes.items() if ppid in ours} - ours
+        grown = bool(found)
+        ours |= found
+    return [(cmdline, uid) for pid, (_, uid, cmdline) in processes.items() if pid in ours]
+
+
 def run_watching(argv: list[str]) -> dict[str, str]:
     """Run ARGV (failing loudly) and return, for each lacme process seen
     while it ran, the user it ran as."""
@@ -253,16 +274,7 @@ def run_watching(argv: list[str]) -> dict[str, str]:
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
             while proc.poll() is None:
-                for status in Path("/proc").glob("[0-9]*/status"):
-                    try:
-                        cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ")
-                        uid = next(
-                            int(line.split()[1])
-                            for line in status.read_text().splitlines()
-                            if line.startswith("Uid:")
-                        )
-                    except (OSError, StopIteration):
-                        continue  # gone meanwhile
+                for cmdline, uid in lacme_processes(proc.pid):
                     for marker, role in ROLES:
                         if marker.encode() in cmdline:
                             seen.setdefault(role, pwd.getpwuid(uid).pw_name)
