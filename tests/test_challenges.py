@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 from spawn_master import CHALLENGE, http_get
 
-from lacme.challenges import LOCK_FILE, ListenAddress, challenge_setup, parse_listen
+from lacme.challenges import (
+    LOCK_FILE,
+    ListenAddress,
+    challenge_setup,
+    clear,
+    parse_listen,
+    remove_tree,
+)
 from lacme.config import WebserverConfig
 from lacme.privdrop import Credentials, SpawnError, spawn
 from support.commands import PERL_WEBSERVER
@@ -474,3 +481,64 @@ def test_firewall_rules_in_a_network_namespace() -> None:
         assert answer.endswith("\r\n\r\ntok.key-authorization")
     assert report["after"] == report["before"]
     assert report["after_exception"] == report["before"]
+
+
+# --- cleaning up what the client controls -------------------------------------------
+
+
+def hostile_tree(top: Path, outside: Path) -> None:
+    """What a compromised client can leave in its challenge directory: a
+    FIFO (opening it would wait for a writer), a link out, a deep tree."""
+    os.mkfifo(top / "fifo")
+    (top / "link").symlink_to(outside)
+    (top / "dir-link").symlink_to(outside.parent)
+    # Deeper than any path: made a directory descriptor at a time.
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.mkfifo("fifo", dir_fd=fd)
+    os.close(fd)
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "a" / "b" / "token").write_text("x")
+
+
+@pytest.mark.unit
+def test_clear_removes_a_hostile_tree_without_following_or_waiting(tmp_path: Path) -> None:
+    outside = tmp_path / "outside" / "precious"
+    outside.parent.mkdir()
+    outside.write_text("keep me")
+    top = tmp_path / "challenges"
+    top.mkdir()
+    hostile_tree(top, outside)
+    (top / LOCK_FILE).write_text("1\n")
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        clear(fd, str(top), keep=frozenset({LOCK_FILE}))
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in top.iterdir()) == [LOCK_FILE]
+    assert outside.read_text() == "keep me"
+
+
+@pytest.mark.unit
+def test_a_moved_temporary_directory_is_emptied_and_its_path_left(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The client renamed its directory and put a FIFO at its path: the
+    cleanup empties the directory it opened, wherever it went, and opens
+    nothing at the path."""
+    directory = tmp_path / "acme-challenge.x"
+    directory.mkdir()
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    (directory / "token").write_text("x")
+    directory.rename(tmp_path / "moved")
+    os.mkfifo(directory)
+    remove_tree(fd, str(directory))
+    assert list((tmp_path / "moved").iterdir()) == []
+    assert stat.S_ISFIFO(directory.lstat().st_mode)
+    assert capfd.readouterr().err == (
+        f"Warning: can't remove {directory}: it was moved, and something else is there\n"
+    )

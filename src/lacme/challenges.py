@@ -19,9 +19,9 @@ culprit.  Cleanup never raises: what it cannot undo is reported on stderr.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-import shutil
 import signal
 import socket
 import stat
@@ -35,6 +35,11 @@ from lacme import log, specifiers, webserver_contract
 from lacme.errors import ConfigError
 from lacme.privdrop import Credentials, SpawnError, spawn, stop
 
+# Cleaning up what the client wrote (clear): how deep a stack of open
+# directories goes, and how many entries are removed at most.
+MAX_DEPTH = 32
+MAX_ENTRIES = 100_000
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 LOCK_FILE = ".lacme.lock"  # lacme 0.8.2's name, so that it and we keep apart too
 BACKLOG = 16
 HTTP_PORT = 80
@@ -203,16 +208,77 @@ def _unlink_at(fd: int, directory: str, name: str) -> None:
 
 
 def _empty_directory(fd: int, directory: str) -> None:
-    for name in os.listdir(fd):
-        if name == LOCK_FILE:
-            continue
-        try:
-            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                shutil.rmtree(name, dir_fd=fd)
+    clear(fd, directory, keep=frozenset({LOCK_FILE}))
+
+
+def clear(top: int, where: str, keep: frozenset[str] = frozenset()) -> None:
+    """Remove everything in the directory open as TOP (WHERE, for messages)
+    but the names in KEEP, warning of what could not be.
+
+    The client can change that directory while this runs.  So nothing is
+    done by path: only relative to directory descriptors, opened with
+    O_NOFOLLOW | O_DIRECTORY | O_NONBLOCK, and nothing but a directory is
+    ever opened (unlink removes a FIFO or a link without opening it: no
+    wait on another process, no link followed).  No recursion: a stack of
+    at most MAX_DEPTH open directories, and a deeper one is moved up to TOP
+    to be emptied from there; MAX_ENTRIES bounds the work."""
+    stack: list[tuple[int, str, str | None]] = [(top, where, None)]
+    entries = 0
+    moved = 0
+    try:
+        while stack:
+            fd, path, name = stack[-1]
+            try:
+                names = [n for n in os.listdir(fd) if not (fd == top and n in keep)]
+            except OSError as e:
+                log.warn(f"can't list {path}: {e.strerror}")
+                names = []
+            for entry in names:
+                entries += 1
+                if entries > MAX_ENTRIES:
+                    log.warn(f"left {where}: over {MAX_ENTRIES} entries to remove")
+                    return
+                try:
+                    os.unlink(entry, dir_fd=fd)
+                    continue
+                except IsADirectoryError:
+                    pass
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    if e.errno != errno.EISDIR:
+                        log.warn(f"can't remove {path}/{entry}: {e.strerror}")
+                        continue
+                if len(stack) >= MAX_DEPTH:
+                    moved += 1
+                    try:
+                        flat = f".lacme-deep.{os.getpid()}.{moved}"
+                        os.rename(entry, flat, src_dir_fd=fd, dst_dir_fd=top)
+                    except OSError as e:
+                        log.warn(f"can't remove {path}/{entry}: {e.strerror}")
+                    continue
+                try:
+                    sub = os.open(entry, DIRECTORY_FLAGS, dir_fd=fd)
+                except OSError as e:  # replaced meanwhile by something else
+                    log.warn(f"can't remove {path}/{entry}: {e.strerror}")
+                    continue
+                stack.append((sub, f"{path}/{entry}", entry))
+                break
             else:
-                os.unlink(name, dir_fd=fd)
-        except OSError as e:
-            log.warn(f"can't remove {directory}/{name}: {e.strerror}")
+                stack.pop()
+                if name is not None:
+                    os.close(fd)
+                    parent = stack[-1][0]
+                    try:
+                        os.rmdir(name, dir_fd=parent)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as e:
+                        log.warn(f"can't remove {path}: {e.strerror}")
+    finally:
+        for fd, _, name in stack:
+            if name is not None:
+                os.close(fd)
 
 
 def _serve(
@@ -227,7 +293,10 @@ def _serve(
     if not argv:
         raise ConfigError("[webserver] command is empty")
     directory = tempfile.mkdtemp(prefix="acme-challenge.")
-    stack.callback(_remove_tree, directory)
+    # Opened now, while only root can change it: from then on it is the
+    # client's, which may move it or put something else at its path.
+    fd = os.open(directory, DIRECTORY_FLAGS)
+    stack.callback(remove_tree, fd, directory)
     os.chmod(directory, 0o755)  # noqa: S103 - the webserver user reads, whoever it is
     if client is not None and client.uid is not None:
         os.chown(directory, client.uid, -1)
@@ -256,11 +325,26 @@ def _serve(
     return directory
 
 
-def _remove_tree(directory: str) -> None:
+def remove_tree(fd: int, directory: str) -> None:
+    """Remove the temporary challenge directory open as FD: its contents
+    (clear), then its name, if that still names it."""
     try:
-        shutil.rmtree(directory)
+        clear(fd, directory)
+        parent_path, name = os.path.split(directory)
+        parent = os.open(parent_path, DIRECTORY_FLAGS)
+        try:
+            ours = os.fstat(fd)
+            there = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if (there.st_dev, there.st_ino) != (ours.st_dev, ours.st_ino):
+                log.warn(f"can't remove {directory}: it was moved, and something else is there")
+                return
+            os.rmdir(name, dir_fd=parent)
+        finally:
+            os.close(parent)
     except OSError as e:
         log.warn(f"can't remove {directory}: {e.strerror}")
+    finally:
+        os.close(fd)
 
 
 def _bind(stack: ExitStack, sock: socket.socket, address: ListenAddress) -> None:
