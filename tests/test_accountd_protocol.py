@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lacme.accountd_protocol import (
+    MAX_JSON_DEPTH,
     MAX_LINE,
     Binding,
     Greeting,
@@ -17,6 +18,7 @@ from lacme.accountd_protocol import (
     canonical_json,
     encode_signature,
     encode_signing_request,
+    json_depth,
     parse_greeting,
     parse_signature,
     parse_signing_request,
@@ -112,6 +114,50 @@ def test_request_line_refusals(raw: bytes, reason: str) -> None:
     assert reason in str(refused.value)
 
 
+def nested(depth: int) -> bytes:
+    """A header that is a JSON object nesting DEPTH deep (DEPTH > 1)."""
+    inner = "[" * (depth - 1) + "]" * (depth - 1)
+    return json.dumps({**GOOD_HEADER, "x": "x"}).replace('"x"}', inner + "}").encode()
+
+
+def test_header_nesting_is_bounded_before_parsing() -> None:
+    assert json.loads(nested(MAX_JSON_DEPTH))["x"]
+    assert parse_signing_request(signing_line(nested(MAX_JSON_DEPTH)), "RS256").header["x"]
+    for header in (nested(MAX_JSON_DEPTH + 1), b"[" * 100000, b"{" * 100000, b"[{" * 50000):
+        with pytest.raises(ProtocolError) as refused:
+            parse_signing_request(signing_line(header), "RS256")
+        assert str(refused.value) == (
+            f"invalid JWS Protected Header (nested deeper than {MAX_JSON_DEPTH})"
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("", 0),
+        ("1", 0),
+        ('"[[["', 0),
+        ('{"a":"]]\\"[[", "b": [{}, []]}', 3),
+        ('["\\\\", [[]]]', 3),  # an escaped backslash ends no string
+        ("[]" * 1000, 1),
+        ("[" * 100000, 100000),
+        ('["x", "[[[', 1),  # json.loads stops at the unterminated string
+        ('"\\', 0),
+    ],
+)
+def test_json_depth_counts_brackets_outside_strings(text: str, depth: int) -> None:
+    assert json_depth(text) == depth
+
+
+def test_line_of_max_line_bytes_is_taken() -> None:
+    start = signing_line(GOOD_HEADER)[:-2]
+    padding = MAX_LINE - len(start) - 2
+    padding -= padding % 4 == 1  # a length base64url has
+    line = start + b"A" * padding + b"\r\n"
+    assert len(line) >= MAX_LINE - 1
+    assert parse_signing_request(line, "RS256").signing_input == line[:-2]
+
+
 def test_base64url_round_trip_and_refusals() -> None:
     for data in (b"", b"a", b"ab", b"abc", bytes(range(256))):
         assert b64url_decode(b64url_encode(data)) == data
@@ -180,6 +226,8 @@ def test_parse_greeting_without_extra_data_computes_thumbprint() -> None:
         (b"1 OK {}\r\n", b"{" + b" " * MAX_LINE + b"}\r\n", "no JWK line"),
         (b"1 OK {\r\n", b"{}\r\n", "malformed JSON"),
         (b"1 OK []\r\n", b"{}\r\n", "not a JSON object"),
+        (b"1 OK " + b"[" * 100000 + b"\r\n", b"{}\r\n", f"nested deeper than {MAX_JSON_DEPTH}"),
+        (b"1 OK {}\r\n", b"{" * 100000 + b"\r\n", f"nested deeper than {MAX_JSON_DEPTH}"),
         (b"1 OK {}\r\n", b"[]\r\n", "not a JSON object"),
     ],
 )

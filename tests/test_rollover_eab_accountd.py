@@ -16,6 +16,7 @@ import pytest
 
 from lacme.accountd import Log, RequestSigner
 from lacme.accountd_protocol import (
+    MAX_JSON_DEPTH,
     Binding,
     Greeting,
     ProtocolError,
@@ -69,12 +70,24 @@ def test_inner_key_change_jws_is_signed_for_its_own_key() -> None:
         (inner(), {"account": "a", "oldKey": "k"}, "payload names no oldKey"),
         (inner(), {"account": "a", "oldKey": OWN}, "oldKey is this accountd's key"),
         (inner(), ["account", "oldKey"], "payload is not a JSON object"),
+        (inner(alg=None), ROLLOVER, "inner keyChange JWS has no alg"),
+        ({"jwk": OWN, "url": KEY_CHANGE_URL}, ROLLOVER, "inner keyChange JWS has no alg"),
         (inner(), None, "payload is not JSON"),
     ],
 )
 def test_inner_key_change_refusals(header: dict[str, Any], payload: Any, reason: str) -> None:
     with pytest.raises(ProtocolError, match=reason):
         parse_signing_request(line(header, payload), "ES256", jwk=OWN)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("payload", [b"[" * 100000, b'{"a":' * 100000])
+def test_deep_inner_jws_payloads_are_refused_unparsed(payload: bytes) -> None:
+    binding = {"alg": "HS256", "kid": "kid-1", "url": "https://ca.test/new-acct"}
+    for header, what in ((inner(), "inner keyChange JWS"), (binding, "external account binding")):
+        with pytest.raises(ProtocolError) as refused:
+            parse_signing_request(signing_line(header, payload), "ES256", jwk=OWN, eab=EAB)
+        assert str(refused.value) == f"{what}: payload nested deeper than {MAX_JSON_DEPTH}"
 
 
 @pytest.mark.unit

@@ -43,6 +43,7 @@ lacme 0.8.2 client never sends them, and everything else is as before):
 
 import base64
 import binascii
+import itertools
 import json
 import re
 from typing import Any, NamedTuple
@@ -54,7 +55,19 @@ EOL = b"\r\n"
 # this; anything longer is not a signing input lacme would send.
 MAX_LINE = 1 << 20
 
+# json.loads recurses once per level of nesting, and a line of brackets runs
+# it out of stack (RecursionError) long before MAX_LINE: the depth is counted
+# on the raw text first.  Perl lacme 0.8.2 refuses beyond the JSON module's
+# default max_depth, 512, and so does this.
+MAX_JSON_DEPTH = 512
+
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
+# A JSON string, or an unterminated one to the end of the text (json.loads
+# stops there): possessive and never failing, so linear however the quotes
+# and backslashes fall.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _GREETING = re.compile(rb"(\d+) OK(?: (.*))?\r\n")
 
 
@@ -74,6 +87,27 @@ def b64url_decode(data: bytes) -> bytes:
         return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
     except binascii.Error as e:
         raise ValueError("not base64url") from e
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than MAX_JSON_DEPTH, refused before parsing."""
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of TEXT nest at most, counted on the
+    brackets outside strings without parsing (so in linear time and constant
+    stack whatever TEXT is; for valid JSON, exactly its nesting depth)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def loads(data: bytes) -> Any:
+    """The JSON value in DATA (UTF-8); ValueError if it is not JSON, TooDeep
+    if it nests deeper than MAX_JSON_DEPTH."""
+    text = data.decode("utf-8")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_JSON_DEPTH}")
+    return json.loads(text)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -127,8 +161,8 @@ def parse_greeting(first: bytes, second: bytes) -> Greeting:
     if len(second) > MAX_LINE or not second.endswith(EOL):
         raise ProtocolError("accountd sent no JWK line")
     try:
-        extra = json.loads(m.group(2)) if m.group(2) is not None else {}
-        jwk = json.loads(second)
+        extra = loads(m.group(2)) if m.group(2) is not None else {}
+        jwk = loads(second)
     except ValueError as e:
         raise ProtocolError(f"accountd sent malformed JSON: {e}") from e
     if not isinstance(extra, dict) or not isinstance(jwk, dict):
@@ -196,7 +230,9 @@ def parse_signing_request(
     except ValueError:
         raise ProtocolError("malformed JWS Payload (not base64url)") from None
     try:
-        header = json.loads(header_json.decode("utf-8"))
+        header = loads(header_json)
+    except TooDeep as e:
+        raise ProtocolError(f"invalid JWS Protected Header ({e})") from None
     except ValueError:
         raise ProtocolError("invalid JWS Protected Header (not JSON)") from None
     if not isinstance(header, dict):
@@ -223,7 +259,9 @@ def parse_signing_request(
 
 def _json_object(payload: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(payload.decode("utf-8"))
+        obj = loads(payload)
+    except TooDeep as e:
+        raise ProtocolError(f"{what}: payload {e}") from None
     except ValueError:
         raise ProtocolError(f"{what}: payload is not JSON") from None
     if not isinstance(obj, dict):
@@ -236,6 +274,8 @@ def _check_key_change(
 ) -> None:
     """RFC 8555 section 7.3.5: the inner JWS may only move an account TO this key."""
     what = "inner keyChange JWS"
+    if header.get("alg") is None:
+        raise ProtocolError(f"{what} has no alg")
     if header["alg"] != alg:
         raise ProtocolError(f"{what} has alg {header['alg']!r}, the key signs {alg}")
     if header.get("kid") is not None:
