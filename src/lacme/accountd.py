@@ -10,6 +10,8 @@ it, after checking that each is an RFC 8555 request for its key, and logs
 every request.  The key never leaves this process.
 """
 
+import errno
+import io
 import itertools
 import os
 import selectors
@@ -375,7 +377,7 @@ def serve_socket(path: str, signer: RequestSigner) -> None:
         listener.setblocking(False)
         selector.register(listener, selectors.EVENT_READ)
         log.verbose(f"Starting lacme Account Key Manager at {path}")
-        _multiplex(selector, listener, signer)
+        _Server(selector, listener, signer).run()
     except Stopped:
         pass
     finally:
@@ -390,78 +392,140 @@ def serve_socket(path: str, signer: RequestSigner) -> None:
                 pass
         for key in list(selector.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
+        listener.close()  # out of the selector while accepting is paused
         selector.close()
         log.verbose("Shutting down and closing lacme Account Key Manager")
 
 
-def _multiplex(
-    selector: selectors.BaseSelector, listener: socket.socket, signer: RequestSigner
-) -> None:
-    count = itertools.count()
-    while True:
-        for key, events in selector.select():
-            if key.fileobj is listener:
-                _accept(selector, listener, signer, str(next(count)))
-            else:
-                _step(selector, key.data, events)
+# accept(2) short of a file descriptor or of memory fails again at once for
+# as long as nothing is freed: rather than spin, the listener rests this many
+# seconds, or until one of our conversations ends and frees its own.
+ACCEPT_PAUSE = 1.0
+SHORT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-def _accept(
-    selector: selectors.BaseSelector, listener: socket.socket, signer: RequestSigner, conn_id: str
-) -> None:
-    try:
-        conn, _ = listener.accept()
-    except BlockingIOError:
-        return
-    conn.setblocking(False)
-    conversation = _Conversation(conn, conn_id, signer)
-    signer.log.verbose(f"[{conn_id}] Accepted new connection")
-    selector.register(conn, conversation.interest, conversation)
-    _step(selector, conversation, 0)  # the greeting goes out at once
+class _Server:
+    """The event loop: the listener and every conversation, none of which
+    can stop it or hold up the others; what goes wrong with one connection,
+    whatever the peer sent, ends that connection only, with a line in the log."""
 
+    def __init__(
+        self, selector: selectors.BaseSelector, listener: socket.socket, signer: RequestSigner
+    ) -> None:
+        self.selector = selector
+        self.listener = listener
+        self.signer = signer
+        self.log = signer.log
+        self.count = itertools.count()
+        self.resume_at: float | None = None  # while accepting is paused
+        # Logged once, until a connection is accepted again: a failure that
+        # lasts is one line, not one a second.
+        self.accept_failure: int | None = None
 
-def _step(selector: selectors.BaseSelector, conversation: _Conversation, events: int) -> None:
-    log = conversation.signer.log
-    try:
-        if events & selectors.EVENT_READ:
-            conversation.on_readable()
-        if conversation.unsent:
-            conversation.on_writable()
-    except BlockingIOError:
-        pass
-    except OSError as e:
-        log.info(f"[{conversation.conn_id}] connection lost: {e.strerror or e}")
+    def run(self) -> NoReturn:
+        while True:
+            timeout = None
+            if self.resume_at is not None:
+                timeout = max(0.0, self.resume_at - time.monotonic())
+            for key, events in self.selector.select(timeout):
+                if key.fileobj is self.listener:
+                    self.accept()
+                else:
+                    self.step(key.data, events)
+            if self.resume_at is not None and time.monotonic() >= self.resume_at:
+                self.resume_accepting()
+
+    def accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self.accept_failed(e)
+            return
+        self.accept_failure = None
+        self.accept_conversation(conn)
+
+    def accept_conversation(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        conversation = _Conversation(conn, str(next(self.count)), self.signer)
+        self.log.verbose(f"[{conversation.conn_id}] Accepted new connection")
+        self.selector.register(conn, conversation.interest, conversation)
+        self.step(conversation, 0)  # the greeting goes out at once
+
+    def accept_failed(self, e: OSError) -> None:
+        pause = e.errno in SHORT_OF_RESOURCES
+        if e.errno != self.accept_failure:
+            self.accept_failure = e.errno
+            then = (
+                f"not accepting connections for {ACCEPT_PAUSE:g} s or until one closes"
+                if pause
+                else "connection dropped"
+            )
+            self.log.info(f"Error: accept: {e.strerror or e}: {then}")
+        if pause:
+            self.selector.unregister(self.listener)
+            self.resume_at = time.monotonic() + ACCEPT_PAUSE
+
+    def resume_accepting(self) -> None:
+        if self.resume_at is not None:
+            self.resume_at = None
+            self.selector.register(self.listener, selectors.EVENT_READ)
+
+    def step(self, conversation: _Conversation, events: int) -> None:
+        try:
+            if events & selectors.EVENT_READ:
+                conversation.on_readable()
+            if conversation.unsent:
+                conversation.on_writable()
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            self.drop(conversation, f"connection lost: {e.strerror or e}")
+        except Exception as e:
+            # A bug of ours that some input reaches: a refusal like any other
+            # for this peer, and nothing for the others.
+            self.drop(conversation, f"NOSIGN [internal error: {type(e).__name__}: {e}]")
+        if not conversation.reading and not conversation.unsent:
+            self.selector.unregister(conversation.conn)
+            conversation.conn.close()
+            self.log.verbose(f"[{conversation.conn_id}] Connection terminated")
+            self.resume_accepting()
+            return
+        # A client that sends without reading is not read from until it catches up.
+        readable = conversation.reading and len(conversation.unsent) < MAX_LINE
+        interest = (selectors.EVENT_READ if readable else 0) | (
+            selectors.EVENT_WRITE if conversation.unsent else 0
+        )
+        if interest != conversation.interest:
+            conversation.interest = interest
+            self.selector.modify(conversation.conn, interest, conversation)
+
+    def drop(self, conversation: _Conversation, why: str) -> None:
+        self.log.info(f"[{conversation.conn_id}] {why}")
         conversation.reading = False
         conversation.unsent.clear()
-    if not conversation.reading and not conversation.unsent:
-        selector.unregister(conversation.conn)
-        conversation.conn.close()
-        log.verbose(f"[{conversation.conn_id}] Connection terminated")
-        return
-    # A client that sends without reading is not read from until it catches up.
-    readable = conversation.reading and len(conversation.unsent) < MAX_LINE
-    interest = (selectors.EVENT_READ if readable else 0) | (
-        selectors.EVENT_WRITE if conversation.unsent else 0
-    )
-    if interest != conversation.interest:
-        conversation.interest = interest
-        selector.modify(conversation.conn, interest, conversation)
+
+
+def _write_all(wfile: io.FileIO, data: bytes) -> None:
+    while data:
+        data = data[wfile.write(data) :]
 
 
 def serve_stdio(signer: RequestSigner) -> None:
     """One conversation on stdin/stdout, as lacme spawns accountd (possibly
     through `ssh -T`, which makes them two pipes)."""
     conn_id = str(os.getpid())
-    with open(0, "rb", closefd=False) as rfile, open(1, "wb", closefd=False) as wfile:
+    # Unbuffered: what a vanished peer did not take is not written again,
+    # with a traceback, when the file is closed.
+    with open(0, "rb", closefd=False) as rfile, open(1, "wb", 0, closefd=False) as wfile:
         try:
-            wfile.write(signer.greeting)
-            wfile.flush()
+            _write_all(wfile, signer.greeting)
             while line := rfile.readline(MAX_LINE + 1):
                 answer = signer.answer(line, conn_id)
                 if answer is None:
                     return
-                wfile.write(answer)
-                wfile.flush()
+                _write_all(wfile, answer)
         except OSError as e:
             raise AccountdError(f"conversation on stdin/stdout lost: {e.strerror or e}") from None
 
