@@ -9,12 +9,16 @@ import os
 import selectors
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lacme.accountd import ACCEPT_PAUSE, Log, RequestSigner, _Server
 from lacme.accountkey import AccountKey
 from support.accountd import request_line
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +83,47 @@ def test_accept_of_an_aborted_connection_goes_on_at_once(
     assert capsys.readouterr().err == (
         "Error: accept: Software caused connection abort: connection dropped\n"
     )
+
+
+class FullSelector(selectors.DefaultSelector):
+    """A selector that can watch its first file only, as epoll(7) out of
+    watches or memory."""
+
+    def __init__(self, failure: int) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def register(
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        if self.get_map():
+            raise OSError(self.failure, os.strerror(self.failure))
+        return super().register(fileobj, events, data)
+
+
+@pytest.mark.parametrize(
+    ("failure", "then"),
+    [
+        (errno.ENOMEM, f"not accepting connections for {ACCEPT_PAUSE:g} s or until one closes"),
+        (errno.ENOSPC, "connection dropped"),
+    ],
+)
+def test_a_connection_the_selector_cannot_watch_is_dropped(
+    failure: int, then: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours, theirs = socket.socketpair()
+    with serving() as server, ours:
+        server.selector = FullSelector(failure)
+        server.selector.register(server.listener, selectors.EVENT_READ)
+        server.accept_conversation(theirs)
+        assert theirs.fileno() == -1
+        assert ours.recv(1) == b""
+        assert listening(server) == (failure == errno.ENOSPC)
+        server.selector.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "[0] Accepted new connection",
+        f"Error: watching a new connection: {os.strerror(failure)}: {then}",
+    ]
 
 
 def test_a_conversation_closing_resumes_accepting() -> None:

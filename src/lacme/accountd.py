@@ -450,10 +450,17 @@ class _Server:
         conn.setblocking(False)
         conversation = _Conversation(conn, str(next(self.count)), self.signer)
         self.log.verbose(f"[{conversation.conn_id}] Accepted new connection")
-        self.selector.register(conn, conversation.interest, conversation)
+        try:
+            self.selector.register(conn, conversation.interest, conversation)
+        except OSError as e:
+            # epoll(7) short of memory, or of watches (ENOSPC): as accept(2)
+            # short of resources, this connection is dropped.
+            conn.close()
+            self.accept_failed(e, "watching a new connection")
+            return
         self.step(conversation, 0)  # the greeting goes out at once
 
-    def accept_failed(self, e: OSError) -> None:
+    def accept_failed(self, e: OSError, what: str = "accept") -> None:
         pause = e.errno in SHORT_OF_RESOURCES
         if e.errno != self.accept_failure:
             self.accept_failure = e.errno
@@ -462,7 +469,7 @@ class _Server:
                 if pause
                 else "connection dropped"
             )
-            self.log.info(f"Error: accept: {e.strerror or e}: {then}")
+            self.log.info(f"Error: {what}: {e.strerror or e}: {then}")
         if pause:
             self.selector.unregister(self.listener)
             self.resume_at = time.monotonic() + ACCEPT_PAUSE
