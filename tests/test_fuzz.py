@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lacme import config, inifile, webserver
+from lacme.accountd_protocol import ProtocolError, b64url_encode, parse_signing_request
 from lacme.acme_http import AcmeError, Problem
 from lacme.acme_resources import Authorization, Directory, Order
 from lacme.client_contract import (
@@ -82,6 +83,40 @@ def test_orders_authorizations_and_directories(obj: dict[str, Any]) -> None:
     ):
         with contextlib.suppress(AcmeError):
             parse(obj)
+
+
+# --- what accountd's peers send -------------------------------------------------------
+
+HEADER_KEYS = st.sampled_from(["alg", "nonce", "url", "jwk", "kid", "crit", "b64"])
+HEADERS = st.dictionaries(HEADER_KEYS, JSON_VALUES, max_size=6) | JSON_VALUES
+KEY_JWK = {"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ"}
+
+
+def _line(header: Any, payload: Any) -> bytes:
+    encoded = [b64url_encode(json.dumps(part).encode()) for part in (header, payload)]
+    return b".".join(encoded) + b"\r\n"
+
+
+@FUZZ
+@given(
+    st.binary(max_size=200) | st.builds(_line, HEADERS, JSON_VALUES),
+    st.sampled_from([None, KEY_JWK]),
+)
+def test_accountd_signs_only_well_formed_requests(line: bytes, jwk: dict[str, str] | None) -> None:
+    """Anything but a request RFC 8555 allows (or the inner JWS of a key
+    change to this key) is refused, with the protocol's own error."""
+    try:
+        request = parse_signing_request(line, "ES256", jwk=jwk)
+    except ProtocolError:
+        return
+    header = request.header
+    if header.get("nonce") is not None:
+        assert header["alg"] == "ES256"
+        assert header.get("url") is not None
+        assert header.get("jwk") is not None or header.get("kid") is not None
+    else:  # the inner JWS of a key change: to this very key
+        assert jwk is not None
+        assert header.get("jwk") == jwk
 
 
 # --- what the client sends the master ------------------------------------------------
