@@ -20,6 +20,7 @@ from support import users
 from support.a2c import A2CServer, running_acme2certifier
 from support.commands import ACCOUNTD
 from support.faults import FaultProxy, running_fault_proxy
+from support.hostile import HostileServer, hostile_server
 from support.pebble import PebbleFactory, PebbleServer, running_pebble
 from support.pki import IssuingCA, make_ca
 from support.requires import (
@@ -92,6 +93,20 @@ def client() -> Credentials:
 def www() -> Credentials:
     """The webserver's credentials (support.users)."""
     return users.www_credentials()
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    """The hand-made hostile ACME server (support.hostile)."""
+    with hostile_server() as server:
+        yield server
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The challenge directory, inside an otherwise empty one to see stray files."""
+    (tmp_path / "challenges").mkdir()
+    return tmp_path / "challenges"
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +30,8 @@ from support.accountd import fake_accountd
 from support.commands import run_client
 from support.hostile import PEM, hostile_server
 from support.masters import master_setup
-from support.pki import make_ca
+from support.pki import make_ca, write_tls_material
+from support.system import temporary_directory
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 1, tzinfo=UTC)
@@ -193,7 +196,7 @@ def test_already_replaced_orders_again_without_replaces(tmp_path: Path) -> None:
 
 @dataclass
 class FakeAri:
-    """A plain-HTTP server with a directory and renewalInfo, nothing else;
+    """An HTTPS server with a directory and renewalInfo, nothing else;
     a support.servers.AcmeTestServer, as master_setup() takes."""
 
     directory_url: str
@@ -212,13 +215,18 @@ class FakeAri:
 def fake_ari(tmp_path: Path) -> Iterator[FakeAri]:
     roots = tmp_path / "roots.pem"
     roots.write_bytes(b"")
+    stack = ExitStack()
+    # The client, unprivileged, reads the listener's CA.
+    ca_bundle, cert, key = write_tls_material(temporary_directory(stack, "lacme-fake-ari-"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             server.requests.append(self.path)
             headers: dict[str, str]
             if self.path == "/directory":
-                base = f"http://127.0.0.1:{httpd.server_address[1]}"
+                base = f"https://127.0.0.1:{httpd.server_address[1]}"
                 status, body, headers = (
                     200,
                     json.dumps(
@@ -242,18 +250,20 @@ def fake_ari(tmp_path: Path) -> Iterator[FakeAri]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     server = FakeAri(
-        directory_url=f"http://127.0.0.1:{httpd.server_address[1]}/directory",
+        directory_url=f"https://127.0.0.1:{httpd.server_address[1]}/directory",
         roots_file=roots,
-        ca_bundle=roots,
+        ca_bundle=ca_bundle,
     )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    try:
-        yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with stack:
+        try:
+            yield server
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
 
 
 def window(start: datetime.datetime, end: datetime.datetime, **extra: Any) -> bytes:
@@ -267,7 +277,7 @@ def test_client_lookups_without_accountd(fake_ari: FakeAri) -> None:
     # As the master runs them: SOCKET_FD with nobody behind it.
     nobody, peer = socket.socketpair()
     peer.close()
-    settings = {"server": fake_ari.directory_url}
+    settings = {"server": fake_ari.directory_url, "SSL_CAfile": str(fake_ari.ca_bundle)}
     fake_ari.renewal_info = (200, b'{"suggestedWindow": {}}', {"Retry-After": "60"})
     with nobody:
         found = run_client("renewalInfo", "a.b", settings=settings, accountd=nobody)
@@ -292,10 +302,11 @@ def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
     start, end = now + datetime.timedelta(days=50), now + datetime.timedelta(days=60)
     fake_ari.renewal_info = (
         200,
-        window(start, end, explanationURL="https://ca.example/why"),
+        # Escaped: the server wrote it, and it reaches root's terminal.
+        window(start, end, explanationURL="https://ca.example/why\x1b[2J\n[site] forged"),
         {"Retry-After": "120"},
     )
-    with master_setup(fake_ari, ssl_cafile=False) as setup:
+    with master_setup(fake_ari) as setup:
         key_path, key = setup.service_key("site", "p256")
         chain = setup.directory / "site.chain"
         leaf = make_ca().issue(key.public_key(), ["a.example.test"])
@@ -319,9 +330,10 @@ def test_explanation_url_and_retry_after(fake_ari: FakeAri) -> None:
         ]
         # Lookups sign nothing: no accountd is started for them.
         assert "lacme-accountd" not in result.stderr
-        assert "[site] The CA explains its renewal window at https://ca.example/why\n" in (
-            result.stderr
-        )
+        assert (
+            "[site] The CA explains its renewal window at "
+            "https://ca.example/why\\x1b[2J\\n[site] forged\n"
+        ) in result.stderr
         assert "), skipping\n" in result.stderr
         state = json.loads(Path(f"{chain}.ari").read_text())
         # Asked at some instant of the run: Retry-After from then.

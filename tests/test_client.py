@@ -13,7 +13,6 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from lacme.client_contract import EXIT_UNREACHABLE
 from support import requires
 from support.accountd import GREETING, fake_accountd, standalone_accountd
 from support.commands import ACCOUNTD, CLIENT, CONTACT, PERL_ACCOUNTD, run_client
-from support.hostile import PEM, TOKEN, Answer, HostileServer, hostile_server
+from support.hostile import PEM, TOKEN, Answer, HostileServer
 from support.masters import PerlMasterSetup, perl_master_setup
 from support.pebble import PebbleFactory, PebbleServer
 from support.system import free_ports
@@ -200,19 +199,6 @@ def test_tls_versions() -> None:
 
 
 # -- Against a hand-made hostile server ---------------------------------------
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    with hostile_server() as server:
-        yield server
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    """The challenge directory, inside an otherwise empty one to see stray files."""
-    (tmp_path / "challenges").mkdir()
-    return tmp_path / "challenges"
 
 
 def new_order(hostile: HostileServer, workdir: Path, **settings: object) -> tuple[int, str, str]:

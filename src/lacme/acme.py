@@ -40,8 +40,9 @@ from lacme.acme_http import (
     Trace,
     Transport,
 )
-from lacme.acme_resources import Authorization, Directory, Order, text
+from lacme.acme_resources import MAX_IDENTIFIERS, Authorization, Directory, Order, text
 from lacme.jws import Signer
+from lacme.log import printable
 from lacme.parsing import is_ip_address
 from lacme.webserver_contract import valid_token
 
@@ -282,6 +283,11 @@ class AcmeSession:
         PROFILE names one of the directory's meta.profiles; REPLACES is the
         ARI certID (RFC 9773 section 5) of the certificate the order renews."""
         identifiers = [{"type": identifier_type(name), "value": name} for name in names]
+        if len(identifiers) > MAX_IDENTIFIERS:
+            raise AcmeError(
+                f"refusing to order {len(identifiers)} names: an order may have "
+                f"{MAX_IDENTIFIERS} at most"
+            )
         payload: dict[str, Any] = {"identifiers": identifiers}
         if profile is not None:
             payload["profile"] = profile
@@ -431,14 +437,18 @@ class AcmeSession:
         try:
             order = Order.parse(self.post(url).json())
         except AcmeError as e:
-            self.warn(f"can't resume the order {url} of an earlier run ({e}); ordering anew")
+            self.warn(
+                f"can't resume the order {printable(url)} of an earlier run ({e}); ordering anew"
+            )
             return None
         if order.status == "invalid":
             why = "" if order.error is None else f": {order.error}"
-            self.warn(f"the order {url} of an earlier run is invalid{why}; ordering anew")
+            self.warn(
+                f"the order {printable(url)} of an earlier run is invalid{why}; ordering anew"
+            )
             return None
         if self.trace:
-            self.trace(f"!!! resuming the order {url} ({order.status})")
+            self.trace(printable(f"!!! resuming the order {url} ({order.status})"))
         return url, order
 
     def wait_for_order(self, url: str, order: Order, csr_der: bytes) -> Order:
@@ -474,7 +484,9 @@ class AcmeSession:
                     finalized = True
             else:
                 try:
-                    wait.sleep(delay, server_asked=server_asked, why=f"the order is {status}")
+                    wait.sleep(
+                        delay, server_asked=server_asked, why=f"the order is {printable(status)}"
+                    )
                 except AcmeTimeout as e:
                     raise self._stalled(e, order) from None
                 response = self.post(url)
@@ -500,14 +512,14 @@ class AcmeSession:
             try:
                 authz = self.authorization(url)
             except AcmeError as e:
-                notes.append(f"{url}: {e}")
+                notes.append(f"{printable(url)}: {e}")
                 continue
             note = f"{authz.identifier}: authorization {authz.status or 'without a status'}"
             challenge = next((c for c in authz.challenges or () if c.type == "http-01"), None)
             if challenge is not None and challenge.status is not None:
                 note += f", http-01 challenge {challenge.status}"
-            notes.append(note)
-        return AcmeTimeout(str(timeout), notes=notes)
+            notes.append(printable(note))
+        return AcmeTimeout(str(timeout), notes=notes, shown=True)
 
     def _order_failure(self, order: Order) -> AcmeError:
         """The order's problem, with those of its failed challenges per identifier."""

@@ -10,7 +10,11 @@ answers are retried with bounded backoff, and `Retry-After` is honoured.
 every exchange, from connecting to the last byte of the body, and the time
 spent retrying one request or polling one resource beyond what the server
 asked to wait.  Bodies larger than a bound or of an unexpected Content-Type
-are refused.
+are refused, and so is JSON nested deeper than any ACME object, before it
+is parsed.  Every request goes to an https:// URL (RFC 8555 section 6.1),
+the directory's as those the server names.  What the server wrote is
+escaped (lacme.log.printable) in every message made of it: it reaches
+root's terminal.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import httpx
 
 from lacme import __version__
 from lacme.accountd_protocol import b64url_decode
+from lacme.log import printable
 
 USER_AGENT = f"lacme/{__version__}"
 
@@ -42,6 +47,12 @@ PEM_CHAIN = "application/pem-certificate-chain"
 # a few tens.  Anything much larger is a broken or hostile server.
 MAX_BODY = 1 << 20
 MAX_CERTIFICATE_BODY = 10 << 20
+# An ACME object nests four levels at most (a problem's subproblem's
+# identifier); Python's parser recurses once a level, and a RecursionError
+# deep in it is no message.
+MAX_JSON_DEPTH = 20
+JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+JSON_NESTING = re.compile(rb"[][{}]")
 
 ERROR_NS = "urn:ietf:params:acme:error:"
 # RFC 8288 links: <target>; param; param=value...
@@ -112,14 +123,17 @@ class Problem:
     def __str__(self) -> str:
         name = self.type.removeprefix(ERROR_NS)
         parts = (self.identifier, None if name == "about:blank" else name, self.detail)
-        head = ": ".join(part for part in parts if part)
-        instance = [] if self.instance is None else [f"instance: {self.instance}"]
+        head = ": ".join(printable(part) for part in parts if part)
+        instance = [] if self.instance is None else [f"instance: {printable(self.instance)}"]
         return "\n  ".join([head, *instance, *(str(sub) for sub in self.subproblems)])
 
 
 class AcmeError(Exception):
     """The conversation failed; `problem` is the server's word on it, if any,
-    and `retry_after` the seconds it asked to wait before trying again."""
+    and `retry_after` the seconds it asked to wait before trying again.
+    MESSAGE and NOTES may hold what the server sent (URLs, say): the text
+    of the error has them escaped, each a line, unless SHOWN says they are
+    made of text escaped already (another error's, say)."""
 
     def __init__(
         self,
@@ -128,9 +142,11 @@ class AcmeError(Exception):
         *,
         retry_after: float | None = None,
         notes: Iterable[str] = (),
+        shown: bool = False,
     ) -> None:
-        text = f"{message}: {problem}" if problem is not None else message
-        super().__init__("\n  ".join([text, *notes]))
+        escape = (lambda text: text) if shown else printable
+        text = escape(message) if problem is None else f"{escape(message)}: {problem}"
+        super().__init__("\n  ".join([text, *map(escape, notes)]))
         self.problem = problem
         self.retry_after = retry_after
 
@@ -154,6 +170,32 @@ def valid_nonce(value: str) -> bool:
     except ValueError:  # not ASCII (UnicodeEncodeError), or not base64url
         return False
     return True
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value BODY holds; ValueError if it is not JSON, or nests
+    deeper than MAX_JSON_DEPTH (strings left out, each bracket counts)."""
+    depth = 0
+    for bracket in JSON_NESTING.finditer(JSON_STRING.sub(b"", body)):
+        depth += 1 if bracket.group() in (b"[", b"{") else -1
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(body)
+
+
+def check_https(method: str, url: str) -> None:
+    """AcmeError unless URL is https:// (RFC 8555 section 6.1: ACME
+    servers and clients MUST use HTTPS): a signed request, a registration
+    with its contacts, never goes out in clear."""
+    try:
+        scheme = httpx.URL(url).scheme
+    except httpx.InvalidURL as e:
+        raise AcmeError(f"{method} {url}: {e}") from None
+    if scheme != "https":
+        raise AcmeError(
+            f"{method} {url}: refusing a URL that is not https:// "
+            "(RFC 8555 section 6.1); nothing was sent"
+        )
 
 
 def media_type(content_type: str | None) -> str:
@@ -221,9 +263,9 @@ class Response:
         if self.status < 400 or self.media_type != PROBLEM_JSON:
             return None
         try:
-            return Problem.from_json(json.loads(self.body))
-        except ValueError:
-            return Problem(type="about:blank", detail="problem document is not JSON")
+            return Problem.from_json(parse_json(self.body))
+        except ValueError as e:
+            return Problem(type="about:blank", detail=f"problem document is not JSON ({e})")
 
     def error(self) -> AcmeError:
         """The failure this answer reports: the server's problem document,
@@ -259,7 +301,7 @@ class Response:
                 f"{self.method} {self.url}: Content-Type {self.media_type or 'none'}, not {JSON}"
             )
         try:
-            obj = json.loads(self.body)
+            obj = parse_json(self.body)
         except ValueError as e:
             raise AcmeError(f"{self.method} {self.url}: body is not JSON ({e})") from None
         if not isinstance(obj, dict):
@@ -307,13 +349,16 @@ class Wait:
         """Wait SECONDS before the next attempt, WHY being what the last one
         brought.  A wait the server asked for is honoured up to MAX_SERVER_WAIT
         in all, and moves the end of this one; one of our own choosing ends
-        at the end at the latest, for one last look."""
+        at the end at the latest, for one last look.  WHY is text to show,
+        escaped already."""
         timeout = self.patience.timeout
         if server_asked:
             if self.server_waited + seconds > MAX_SERVER_WAIT:
                 raise AcmeTimeout(
-                    f"giving up {self.what}: the server asked to wait {seconds:g}s more, "
-                    f"past the {MAX_SERVER_WAIT:g}s lacme waits for it in all: {why}"
+                    f"giving up {printable(self.what)}: the server asked to wait "
+                    f"{seconds:g}s more, past the {MAX_SERVER_WAIT:g}s lacme waits for it "
+                    f"in all: {why}",
+                    shown=True,
                 )
             self.server_waited += seconds
             if self.end is not None:
@@ -321,7 +366,9 @@ class Wait:
         elif self.end is not None:
             left = self.end - self.patience.clock()
             if left <= 0:
-                raise AcmeTimeout(f"timeout ({timeout:g}s) exceeded {self.what}: {why}")
+                raise AcmeTimeout(
+                    f"timeout ({timeout:g}s) exceeded {printable(self.what)}: {why}", shown=True
+                )
             seconds = min(seconds, left)
         self.patience.sleep(seconds)
 
@@ -472,11 +519,12 @@ class Transport:
     def send(self, method: str, url: str, body: bytes | None, limit: int, accept: str) -> Response:
         """One HTTP exchange, reading at most `limit` bytes of body, within
         the exchange bound."""
+        check_https(method, url)
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = JOSE_JSON
         if self.trace:
-            self.trace(f">>> {method} {url}")
+            self.trace(f">>> {method} {printable(url)}")
         self.bound.limit = self.patience.exchange
         self.bound.end = self.patience.clock() + self.bound.limit
         try:
@@ -505,10 +553,12 @@ class Transport:
         if nonce and valid_nonce(nonce):
             self.nonce = nonce
         if self.trace:
-            headers_text = "".join(f"\n    {k}: {v}" for k, v in response.headers.multi_items())
-            self.trace(f"<<< HTTP {response.status_code} {method} {url}{headers_text}")
+            headers_text = "".join(
+                f"\n    {printable(k)}: {printable(v)}" for k, v in response.headers.multi_items()
+            )
+            self.trace(f"<<< HTTP {response.status_code} {method} {printable(url)}{headers_text}")
             if result.media_type in (JSON, PROBLEM_JSON):
-                self.trace(f"<<< {result.body.decode(errors='replace')}")
+                self.trace(f"<<< {printable(result.body.decode('utf-8', 'surrogateescape'))}")
         return result
 
     def request(
@@ -533,10 +583,10 @@ class Transport:
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
                 raise AcmeError(f"{method} {url}: {e}") from None
             except httpx.TransportError as e:
-                failure = f"{method} {url}: {e or type(e).__name__}"
+                failure = printable(f"{method} {url}: {e or type(e).__name__}")
                 # An untrusted certificate will not become trusted by retrying.
                 if _caused_by(e, ssl.SSLCertVerificationError):
-                    raise AcmeError(failure) from None
+                    raise AcmeError(failure, shown=True) from None
                 retry_after = None
                 unreachable = True
             except httpx.HTTPError as e:  # a body that fails to decode, say
@@ -557,7 +607,7 @@ class Transport:
             transient += 1
             if transient > MAX_TRANSIENT_RETRIES:
                 error = AcmeUnreachable if unreachable else AcmeError
-                raise error(f"giving up after {transient} attempts: {failure}")
+                raise error(f"giving up after {transient} attempts: {failure}", shown=True)
             delay = (
                 retry_after if retry_after is not None else min(MAX_BACKOFF, 2.0 ** (transient - 1))
             )
@@ -567,5 +617,5 @@ class Transport:
                 wait.sleep(delay, server_asked=retry_after is not None, why=failure)
             except AcmeTimeout as e:
                 if unreachable:
-                    raise AcmeUnreachable(str(e)) from None
+                    raise AcmeUnreachable(str(e), shown=True) from None
                 raise

@@ -11,6 +11,10 @@ from typing import Any
 
 from lacme.acme_http import AcmeError, Problem
 
+# Let's Encrypt's most names per certificate, hence per order; an order
+# with more authorizations (a file each) is a hostile server's.
+MAX_IDENTIFIERS = 100
+
 
 def text(value: Any, what: str) -> str:
     """VALUE if it is a non-empty string; AcmeError naming WHAT otherwise."""
@@ -144,6 +148,11 @@ class Order:
     def parse(cls, obj: dict[str, Any]) -> Order:
         status = obj.get("status")
         authorizations = obj.get("authorizations")
+        if isinstance(authorizations, list) and len(authorizations) > MAX_IDENTIFIERS:
+            raise AcmeError(
+                f"the server sent an order with {len(authorizations)} authorizations, "
+                f"more than the {MAX_IDENTIFIERS} names an order may have"
+            )
         return cls(
             status=status if isinstance(status, str) else None,
             authorizations=(

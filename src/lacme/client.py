@@ -210,8 +210,8 @@ def account(session: AcmeSession, args: list[str], settings: ClientSettings) -> 
     elif session.kid is None:
         obj, _ = session.new_account({"onlyReturnExisting": True})
     if tos := session.terms_of_service():
-        log.say(f"Terms of Service: {tos}")
-    log.say(f"Key ID: {session.account_kid()}")
+        log.say(f"Terms of Service: {log.printable(tos)}")
+    log.say(f"Key ID: {log.printable(session.account_kid())}")
     update: dict[str, Any] = {}
     if not created:
         if contacts:
@@ -333,7 +333,7 @@ def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) 
         raise Fatal("the new key's lacme-accountd has a Key ID configured: it must send its key")
     if greeting.jwk == session.jwk:
         raise Fatal("the new key is the account's current key")
-    log.say(f"Key ID: {session.account_kid()}")
+    log.say(f"Key ID: {log.printable(session.account_kid())}")
 
     def sign(signing_input: bytes) -> str:
         try:
@@ -341,7 +341,7 @@ def key_change(session: AcmeSession, args: list[str], settings: ClientSettings) 
         except AcmeError as e:
             # Perl's refuses every nonce-less line, the inner JWS included.
             raise AcmeError(
-                f"the new key's {e} (0.8.2's lacme-accountd signs no key change)"
+                f"the new key's {e} (0.8.2's lacme-accountd signs no key change)", shown=True
             ) from None
 
     session.key_change(greeting.alg, greeting.jwk, greeting.jwk_thumbprint, sign)

@@ -19,3 +19,23 @@ def debug(message: str) -> None:
 
 def warn(message: str) -> None:
     say(f"Warning: {message}")
+
+
+def printable(text: str) -> str:
+    """TEXT safe to show on a terminal, whoever wrote it (an ACME server, an
+    HTTP client): every character str.isprintable() refuses (C0 and C1
+    controls, DEL, line separators, bidirectional overrides, lone
+    surrogates) escaped as in a Python string literal, a byte that was not
+    UTF-8 (decoded with surrogateescape) as the byte, \\xNN.  Backslashes
+    stay, so that text escaped once is escaped no further."""
+    if text.isprintable():
+        return text
+    return "".join(map(_escaped, text))
+
+
+def _escaped(char: str) -> str:
+    if char.isprintable():
+        return char
+    if "\udc80" <= char <= "\udcff":
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")

@@ -172,6 +172,18 @@ class ChallengeDirectory:
         return self._path
 
 
+def format_account(account: dict[str, Any]) -> str:
+    """The account object's status, contacts and orders URL for a human,
+    escaped: the server wrote them."""
+    contacts = account.get("contact")
+    lines = [
+        f"Status:   {account.get('status', 'unknown')}",
+        *(f"Contact:  {contact}" for contact in (contacts if isinstance(contacts, list) else [])),
+        *([f"Orders:   {account['orders']}"] if account.get("orders") else []),
+    ]
+    return "".join(f"{log.printable(line)}\n" for line in lines)
+
+
 class Master:
     """One run: the configuration, the command line, and the children's identities."""
 
@@ -326,16 +338,7 @@ class Master:
             sys.stdout.buffer.write(output)
             sys.stdout.flush()
             return
-        contacts = account.get("contact")
-        lines = [
-            f"Status:   {account.get('status', 'unknown')}",
-            *(
-                f"Contact:  {contact}"
-                for contact in (contacts if isinstance(contacts, list) else [])
-            ),
-            *([f"Orders:   {account['orders']}"] if account.get("orders") else []),
-        ]
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write(format_account(account))
         sys.stdout.flush()
 
     def new_order(self) -> int:
@@ -607,7 +610,10 @@ class Master:
             # `replaces` only names a certificate the server said it knows.
             return not self._still_valid(section, now), None
         if state.explanation_url is not None:
-            self.info(f"[{name}] The CA explains its renewal window at {state.explanation_url}")
+            self.info(
+                f"[{name}] The CA explains its renewal window at "
+                f"{log.printable(state.explanation_url)}"
+            )
         when = "%Y-%m-%d %H:%M:%S UTC"
         window = f"renewal window {state.start:{when}} to {state.end:{when}}"
         expiry = cert.not_valid_after_utc

@@ -44,6 +44,7 @@ import sys
 import time
 
 from lacme import webserver_contract
+from lacme.log import printable as printable_text
 from lacme.log import say
 
 # typing imports re and more: a megabyte of resident memory for annotations.
@@ -85,8 +86,8 @@ def log(message: str) -> None:
 
 
 def printable(data: bytes) -> str:
-    """`data` with every control or non-ASCII byte escaped, safe for a terminal."""
-    return data.decode("latin-1").encode("unicode_escape").decode("ascii")
+    """DATA, which any HTTP client may have sent, safe for a terminal."""
+    return printable_text(data.decode("utf-8", "surrogateescape"))
 
 
 def parse_request_line(line: bytes) -> tuple[bytes, bytes] | None:
