@@ -577,7 +577,7 @@ class Master:
             raise ConfigError(
                 f"{section.filename}: [{section.name}] profile = {section.profile}: "
                 "the ACME server offers no such profile "
-                f"(it offers: {', '.join(sorted(profiles)) or 'none'})"
+                f"(it offers: {log.printable(', '.join(sorted(profiles))) or 'none'})"
             )
 
     def _mismatch(self, section: CertSection, key: certificate.ServiceKey) -> str | None:
