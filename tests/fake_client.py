@@ -9,13 +9,17 @@ padded (good, then another CA's certificates and 3,000 copies of the
 intermediate), older (good, but valid from 30 days ago), replay (CA_DIR's
 replay.pem, as the test left it), garbage, empty; or hang: write a
 challenge file in the working directory, announce it on stderr and wait to
-be killed.  `directory` prints an empty directory
+be killed; or flood: FLOOD zero bytes; or orphan: as good, after leaving a
+grandchild behind (fork, setsid, fork: in no session or group of the
+client's) that says `fake client: orphan PID` on stderr, closes its
+standard streams and sleeps.  `directory` prints an empty directory
 (no profiles, no renewal information).  Other commands succeed silently.
 It reads accountd's greeting (but for `directory`, which has no accountd
 behind SOCKET_FD), but never asks for a signature.
 """
 
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +28,25 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.pki import load_ca, make_ca, pem
+
+FLOOD = 256 << 20
+
+
+def leave_orphan() -> None:
+    if os.fork() != 0:
+        os.wait()
+        return
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    # /proc/self is the pid in the machine's namespace, where the test looks.
+    sys.stderr.write(f"fake client: orphan {os.readlink('/proc/self')}\n")
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    while True:
+        time.sleep(60)
 
 
 def main() -> int:
@@ -44,6 +67,14 @@ def main() -> int:
     if command != "newOrder":
         return 0
     csr = x509.load_der_x509_csr(sys.stdin.buffer.read())
+    if mode == "flood":
+        chunk = bytes(1 << 20)
+        for _ in range(FLOOD // len(chunk)):
+            sys.stdout.buffer.write(chunk)
+        return 0
+    if mode == "orphan":
+        leave_orphan()
+        mode = "good"
     if mode == "hang":
         Path("token").write_text("key authorization\n")
         sys.stderr.write("fake client: waiting\n")

@@ -413,3 +413,47 @@ def test_accountd_command_with_arguments_as_another_user(offline: Offline) -> No
     assert result.returncode == 0, result.stderr
     # The stand-in client checks accountd's greeting.
     assert "Forking lacme-accountd" in result.stderr
+
+
+def test_what_the_client_leaves_running_ends_with_it(offline: Offline) -> None:
+    offline.lacme_conf("orphan")
+    result = offline.run("newOrder")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("fake client: orphan ")]
+    assert len(said) == 1, result.stderr
+    orphan = Path("/proc", said[0].rpartition(" ")[2])
+    # Killed and reaped by the master: not even a zombie is left.
+    assert not orphan.exists()
+    assert offline.files()["s.crt"] != OLD_CERT
+
+
+# Runs a command, then prints the largest resident set size of a child it
+# waited for, its own or a descendant's (ru_maxrss, KiB): here the master's.
+PEAK_RSS = """
+import resource, subprocess, sys
+status = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+status = status.returncode
+print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_a_client_writing_without_end_is_killed_at_the_limit(offline: Offline) -> None:
+    offline.lacme_conf("flood")
+    before = offline.files()
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *offline.argv("newOrder")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TMPDIR": str(offline.tmp)},
+    )
+    status, peak = map(int, result.stdout.split())
+    assert status == 1
+    assert result.stderr == (
+        f"Error: the client {sys.executable} wrote more than {10 << 20} bytes on stdout: killed\n"
+    )
+    # The client sent 256 MiB (fake_client.FLOOD).
+    assert peak * 1024 < 64 << 20, peak
+    assert offline.files() == before
+    assert list(offline.tmp.iterdir()) == []

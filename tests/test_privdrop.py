@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from lacme.privdrop import Credentials, SpawnError, resolve_credentials, spawn, stop
+from lacme.privdrop import (
+    Credentials,
+    OutputTooLong,
+    SpawnError,
+    exchange,
+    resolve_credentials,
+    spawn,
+    stop,
+)
 from support.proc import environment, open_fds, status_fields
 from support.system import wait_for
 from support.users import NOGROUP, client_user, www_user
@@ -175,3 +183,34 @@ def test_children_get_sigterm_when_the_master_dies() -> None:
         lambda: not Path(f"/proc/{pid}").exists() or status_fields(pid)["State"].startswith("Z"),
         "the orphaned child to die",
     )
+
+
+# --- exchange ----------------------------------------------------------------
+
+
+@pytest.mark.process
+def test_exchange_feeds_stdin_while_reading_stdout_up_to_the_limit() -> None:
+    # More than a pipe holds each way: neither side may wait for the other.
+    data = os.urandom(1 << 20)
+    proc = spawn(["cat"], None, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert exchange(proc, data, len(data), "cat") == data
+    assert proc.wait() == 0
+
+
+@pytest.mark.process
+def test_exchange_kills_a_child_writing_past_the_limit() -> None:
+    proc = spawn(["cat", "/dev/zero"], None, stdout=subprocess.PIPE)
+    with pytest.raises(OutputTooLong) as raised:
+        exchange(proc, None, 1000, "the client cat")
+    assert str(raised.value) == "the client cat wrote more than 1000 bytes on stdout: killed"
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.process
+def test_exchange_ends_when_the_child_exits_though_its_stdout_is_held_open() -> None:
+    proc = spawn(["sh", "-c", "echo out; sleep 60 &"], None, stdout=subprocess.PIPE)
+    try:
+        assert exchange(proc, None, 100, "sh") == b"out\n"
+        assert proc.wait() == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sleep, in sh's session

@@ -34,6 +34,7 @@ import httpx
 
 from lacme import __version__
 from lacme.accountd_protocol import b64url_decode
+from lacme.client_contract import MAX_CHAIN_OUTPUT, MAX_OUTPUT
 from lacme.log import printable
 
 USER_AGENT = f"lacme/{__version__}"
@@ -44,9 +45,10 @@ JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 
 # Directories, orders and authorizations are a few KiB; a certificate chain
-# a few tens.  Anything much larger is a broken or hostile server.
-MAX_BODY = 1 << 20
-MAX_CERTIFICATE_BODY = 10 << 20
+# a few tens.  Anything much larger is a broken or hostile server.  The
+# master reads no more of the client's output (client_contract).
+MAX_BODY = MAX_OUTPUT
+MAX_CERTIFICATE_BODY = MAX_CHAIN_OUTPUT
 # An ACME object nests four levels at most (a problem's subproblem's
 # identifier); Python's parser recurses once a level, and a RecursionError
 # deep in it is no message.

@@ -83,6 +83,11 @@ DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
 DEFAULT_TIMEOUT = 30.0
 # The settings, and a CSR or certificate on stdin, are a few KiB.
 MAX_INPUT = 1 << 20
+# What the client writes on stdout is what the ACME server answered, which
+# lacme.acme_http reads no more of than this (MAX_BODY), or for a chain
+# (newOrder) MAX_CERTIFICATE_BODY; the master reads no more either.
+MAX_OUTPUT = 1 << 20
+MAX_CHAIN_OUTPUT = 10 << 20
 
 _PEM_CHAIN = re.compile(
     rb"\s*(?:-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*)+"

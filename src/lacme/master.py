@@ -15,7 +15,9 @@ written; what it looks up (the directory's profiles, renewal information)
 the master weighs before ordering, and it warns of what Let's Encrypt would
 refuse of an order.
 
-SIGINT, SIGTERM and SIGHUP stop the run, undoing what it set up.
+SIGINT, SIGTERM and SIGHUP stop the run, undoing what it set up.  What a
+client leaves running is killed once it exits, and the master reads no
+more of what it writes than the ACME server may send (lacme.privdrop).
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ from lacme.client_contract import (
     EXIT_RATE_LIMITED,
     EXIT_UNREACHABLE,
     KEY_CHANGE,
+    MAX_CHAIN_OUTPUT,
     MAX_ORDER_URL,
+    MAX_OUTPUT,
     NEW_ORDER,
     RENEWAL_INFO,
     REVOCATION_REASONS,
@@ -203,6 +207,30 @@ class Master:
         # Once the ACME server has proved unreachable in this run, nothing
         # more is asked of it: each section would wait out its retries.
         self.unreachable = False
+        self.orphans_uid = self._orphans_uid()
+
+    def _orphans_uid(self) -> int | None:
+        """The client's uid if no other child of the master runs as that uid,
+        so that an orphan running as it was left by a client (lacme.privdrop)."""
+
+        uid, _ = privdrop.child_ids(self.client_credentials)
+        others = {os.geteuid()}
+        if self.config.accountd is not None:
+            others.add(privdrop.child_ids(self.accountd_credentials)[0])
+        webserver = self.config.webserver
+        if webserver.listen.strip() and not webserver.challenge_directory:
+            # The webserver's user is checked where it is started; one that
+            # does not exist runs no webserver.
+            with contextlib.suppress(ConfigError):
+                www = privdrop.resolve_credentials(webserver.user, webserver.group, "webserver")
+                others.add(privdrop.child_ids(www)[0])
+        return None if uid in others else uid
+
+    def _end_orphans(self) -> None:
+        if self.orphans_uid is not None:
+            ended = privdrop.end_orphans(self.orphans_uid)
+            if ended:
+                self.debug(f"Killed {ended} process(es) the client left behind")
 
     def debug(self, message: str) -> None:
         if self.args.debug:
@@ -265,6 +293,9 @@ class Master:
             invocation = Invocation(
                 command or self.args.command, settings.fileno(), sock.fileno(), tuple(arguments)
             )
+            limit = MAX_CHAIN_OUTPUT if invocation.command == NEW_ORDER else MAX_OUTPUT
+            # Before the client's stop, so after it on the way out.
+            stack.callback(self._end_orphans)
             client = privdrop.spawn(
                 client_argv(argv, invocation),
                 self.client_credentials,
@@ -276,12 +307,12 @@ class Master:
             )
             stack.callback(privdrop.stop, client)
             self.debug(f"Forking {argv[0]}, child PID {client.pid}")
-            output, _ = client.communicate(stdin)
+            output = privdrop.exchange(client, stdin, limit, f"the client {argv[0]}")
             status = client.wait()
         if status == EXIT_UNREACHABLE:
             self.unreachable = True
         # As lacme 0.8.2: the client's exit code, 1 when it was killed.
-        return (status if status > 0 else 1 if status < 0 else 0), output or b""
+        return (status if status > 0 else 1 if status < 0 else 0), output
 
     # --- commands ---------------------------------------------------------
 
@@ -905,6 +936,7 @@ def run(parsed: Arguments) -> int:
     """The command PARSED, with the stop signals turned into Interrupted."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
+    privdrop.adopt_orphans()
     try:
         conf = config.load(parsed.config, parsed.socket)
         if parsed.debug:

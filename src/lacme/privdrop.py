@@ -21,6 +21,24 @@ Python code beyond the few checks below) with:
   into root's terminal with TIOCSTI.  accountd is not isolated: it may ask
   for a passphrase on the terminal or run `ssh`, which may need both.
 
+What a child leaves behind ends with it.  PR_SET_PDEATHSIG is not
+inherited, and a child may fork, call setsid and fork again, so that
+neither its process group nor its session holds what it started.  So the
+master is a child subreaper (PR_SET_CHILD_SUBREAPER, `adopt_orphans`):
+whatever a descendant leaves orphaned is reparented to the master instead
+of init, whatever session or group it moved to, and stays its child.  Once
+a child is reaped, `end_orphans(uid)` kills every child of the master
+running as that uid (real, effective, saved and filesystem ids), reaps it
+and looks again, until none is left: a process that dies orphans its own
+children to the master before it can be reaped, and none can fork once
+killed, so the tree ends generation by generation.  The uid is what tells
+a child's descendants from other orphans (those of accountd, of a
+`notify` command): a child dropped to its own uid can't change it
+(PR_SET_NO_NEW_PRIVS, no capabilities), so the caller ends a uid's
+orphans only when no other child of its runs as that uid.  A cgroup or a
+PID namespace would need CAP_SYS_ADMIN or a writable cgroup tree, which
+lacme.service does not give.
+
 Interface:
 
     Credentials, resolve_credentials(user, group, section) -> Credentials | None
@@ -29,6 +47,9 @@ Interface:
     spawn(argv, credentials, *, cwd="/", pass_fds=(), stdin=DEVNULL,
           stdout=DEVNULL, env=None, isolate=True) -> Popen[bytes]
     stop(proc, timeout=STOP_TIMEOUT, grace=0.0) -> int
+    adopt_orphans()
+    end_orphans(uid) -> int
+    exchange(proc, data, limit) -> bytes
 
 Configuration mistakes raise errors.ConfigError, failures to start a child
 SpawnError (which the master's other set-up code raises too); both carry a
@@ -44,6 +65,7 @@ import functools
 import grp
 import os
 import pwd
+import selectors
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -54,15 +76,23 @@ from lacme.errors import ConfigError
 Stream = int | IO[Any] | None
 
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+READ_SIZE = 1 << 16
 USER_PATH = "/usr/bin:/bin"
 ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CHILD_UMASK = 0o022
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+# Signals the master turns into exceptions; held back while ending orphans.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
 class SpawnError(Exception):
     """Something could not be started or set up; the message says what."""
+
+
+class OutputTooLong(SpawnError):
+    """A child wrote more on its stdout than its reader takes (exchange)."""
 
 
 class Credentials(NamedTuple):
@@ -228,3 +258,115 @@ def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, grace: floa
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait()
+
+
+def adopt_orphans() -> None:
+    """Make this process the reaper of what its descendants orphan (see above)."""
+    _prctl()(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _children_running_as(uid: int) -> list[int]:
+    parent = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", encoding="utf-8", errors="replace") as status:
+                fields = dict(line.partition(":")[::2] for line in status)
+        except OSError:  # exited, and reaped by its parent, since listdir
+            continue
+        if int(fields["PPid"]) == parent and {int(i) for i in fields["Uid"].split()} == {uid}:
+            found.append(int(entry))
+    return found
+
+
+def end_orphans(uid: int) -> int:
+    """Kill and reap every child of this process running as UID, and those
+    this orphans in turn, until none is left; how many (see above).  The
+    stop signals are held back meanwhile, delivered afterwards."""
+    ended = 0
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        while orphans := _children_running_as(uid):
+            for pid in orphans:
+                os.kill(pid, signal.SIGKILL)
+            for pid in orphans:
+                # Only this process reaps its children: the pid is still theirs.
+                os.waitpid(pid, 0)
+            ended += len(orphans)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return ended
+
+
+def exchange(proc: subprocess.Popen[bytes], data: bytes | None, limit: int, name: str) -> bytes:
+    """Write DATA on PROC's stdin while reading its stdout, until PROC exits;
+    at most LIMIT bytes, past which PROC is killed and reaped, and
+    OutputTooLong names NAME and the limit.  Either pipe may be absent;
+    both are closed on return.  What PROC left running may hold stdout
+    open: once PROC has exited, only what is in the pipe is read."""
+    output = bytearray()
+    pending = memoryview(data or b"")
+    reading = proc.stdout is not None
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(pidfd, selectors.EVENT_READ)
+            if proc.stdin is not None and pending:
+                os.set_blocking(proc.stdin.fileno(), False)
+                selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            elif proc.stdin is not None:
+                proc.stdin.close()
+            if proc.stdout is not None:
+                os.set_blocking(proc.stdout.fileno(), False)
+                selector.register(proc.stdout.fileno(), selectors.EVENT_READ)
+            exited = False
+            while not exited and (reading or pending):
+                for key, _ in selector.select():
+                    if key.fd == pidfd:
+                        exited = True
+                    elif proc.stdout is not None and key.fd == proc.stdout.fileno():
+                        reading = _drain(key.fd, output, limit)
+                    else:
+                        pending = _feed(key.fd, pending)
+                        if not pending and proc.stdin is not None:
+                            selector.unregister(key.fd)
+                            proc.stdin.close()  # the end of DATA
+            if reading and proc.stdout is not None:
+                _drain(proc.stdout.fileno(), output, limit)
+    except OutputTooLong:
+        proc.kill()
+        proc.wait()
+        raise OutputTooLong(f"{name} wrote more than {limit} bytes on stdout: killed") from None
+    finally:
+        os.close(pidfd)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+    return bytes(output)
+
+
+def _drain(fd: int, output: bytearray, limit: int) -> bool:
+    """Read what non-blocking FD holds into OUTPUT; whether it is still open."""
+    while True:
+        try:
+            chunk = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        output += chunk
+        if len(output) > limit:
+            raise OutputTooLong
+
+
+def _feed(fd: int, pending: memoryview) -> memoryview:
+    """Write what non-blocking FD takes of PENDING; what is left.  Nothing
+    is left for a reader that closed its end."""
+    try:
+        return pending[os.write(fd, pending) :]
+    except BlockingIOError:
+        return pending
+    except BrokenPipeError:
+        return pending[:0]
