@@ -10,16 +10,13 @@ intermediate), older (good, but valid from 30 days ago), replay (CA_DIR's
 replay.pem, as the test left it), garbage, empty; or hang: write a
 challenge file in the working directory, announce it on stderr and wait to
 be killed; or flood: FLOOD zero bytes; or orphan: as good, after leaving a
-grandchild behind (fork, setsid, fork: in no session or group of the
-client's) that says `fake client: orphan PID` on stderr, closes its
-standard streams and sleeps.  `directory` prints an empty directory
+grandchild behind (support.orphans).  `directory` prints an empty directory
 (no profiles, no renewal information).  Other commands succeed silently.
 It reads accountd's greeting (but for `directory`, which has no accountd
 behind SOCKET_FD), but never asks for a signature.
 """
 
 import datetime
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,26 +24,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from support.orphans import leave_orphan
 from support.pki import load_ca, make_ca, pem
 
 FLOOD = 256 << 20
-
-
-def leave_orphan() -> None:
-    if os.fork() != 0:
-        os.wait()
-        return
-    os.setsid()
-    if os.fork() != 0:
-        os._exit(0)
-    # /proc/self is the pid in the machine's namespace, where the test looks.
-    sys.stderr.write(f"fake client: orphan {os.readlink('/proc/self')}\n")
-    sys.stderr.flush()
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    while True:
-        time.sleep(60)
 
 
 def main() -> int:

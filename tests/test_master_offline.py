@@ -26,6 +26,7 @@ from support.system import free_ports, temporary_directory, wait_for
 pytestmark = [pytest.mark.process, pytest.mark.root]
 
 FAKE_CLIENT = Path(__file__).with_name("fake_client.py")
+ORPHANING = Path(__file__).with_name("orphaning.py")
 OLD_CERT = b"-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n"
 
 
@@ -415,11 +416,16 @@ def test_accountd_command_with_arguments_as_another_user(offline: Offline) -> No
     assert "Forking lacme-accountd" in result.stderr
 
 
-def test_what_the_client_leaves_running_ends_with_it(offline: Offline) -> None:
-    offline.lacme_conf("orphan")
+@pytest.mark.parametrize("child", ["client", "webserver"])
+def test_what_a_child_leaves_running_ends_with_it(offline: Offline, child: str) -> None:
+    if child == "client":
+        offline.lacme_conf("orphan")
+    else:
+        webserver = f"{sys.executable} {ORPHANING} {sys.executable} -I -m lacme.webserver"
+        offline.lacme_conf("good", extra=f"[webserver]\ncommand = {webserver}\n")
     result = offline.run("newOrder")
     assert result.returncode == 0, result.stderr
-    said = [line for line in result.stderr.splitlines() if line.startswith("fake client: orphan ")]
+    said = [line for line in result.stderr.splitlines() if line.startswith("orphan ")]
     assert len(said) == 1, result.stderr
     orphan = Path("/proc", said[0].rpartition(" ")[2])
     # Killed and reaped by the master: not even a zombie is left.

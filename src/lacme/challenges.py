@@ -10,7 +10,8 @@ says); and, with `iptables`, the iptables and ip6tables rules, saved first
 and restored afterwards.
 
     ListenAddress, parse_listen(value) -> list[ListenAddress]
-    challenge_setup(webserver, client, www, debug)   (context manager)
+    challenge_setup(webserver, client, www, debug, end_orphans=False)
+                                                     (context manager)
 
 Configuration mistakes raise errors.ConfigError (SpecifierError included), failures
 to set things up SpawnError; both carry a one-line message naming the
@@ -33,7 +34,7 @@ from typing import NamedTuple, Protocol
 
 from lacme import log, specifiers, webserver_contract
 from lacme.errors import ConfigError
-from lacme.privdrop import Credentials, SpawnError, spawn, stop
+from lacme.privdrop import Credentials, SpawnError, child_ids, end_orphans, spawn, stop
 
 # Cleaning up what the client wrote (clear): how deep a stack of open
 # directories goes, and how many entries are removed at most.
@@ -119,6 +120,7 @@ def challenge_setup(
     client: Credentials | None,
     www: Credentials | None,
     debug: bool,
+    end_orphans: bool = False,
 ) -> Iterator[str]:
     """Make http-01 challenges servable; yield the directory the client writes them to.
 
@@ -135,6 +137,10 @@ def challenge_setup(
     and the firewall rules then open the IPv4 side as well.  A UNIX socket
     nobody listens on (left by a killed run) is replaced; anything else in
     its place is refused.
+
+    END_ORPHANS: the caller, a subreaper, runs nothing else as WWW's uid, so
+    that what runs as it once the webservers are stopped they left behind,
+    and is ended (lacme.privdrop.end_orphans).
     """
     addresses = parse_listen(webserver.listen)
     stack = ExitStack()
@@ -143,7 +149,7 @@ def challenge_setup(
             directory = specifiers.expand(webserver.challenge_directory)
             _use_directory(stack, directory, debug)
         elif addresses:
-            directory = _serve(stack, addresses, webserver, client, www, debug)
+            directory = _serve(stack, addresses, webserver, client, www, debug, end_orphans)
         else:
             raise ConfigError("[webserver] challenge-directory is required when listen is empty")
         yield directory
@@ -288,6 +294,7 @@ def _serve(
     client: Credentials | None,
     www: Credentials | None,
     debug: bool,
+    orphans: bool,
 ) -> str:
     argv = webserver.command.split()
     if not argv:
@@ -297,6 +304,9 @@ def _serve(
     # client's, which may move it or put something else at its path.
     fd = os.open(directory, DIRECTORY_FLAGS)
     stack.callback(remove_tree, fd, directory)
+    if orphans:
+        # Before the webservers' stop, so after it on the way out.
+        stack.callback(end_orphans, child_ids(www)[0])
     os.chmod(directory, 0o755)  # noqa: S103 - the webserver user reads, whoever it is
     if client is not None and client.uid is not None:
         os.chown(directory, client.uid, -1)

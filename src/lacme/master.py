@@ -214,9 +214,7 @@ class Master:
         so that an orphan running as it was left by a client (lacme.privdrop)."""
 
         uid, _ = privdrop.child_ids(self.client_credentials)
-        others = {os.geteuid()}
-        if self.config.accountd is not None:
-            others.add(privdrop.child_ids(self.accountd_credentials)[0])
+        others = self._other_uids()
         webserver = self.config.webserver
         if webserver.listen.strip() and not webserver.challenge_directory:
             # The webserver's user is checked where it is started; one that
@@ -225,6 +223,14 @@ class Master:
                 www = privdrop.resolve_credentials(webserver.user, webserver.group, "webserver")
                 others.add(privdrop.child_ids(www)[0])
         return None if uid in others else uid
+
+    def _other_uids(self) -> set[int]:
+        """The uids the master's children run as but the client and webservers."""
+
+        uids = {os.geteuid()}
+        if self.config.accountd is not None:
+            uids.add(privdrop.child_ids(self.accountd_credentials)[0])
+        return uids
 
     def _end_orphans(self) -> None:
         if self.orphans_uid is not None:
@@ -562,9 +568,14 @@ class Master:
         www = privdrop.resolve_credentials(
             self.config.webserver.user, self.config.webserver.group, "webserver"
         )
+        uid, _ = privdrop.child_ids(www)
         return stack.enter_context(
             challenges.challenge_setup(
-                self.config.webserver, self.client_credentials, www, self.args.debug
+                self.config.webserver,
+                self.client_credentials,
+                www,
+                self.args.debug,
+                end_orphans=uid not in self._other_uids(),
             )
         )
 
