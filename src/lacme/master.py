@@ -214,7 +214,7 @@ class Master:
         so that an orphan running as it was left by a client (lacme.privdrop)."""
 
         uid, _ = privdrop.child_ids(self.client_credentials)
-        others = self._other_uids()
+        others = self.other_uids()
         webserver = self.config.webserver
         if webserver.listen.strip() and not webserver.challenge_directory:
             # The webserver's user is checked where it is started; one that
@@ -224,7 +224,7 @@ class Master:
                 others.add(privdrop.child_ids(www)[0])
         return None if uid in others else uid
 
-    def _other_uids(self) -> set[int]:
+    def other_uids(self) -> set[int]:
         """The uids the master's children run as but the client and webservers."""
 
         uids = {os.geteuid()}
@@ -575,7 +575,7 @@ class Master:
                 self.client_credentials,
                 www,
                 self.args.debug,
-                end_orphans=uid not in self._other_uids(),
+                end_orphans=uid not in self.other_uids(),
             )
         )
 
