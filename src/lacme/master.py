@@ -947,8 +947,8 @@ def run(parsed: Arguments) -> int:
     """The command PARSED, with the stop signals turned into Interrupted."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    privdrop.adopt_orphans()
     try:
+        privdrop.adopt_orphans()
         conf = config.load(parsed.config, parsed.socket)
         if parsed.debug:
             log.say(f"Using configuration file: {conf.path}")

@@ -37,7 +37,11 @@ a child's descendants from other orphans (those of accountd, of a
 (PR_SET_NO_NEW_PRIVS, no capabilities), so the caller ends a uid's
 orphans only when no other child of its runs as that uid.  A cgroup or a
 PID namespace would need CAP_SYS_ADMIN or a writable cgroup tree, which
-lacme.service does not give.
+lacme.service does not give (RestrictNamespaces, ProtectControlGroups).
+
+What a child writes is read up to a bound (`exchange`), past which the
+child is killed: a child may write without end, the master must not hold
+it all.
 
 Interface:
 
