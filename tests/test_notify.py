@@ -186,6 +186,23 @@ def test_a_notify_that_fails_is_an_error_and_pending(
     assert oct(runs.record.stat().st_mode & 0o777) == "0o644"
 
 
+def test_a_notify_program_others_may_write_is_not_run_and_stays_pending(
+    tmp_path: Path, ca: IssuingCA, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    # Made writable since the check before ordering, or pending from before.
+    program = tmp_path / "reload"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o757)
+    conf, runs = prepared(monkeypatch, tmp_path, f"notify = {program}\n", ca=ca)
+    assert not notify.after_install(conf, NOW)
+    assert runs.calls == []
+    failure = f"refused: {program}: writable by others (mode 0757)"
+    assert capsys.readouterr().err.splitlines() == [
+        f"[www] Error: notification command {failure}: it runs again on the next run"
+    ]
+    assert notify.load(str(runs.record)) == notify.Pending(NOW, failure)
+
+
 def test_a_section_without_notify_runs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
 ) -> None:

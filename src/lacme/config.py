@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
-from lacme import inifile, log
+from lacme import inifile, log, strict
 from lacme.client_contract import CLIENT_KEYS, MASTER_KEYS
 from lacme.errors import ConfigError
 from lacme.parsing import is_ip_address, yes_no
@@ -262,6 +262,14 @@ def _section_label(section: str) -> str:
     return "the default section" if section == inifile.DEFAULT_SECTION else f"[{section}]"
 
 
+def _check_strict(path: str) -> None:
+    """ConfigError if others than root (or the user lacme runs as) could
+    change PATH (lacme.strict); OSError if it can't be examined."""
+    problem = strict.problem(path)
+    if problem is not None:
+        raise ConfigError(f"{path}: refused: {problem}")
+
+
 def load(path: str | None = None, socket: str | None = None) -> Config:
     """Read lacme.conf from PATH (%-expanded; default %E/lacme/lacme.conf).
 
@@ -273,6 +281,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
     except SpecifierError as e:
         raise ConfigError(f"--config: {e}") from e
     try:
+        _check_strict(filename)
         sections = inifile.read(filename)
     except OSError as e:
         raise ConfigError(f"can't read {filename}: {e.strerror}") from e
@@ -372,6 +381,8 @@ def certificate_files(config: Config, options: Sequence[str] = ()) -> list[str]:
             directory = path.rstrip("/") or "/"
             try:
                 names = os.listdir(directory)
+                # Whoever may write it may add a file.
+                _check_strict(directory)
             except FileNotFoundError:
                 if explicit:
                     raise ConfigError(f"config-certs: no such directory {directory}") from None
@@ -398,6 +409,7 @@ def load_certs(files: Sequence[str]) -> dict[str, CertSource]:
     headers: dict[str, list[str]] = {}
     for filename in files:
         try:
+            _check_strict(filename)
             parsed = inifile.read_located(filename)
         except OSError as e:
             raise ConfigError(f"can't read {filename}: {e.strerror}") from e

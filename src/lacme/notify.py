@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from lacme import certificate, files, log
+from lacme import certificate, files, log, strict
 from lacme.certificate import CertificateError
 from lacme.config import CertSection
 
@@ -113,24 +113,52 @@ def path(root: bool) -> str:
     return ROOT_PATH if root else USER_PATH
 
 
-def program_problem(command: str, path: str) -> str | None:
-    """Why the program the /bin/sh COMMAND starts with would not be found
-    with PATH; None if it would, or if that cannot be told without running
-    the shell (a builtin, a keyword, an assignment, an expansion)."""
-    try:
-        words = shlex.split(command)
-    except ValueError as e:
-        return f"notify = {command}: not a shell command ({e})"
+def _program(command: str) -> str | None:
+    """The program the /bin/sh COMMAND starts with; None if that cannot be
+    told without running the shell (a builtin, a keyword, an assignment,
+    an expansion).  ValueError if COMMAND does not split."""
+    words = shlex.split(command)
     if not words or words[0] in SHELL_WORDS or SHELL_SYNTAX.search(words[0]):
         return None
-    program = words[0]
+    return words[0]
+
+
+def program_problem(command: str, path: str) -> str | None:
+    """Why the program the /bin/sh COMMAND starts with would not be found
+    with PATH, or may not run (program_refused); None if it would, or if
+    that cannot be told without running the shell."""
+    try:
+        program = _program(command)
+    except ValueError as e:
+        return f"notify = {command}: not a shell command ({e})"
+    if program is None:
+        return None
     if "/" in program:
         if os.path.isdir(program) or not os.access(program, os.X_OK):
             return f"notify = {command}: can't execute {program}"
-        return None
-    if shutil.which(program, path=path) is None:
+    elif shutil.which(program, path=path) is None:
         return f"notify = {command}: {program} not found in PATH {path}"
-    return None
+    refused = program_refused(command, path)
+    return None if refused is None else f"notify = {command}: refused: {refused}"
+
+
+def program_refused(command: str, path: str) -> str | None:
+    """The program COMMAND starts with, found with PATH, and what is wrong,
+    as "PROGRAM: WHAT", if others than root (or the user lacme runs as)
+    could change it (lacme.strict); None if they can't, or if it is not
+    known or not found (the shell says so)."""
+    try:
+        program = _program(command)
+    except ValueError:
+        return None
+    found = program if program is None or "/" in program else shutil.which(program, path=path)
+    if found is None:
+        return None
+    try:
+        problem = strict.problem(found)
+    except OSError as e:
+        return f"{found}: {e.strerror}"
+    return None if problem is None else f"{found}: {problem}"
 
 
 def environment(
@@ -281,9 +309,13 @@ def _attempt(
     except CertificateError as e:
         log.say(f"[{name}] Error: {e}: the notification command stays pending")
         return False
-    log.say(f"Running notification command `{command}`")
     env = environment(section, leaf, os.environ, os.geteuid() == 0)
-    failure = run(command, env, section.notify_timeout)
+    refused = program_refused(command, env["PATH"])
+    if refused is not None:
+        failure: str | None = f"refused: {refused}"
+    else:
+        log.say(f"Running notification command `{command}`")
+        failure = run(command, env, section.notify_timeout)
     if failure is None:
         try:
             _remove(path)
