@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from support.commands import ACCOUNTD, LACME
 from support.pki import load_ca, make_ca, new_key_file, save_ca
 from support.proc import descendants
 from support.system import free_ports, temporary_directory, wait_for
+from support.users import www_user
 
 pytestmark = [pytest.mark.process, pytest.mark.root]
 
@@ -463,3 +465,82 @@ def test_a_client_writing_without_end_is_killed_at_the_limit(offline: Offline) -
     assert peak * 1024 < 64 << 20, peak
     assert offline.files() == before
     assert list(offline.tmp.iterdir()) == []
+
+
+def test_a_certs_file_another_user_may_change_is_refused_and_its_notify_never_runs(
+    offline: Offline,
+) -> None:
+    # Issue 13: a world-writable lacme-certs.conf of _lacme-www's was read,
+    # and its notify run as root.
+    marker = offline.directory / "notified"
+    offline.section(f"notify = touch {marker}\n")
+    os.chown(offline.certs_config, www_user().pw_uid, -1)
+    offline.certs_config.chmod(0o666)
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert (result.returncode, result.stderr.splitlines()) == (
+        1,
+        [
+            f"Error: {offline.certs_config}: refused: owned by _lacme-www, not root, "
+            "and writable by group and others (mode 0666)"
+        ],
+    )
+    assert not marker.exists()
+    assert offline.files() == before
+    # Root's again, and only root's to write, it is read and notify runs.
+    os.chown(offline.certs_config, 0, -1)
+    offline.certs_config.chmod(0o644)
+    assert offline.run("newOrder").returncode == 0
+    assert marker.exists()
+
+
+def test_a_configuration_directory_others_may_write_is_refused(offline: Offline) -> None:
+    offline.directory.chmod(0o777)
+    result = offline.run("newOrder")
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"Error: {offline.config}: refused: "
+        f"{offline.directory} is writable by group and others (mode 0777)\n",
+    )
+
+
+def test_a_notify_program_others_may_write_is_refused_before_ordering(offline: Offline) -> None:
+    program = offline.directory / "reload"
+    program.write_text('#!/bin/sh\ntouch "$0.ran"\n')
+    program.chmod(0o757)
+    offline.section(f"notify = {program}\n")
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"[s] Error before ordering: notify = {program}: refused: "
+        f"{program}: writable by others (mode 0757)\n",
+    )
+    assert offline.files() == before
+
+
+STRICT_AS_NOBODY = "import sys; from lacme import strict; print(strict.problem(sys.argv[1]))"
+
+
+@pytest.mark.parametrize(
+    ("owner", "problem"),
+    [
+        ("nobody", "None"),
+        ("root", "None"),
+        ("_lacme-www", "owned by _lacme-www, not root or nobody"),
+    ],
+)
+def test_run_by_another_user_the_files_may_be_theirs(
+    offline: Offline, owner: str, problem: str
+) -> None:
+    shutil.chown(offline.config, owner)
+    checked = subprocess.run(
+        [sys.executable, "-c", STRICT_AS_NOBODY, str(offline.config)],
+        user="nobody",
+        group="nogroup",
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert checked.stdout == f"{problem}\n"
