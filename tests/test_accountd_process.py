@@ -220,6 +220,17 @@ def test_configuration_refusals(tmp_path: Path, content: str, message: str) -> N
     refused(run_accountd(f"--config={conf}", "--stdio"), message)
 
 
+def test_a_configuration_others_may_write_is_refused(tmp_path: Path) -> None:
+    # Its gpg runs as accountd's user: root when the master spawns it.
+    conf = tmp_path / "c.conf"
+    conf.write_text("privkey = gpg:/k\ngpg = /tmp/anyone-s-program\n")
+    conf.chmod(0o646)
+    refused(
+        run_accountd(f"--config={conf}", "--stdio"),
+        f"configuration file {conf}: refused: writable by others (mode 0646)",
+    )
+
+
 def test_missing_explicit_configuration_is_an_error(tmp_path: Path) -> None:
     refused(
         run_accountd(f"--config={tmp_path}/none.conf", "--stdio"),

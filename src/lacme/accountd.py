@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple, NoReturn, TextIO
 
-from lacme import __version__, cli, inifile, specifiers
+from lacme import __version__, cli, inifile, specifiers, strict
 from lacme.accountd_protocol import (
     MAX_LINE,
     Binding,
@@ -182,6 +182,10 @@ def load_settings(args: Options, log: Log) -> AccountdSettings:
     if args.config is not None or os.path.exists(path):
         log.debug(f"Using configuration file: {path}")
         try:
+            # Its gpg runs as whoever runs accountd, root when the master spawns it.
+            problem = strict.problem(path)
+            if problem is not None:
+                raise AccountdError(f"configuration file {path}: refused: {problem}")
             sections = inifile.read(path)
         except OSError as e:
             raise AccountdError(f"can't read configuration file {path}: {e.strerror}") from None
