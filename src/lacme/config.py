@@ -17,7 +17,9 @@ be read, is not INI or has an unknown key stops everything, as in lacme
 section defined twice (in one file or two), and sections that would install
 to the same file (the later overwriting the earlier after its `notify` ran),
 are errors of those sections, naming both places; no section at all is a
-warning.
+warning.  Beyond 0.8.2 too, a file or `config-certs` directory that anyone
+but root (or the user lacme runs as) could change is refused
+(lacme.strict), as its `notify` and the [client] command run as root.
 
 Nothing here imports `cryptography`: `lacme account` and `--help` do without.
 """
