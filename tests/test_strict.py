@@ -59,6 +59,14 @@ def test_a_file_only_its_owner_writes_is_fine(tmp_path: Path) -> None:
     assert strict.problem(str(file_in(safe(tmp_path)))) is None
 
 
+def test_a_relative_path_is_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_in(safe(tmp_path), 0o646)
+    monkeypatch.chdir(tmp_path)
+    assert strict.problem("lacme.conf") == "writable by others (mode 0646)"
+
+
 @pytest.mark.parametrize(
     ("mode", "writers"),
     [(0o664, "group"), (0o646, "others"), (0o666, "group and others")],
@@ -66,6 +74,18 @@ def test_a_file_only_its_owner_writes_is_fine(tmp_path: Path) -> None:
 def test_a_file_others_may_write_is_refused(tmp_path: Path, mode: int, writers: str) -> None:
     path = file_in(safe(tmp_path), mode)
     assert strict.problem(str(path)) == f"writable by {writers} (mode {mode:04o})"
+
+
+def test_dev_null_is_fine() -> None:
+    # An empty configuration, as `[accountd] config = /dev/null`.
+    assert strict.problem("/dev/null") is None
+
+
+def test_a_fifo_others_may_write_is_refused(tmp_path: Path) -> None:
+    fifo = safe(tmp_path) / "lacme.conf"
+    os.mkfifo(fifo)
+    fifo.chmod(0o622)
+    assert strict.problem(str(fifo)) == "writable by group and others (mode 0622)"
 
 
 def test_a_directory_above_others_may_write_is_refused(tmp_path: Path) -> None:
@@ -232,7 +252,9 @@ def test_a_notify_program_in_a_directory_others_may_write_is_refused(tmp_path: P
     )
 
 
-@pytest.mark.parametrize("command", ["true", "cd /; reload", "no-such-program", "echo 'a"])
+@pytest.mark.parametrize(
+    "command", ["true", "cd /; reload", "no-such-program", "echo 'a", "./missing/reload"]
+)
 def test_what_the_shell_runs_first_unknown_is_not_refused(tmp_path: Path, command: str) -> None:
     # Nothing to check (the shell says what it does not find); /bin/sh's own
     # directories are the system's.

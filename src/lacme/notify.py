@@ -156,8 +156,8 @@ def program_refused(command: str, path: str) -> str | None:
         return None
     try:
         problem = strict.problem(found)
-    except OSError as e:
-        return f"{found}: {e.strerror}"
+    except OSError:  # missing, say: the shell can't run it either, and says why
+        return None
     return None if problem is None else f"{found}: {problem}"
 
 

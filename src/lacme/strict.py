@@ -42,8 +42,10 @@ def _entry_problems(status: os.stat_result, euid: int) -> list[str]:
         problems.append(f"owned by {_user(status.st_uid)}, not {trusted}")
     mode = status.st_mode
     sticky_directory = stat.S_ISDIR(mode) and mode & stat.S_ISVTX
-    # A link's own mode is always 0777 and means nothing.
-    if not stat.S_ISLNK(mode) and not sticky_directory:
+    # A link's own mode is always 0777 and means nothing; a character
+    # device's says who may use it, not what reading it gives (/dev/null,
+    # an empty configuration).
+    if not (stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or sticky_directory):
         writers = [
             name for name, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit
         ]
@@ -59,7 +61,7 @@ def problem(path: str) -> str | None:
     OSError if an entry on the way can't be examined (missing, say)."""
     euid = os.geteuid()
     # Not os.path.abspath: `..` after a link is the target's parent.
-    given = os.path.join(os.getcwd(), path)
+    given = path if path.startswith("/") else os.path.join(os.getcwd(), path)
     names = [name for name in reversed(given.split("/")) if name]
     current = "/"
     links = 0
