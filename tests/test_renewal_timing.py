@@ -321,7 +321,7 @@ def test_a_server_without_renewal_information_is_remembered_for_a_day(tmp_path: 
     assert not ari.not_offered(path, "id.1", NOW + datetime.timedelta(days=1))
     # About the certificate then installed only, and never a window kept.
     assert not ari.not_offered(path, "id.2", NOW)
-    assert not ari.kept(path, "id.1", NOW)
+    assert ari.load_state(path, "id.1", NOW + datetime.timedelta(days=90)) is None
     # A time to ask again further off than a day is not believed.
     far = {"certID": "id.1", "offered": False, "nextCheck": "2026-01-03T00:00:00+00:00"}
     Path(path).write_text(json.dumps(far))
@@ -333,7 +333,7 @@ def test_an_unreadable_record_says_nothing(tmp_path: Path, text: str) -> None:
     path = tmp_path / "site.chain.ari"
     path.write_text(text)
     assert not ari.not_offered(str(path), "id.1", NOW)
-    assert not ari.kept(str(path), "id.1", NOW)
+    assert ari.load_state(str(path), "id.1", NOW + datetime.timedelta(days=90)) is None
 
 
 def test_renewal_information_kept_is_known_without_asking(tmp_path: Path) -> None:
@@ -341,6 +341,8 @@ def test_renewal_information_kept_is_known_without_asking(tmp_path: Path) -> Non
     start, end = NOW + datetime.timedelta(days=50), NOW + datetime.timedelta(days=60)
     state = ari.State("id.1", start, end, start, NOW + datetime.timedelta(hours=6), None)
     ari.save_state(path, state)
-    assert ari.kept(path, "id.1", NOW)
-    assert not ari.kept(path, "id.1", NOW + datetime.timedelta(hours=6))
+    kept = ari.load_state(path, "id.1", NOW + datetime.timedelta(days=90))
+    assert kept == state
+    assert ari.believed(kept, NOW)
+    assert not ari.believed(kept, NOW + datetime.timedelta(hours=6))
     assert not ari.not_offered(path, "id.1", NOW)

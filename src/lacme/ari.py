@@ -164,7 +164,11 @@ def believed(state: State, now: datetime.datetime) -> bool:
     """Whether STATE still holds at NOW, without asking the server again: a
     time to ask again further off than MAX_RETRY_AFTER (from a state file of
     an older lacme, or tampered with) is not believed."""
-    return now < state.next_check <= now + MAX_RETRY_AFTER
+    return _fresh(state.next_check, now)
+
+
+def _fresh(next_check: datetime.datetime, now: datetime.datetime) -> bool:
+    return now < next_check <= now + MAX_RETRY_AFTER
 
 
 def latest_renewal(
@@ -198,11 +202,10 @@ def load_state(path: str, cert_id: str, expiry: datetime.datetime) -> State | No
     """The state at PATH if it is about CERT_ID, which expires at EXPIRY;
     None if there is none, it is about another certificate (renewed since),
     it is unreadable, or its window would be refused now (_check_window)."""
+    data = files.read_json_object(path)
+    if data is None or data.get("certID") != cert_id:
+        return None
     try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-        if not isinstance(data, dict) or data.get("certID") != cert_id:
-            return None
         explanation = data.get("explanationURL")
         state = State(
             cert_id=cert_id,
@@ -213,7 +216,7 @@ def load_state(path: str, cert_id: str, expiry: datetime.datetime) -> State | No
             explanation_url=explanation if isinstance(explanation, str) else None,
         )
         _check_window(state.start, state.end, expiry)
-    except (OSError, ValueError):
+    except ValueError:
         return None
     return state
 
@@ -232,22 +235,17 @@ def save_state(path: str, state: State) -> None:
     files.replace(path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
 
 
-def kept(path: str, cert_id: str, now: datetime.datetime) -> bool:
-    """Whether PATH holds renewal information about CERT_ID still believed
-    at NOW, whatever its window (load_state judges that)."""
-    data = files.read_json_object(path)
-    if data is None or data.get("certID") != cert_id or "start" not in data:
-        return False
-    return _believed_until(data, now)
-
-
 def not_offered(path: str, cert_id: str, now: datetime.datetime) -> bool:
     """Whether PATH says, still at NOW, that the server offers no renewal
     information (for CERT_ID, the certificate then installed)."""
     data = files.read_json_object(path)
     if data is None or data.get("certID") != cert_id or data.get("offered") is not False:
         return False
-    return _believed_until(data, now)
+    try:
+        next_check = _timestamp(data.get("nextCheck"), "nextCheck")
+    except ValueError:
+        return False
+    return _fresh(next_check, now)
 
 
 def save_not_offered(path: str, cert_id: str, now: datetime.datetime) -> None:
@@ -256,11 +254,3 @@ def save_not_offered(path: str, cert_id: str, now: datetime.datetime) -> None:
     nothing due then contacts nobody).  OSError if that fails."""
     data = {"certID": cert_id, "offered": False, "nextCheck": (now + MAX_RETRY_AFTER).isoformat()}
     files.replace(path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
-
-
-def _believed_until(data: dict[str, Any], now: datetime.datetime) -> bool:
-    try:
-        next_check = _timestamp(data.get("nextCheck"), "nextCheck")
-    except ValueError:
-        return False
-    return now < next_check <= now + MAX_RETRY_AFTER

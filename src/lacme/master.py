@@ -646,7 +646,7 @@ class Master:
             cert = None  # none yet, or a broken one: issue
         cert_id = None if cert is None else certificate.ari_cert_id(cert)
         state = None
-        if cert is not None and cert_id is not None and self._ari_offered(section, cert_id, now):
+        if cert is not None and cert_id is not None:
             state = self._renewal_info(section, cert_id, cert.not_valid_after_utc, now)
         if cert is None or cert_id is None or state is None:
             # `replaces` only names a certificate the server said it knows.
@@ -679,14 +679,11 @@ class Master:
         return True, cert_id
 
     def _ari_offered(self, section: CertSection, cert_id: str, now: datetime.datetime) -> bool:
-        """Whether renewal information may be had for the certificate
-        CERT_ID: as saved, or as the directory says.  A server without any
-        is remembered for a while (lacme.ari), so that a run with nothing
-        due asks it nothing."""
+        """Whether the server offers renewal information, for the certificate
+        CERT_ID, as its directory says.  A server without any is remembered
+        for a while (lacme.ari), so that a run with nothing due asks it nothing."""
 
         path = ari.state_path(section.certificate_paths()[0])
-        if ari.kept(path, cert_id, now):
-            return True
         if ari.not_offered(path, cert_id, now):
             return False
         directory = self.server_directory
@@ -705,8 +702,9 @@ class Master:
     ) -> ari.State | None:
         """The renewal information (lacme.ari) of the certificate CERT_ID,
         which expires at EXPIRY: as last saved until the server's
-        Retry-After has passed, else asked of the client; None, after a
-        warning, if that fails or the window is refused."""
+        Retry-After has passed, else asked of the client if the server offers
+        any; None (after a warning if that fails or the window is refused)
+        otherwise."""
 
         name = section.name
         path = ari.state_path(section.certificate_paths()[0])
@@ -714,7 +712,7 @@ class Master:
         if previous is not None and ari.believed(previous, now):
             self.debug(f"[{name}] Renewal information from {path}")
             return previous
-        if self.unreachable:
+        if self.unreachable or not self._ari_offered(section, cert_id, now):
             return None
         status, output = self.run_client([cert_id], command=RENEWAL_INFO, capture=True, lookup=True)
         try:

@@ -37,11 +37,13 @@ def until(now: datetime.datetime, retry_after: float) -> datetime.datetime:
 def load(path: str, now: datetime.datetime) -> datetime.datetime | None:
     """When the limit recorded at PATH ends, if it has not by NOW; None if
     there is none, or it is unreadable (then the server is asked again)."""
+    data = files.read_json_object(path)
+    until = None if data is None else data.get("until")
+    if not isinstance(until, str):
+        return None
     try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-        end = datetime.datetime.fromisoformat(data["until"])
-    except (OSError, ValueError, TypeError, KeyError):
+        end = datetime.datetime.fromisoformat(until)
+    except ValueError:
         return None
     if end.tzinfo is None or end <= now:
         return None
