@@ -34,6 +34,7 @@ from lacme.client import Accountd, Fatal, read_settings, tls_version_range
 from lacme.client_contract import EXIT_UNREACHABLE
 from support import requires
 from support.accountd import GREETING, fake_accountd, standalone_accountd
+from support.clock import FakeClock
 from support.commands import ACCOUNTD, CLIENT, CONTACT, PERL_ACCOUNTD, run_client
 from support.hostile import PEM, TOKEN, Answer, HostileServer
 from support.masters import PerlMasterSetup, perl_master_setup
@@ -680,21 +681,6 @@ def test_perl_master_timeout(pebble_factory: PebbleFactory) -> None:
         assert result.returncode != 0
         assert "timeout (0.5s)" in result.stderr
         assert not setup.certificate.exists()
-
-
-class FakeClock:
-    """A monotonic clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.unit

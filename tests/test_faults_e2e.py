@@ -65,6 +65,23 @@ def test_plain_issuance_through_the_proxy(fault_proxy: FaultProxy) -> None:
     assert {e.request.method for e in exchanges} == {"GET", "HEAD", "POST"}
 
 
+def test_an_issuance_takes_twelve_requests(fault_proxy: FaultProxy) -> None:
+    """Looking at the order as soon as the answer can be there costs Pebble
+    no more requests: the directory, a nonce, the account, the order, two
+    authorizations and their challenges, finalize, the certificate, and a
+    look at the order after validation and after finalize, at most two
+    more if a look came too soon."""
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(**SITE)
+        fault_proxy.exchanges.clear()
+        setup.run("newOrder")
+        check_installed(setup, fault_proxy, chain)
+    looks = [e for e in fault_proxy.exchanges if e.request.path.startswith("/my-order/")]
+    assert 2 <= len(looks) <= 4, fault_proxy.log()
+    assert len(fault_proxy.exchanges) == 10 + len(looks), fault_proxy.log()
+
+
 def test_invalid_replay_nonces_are_ignored(fault_proxy: FaultProxy) -> None:
     # RFC 8555 section 6.5.1: clients MUST ignore invalid Replay-Nonce values.
     def spoil_nonce(request: Request, answer: Answer) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lacme import jws
@@ -50,6 +50,9 @@ from lacme.webserver_contract import valid_token
 # Boulder usually validate or issue within a second), then slower.
 POLL_INITIAL = 0.1
 POLL_MAX = 2.0
+# The first look at an order being processed: Pebble issues a few
+# milliseconds after finalize, and a CA that takes longer costs one request.
+POLL_SOON = 0.01
 # RFC 9773 section 4.1: base64url(AKI keyIdentifier) "." base64url(serial);
 # it goes into a URL path, so nothing else.
 CERT_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -59,6 +62,9 @@ KEEPS_REPLACES = frozenset({ERROR_NS + "rateLimited", ERROR_NS + "badNonce"})
 
 # provision(token, key authorization): publish an http-01 key authorization
 Provision = Callable[[str, str], None]
+# fetched(seconds): wait up to SECONDS for the server to fetch every key
+# authorization published; whether it has.
+Fetched = Callable[[float], bool]
 
 
 class AcmeSession:
@@ -398,13 +404,15 @@ class AcmeSession:
         replaces: str | None = None,
         resume: str | None = None,
         announce: Callable[[str], None] | None = None,
+        fetched: Fetched | None = None,
     ) -> str:
         """Order a certificate for NAMES (DNS names, IP addresses) with the CSR, having `provision`
         publish each pending http-01 key authorization; the PEM chain
         (see `certificate` for PREFERRED_CHAIN, `new_order` for PROFILE and
         REPLACES).  RESUME is the URL of an order an earlier run placed, to
         carry on unless the server has it invalid; ANNOUNCE is told the URL
-        of the order as soon as it is known."""
+        of the order as soon as it is known; FETCHED, if given, says when the
+        server has fetched what `provision` published (see wait_for_order)."""
         self.account_kid()  # the resumed order is fetched with it
         resumed = None if resume is None else self._resumed(resume)
         if resumed is None:
@@ -428,7 +436,7 @@ class AcmeSession:
                 )
             provision(token, f"{token}.{self.thumbprint}")
             self.answer_challenge(text(challenge.url, f"challenge URL for {authz.identifier}"))
-        order = self.wait_for_order(url, order, csr_der)
+        order = self.wait_for_order(url, order, csr_der, fetched)
         return self.certificate(order.certificate_url(), preferred_chain)
 
     def _resumed(self, url: str) -> tuple[str, Order] | None:
@@ -451,14 +459,21 @@ class AcmeSession:
             self.trace(printable(f"!!! resuming the order {url} ({order.status})"))
         return url, order
 
-    def wait_for_order(self, url: str, order: Order, csr_der: bytes) -> Order:
+    def wait_for_order(
+        self, url: str, order: Order, csr_der: bytes, fetched: Fetched | None = None
+    ) -> Order:
         """Poll the order through pending, ready (finalizing it then),
         processing, until valid; raise if it becomes invalid, or if it stays
-        in one state past `timeout` beyond the waits the server asked for."""
+        in one state past `timeout` beyond the waits the server asked for.
+
+        Without a Retry-After, the looks follow _poll_delays, plus one: as
+        soon as FETCHED says the server has fetched every token, the answer
+        of a pending order can be there, and it is looked at then."""
         wait = self.patience.wait(f"polling order {url}")
-        interval = POLL_INITIAL
-        delay = interval
+        delays = _poll_delays(order.status)
+        delay = next(delays)
         server_asked = False
+        early: Fetched | None = fetched
         finalized = False
         refusal: str | None = None  # why the last finalize was refused as not ready
         while True:
@@ -483,10 +498,15 @@ class AcmeSession:
                 else:
                     finalized = True
             else:
+                until = early if status == "pending" and not server_asked else None
                 try:
-                    wait.sleep(
-                        delay, server_asked=server_asked, why=f"the order is {printable(status)}"
-                    )
+                    if wait.sleep(
+                        delay,
+                        server_asked=server_asked,
+                        why=f"the order is {printable(status)}",
+                        until=until,
+                    ):
+                        early = None  # once: the schedule goes on from here
                 except AcmeTimeout as e:
                     raise self._stalled(e, order) from None
                 response = self.post(url)
@@ -497,10 +517,10 @@ class AcmeSession:
                 # Progress: the next step (validation, issuance) is as quick to
                 # come, and has the whole timeout to.
                 wait = self.patience.wait(f"polling order {url}")
-                interval = POLL_INITIAL
-            else:
-                interval = min(POLL_MAX, interval * 2)
-            delay = server_wait if server_wait is not None else interval
+                delays = _poll_delays(order.status)
+            delay = next(delays)
+            if server_wait is not None:
+                delay = server_wait
 
     def _stalled(self, timeout: AcmeTimeout, order: Order) -> AcmeTimeout:
         """TIMEOUT, with where each authorization of ORDER stands if it is
@@ -539,6 +559,17 @@ class AcmeSession:
 def identifier_type(value: str) -> str:
     """RFC 8738: an IP address is an `ip` identifier, anything else `dns`."""
     return "ip" if is_ip_address(value) else "dns"
+
+
+def _poll_delays(status: str | None) -> Iterator[float]:
+    """The waits between looks at an order in STATUS that gives no
+    Retry-After: one soon when it is processing, then quick, then slower."""
+    if status == "processing":
+        yield POLL_SOON
+    delay = POLL_INITIAL
+    while True:
+        yield delay
+        delay = min(POLL_MAX, delay * 2)
 
 
 def _chain_issuer(chain: str) -> str | None:

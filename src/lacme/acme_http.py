@@ -347,12 +347,20 @@ class Wait:
         timeout = patience.timeout
         self.end = patience.clock() + timeout if timeout > 0 else None
 
-    def sleep(self, seconds: float, *, server_asked: bool, why: str) -> None:
+    def sleep(
+        self,
+        seconds: float,
+        *,
+        server_asked: bool,
+        why: str,
+        until: Callable[[float], bool] | None = None,
+    ) -> bool:
         """Wait SECONDS before the next attempt, WHY being what the last one
         brought.  A wait the server asked for is honoured up to MAX_SERVER_WAIT
         in all, and moves the end of this one; one of our own choosing ends
         at the end at the latest, for one last look.  WHY is text to show,
-        escaped already."""
+        escaped already.  UNTIL, if given, waits instead of the patience's
+        sleep, and may end sooner: what it returns (whether it did)."""
         timeout = self.patience.timeout
         if server_asked:
             if self.server_waited + seconds > MAX_SERVER_WAIT:
@@ -372,7 +380,10 @@ class Wait:
                     f"timeout ({timeout:g}s) exceeded {printable(self.what)}: {why}", shown=True
                 )
             seconds = min(seconds, left)
+        if until is not None:
+            return until(seconds)
         self.patience.sleep(seconds)
+        return False
 
 
 class _Bound:

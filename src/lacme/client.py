@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from lacme import __version__, log
+from lacme import __version__, log, token_reads
 from lacme.accountd_protocol import (
     MAX_LINE,
     Greeting,
@@ -267,16 +267,24 @@ def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -
     identifiers = parse_new_order_arguments(args)
     csr = read_stdin("CSR")
     order = settings.order
+    reads = token_reads.watch(".")
+
+    def provision(token: str, key_authorization: str) -> None:
+        write_key_authorization(token, key_authorization)
+        if reads is not None:
+            reads.publish(token)
+
     try:
         chain = session.issue(
             identifiers,
             csr,
-            write_key_authorization,
+            provision,
             preferred_chain=order.preferred_chain,
             profile=order.profile,
             replaces=order.replaces,
             resume=order.resume,
             announce=None if order.order_fd is None else announcer(order.order_fd),
+            fetched=None if reads is None else reads.wait,
         )
     except AcmeError as e:
         problem = e.problem
@@ -284,6 +292,9 @@ def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -
             write_stdout(encode_rate_limit(e.retry_after))
             raise RateLimited(str(e)) from None
         raise
+    finally:
+        if reads is not None:
+            reads.close()
     sys.stdout.write(chain)
 
 
