@@ -21,6 +21,7 @@ from support.a2c import A2CServer, running_acme2certifier
 from support.commands import ACCOUNTD
 from support.faults import FaultProxy, running_fault_proxy
 from support.hostile import HostileServer, hostile_server
+from support.offline import Offline, offline_setup
 from support.pebble import PebbleFactory, PebbleServer, running_pebble
 from support.pki import IssuingCA, make_ca
 from support.requires import (
@@ -147,3 +148,10 @@ def bench(request: pytest.FixtureRequest) -> Bench:
     if request.param == "pebble":
         return PebbleBench(request.getfixturevalue("pebble_factory"))
     return A2CBench(request.getfixturevalue("a2c_namespace"))
+
+
+@pytest.fixture
+def offline() -> Iterator[Offline]:
+    """Our master with the stand-in client, no ACME server (support.offline)."""
+    with offline_setup() as setup:
+        yield setup

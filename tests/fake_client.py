@@ -10,13 +10,20 @@ intermediate), older (good, but valid from 30 days ago), replay (CA_DIR's
 replay.pem, as the test left it), garbage, empty; or hang: write a
 challenge file in the working directory, announce it on stderr and wait to
 be killed; or flood: FLOOD zero bytes; or orphan: as good, after leaving a
-grandchild behind (support.orphans).  `directory` prints an empty directory
+grandchild behind (support.orphans).  Attacks on the master's cleanup of
+the working directory, the challenge directory (issue 13, finding 2):
+fifo moves the directory away, puts a FIFO at its path, announces it on
+stderr and waits to be killed; deep leaves a tree DEPTH directories deep
+with a FIFO at the bottom, then is good; exchange leaves a directory `d`
+holding a token and a FIFO `f` for tests/exchanging.py to swap, then is
+good.  `directory` prints an empty directory
 (no profiles, no renewal information).  Other commands succeed silently.
 It reads accountd's greeting (but for `directory`, which has no accountd
 behind SOCKET_FD), but never asks for a signature.
 """
 
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,8 +33,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.orphans import leave_orphan
 from support.pki import load_ca, make_ca, pem
+from support.system import deep_tree
 
 FLOOD = 256 << 20
+DEPTH = 1500
+
+
+def plant_fifo() -> None:
+    """Move the working directory away, and put a FIFO at its path."""
+    here = os.getcwd()
+    os.rename(here, here + ".moved")
+    os.mkfifo(here)
+    sys.stderr.write(f"fake client: fifo at {here}\n")
+    sys.stderr.flush()
 
 
 def main() -> int:
@@ -56,8 +74,18 @@ def main() -> int:
     if mode == "orphan":
         leave_orphan()
         mode = "good"
-    if mode == "hang":
+    if mode == "deep":
+        deep_tree(".", DEPTH)
+        mode = "good"
+    if mode == "exchange":
+        os.mkdir("d")
+        Path("d/token").write_text("key authorization\n")
+        os.mkfifo("f")
+        mode = "good"
+    if mode in {"hang", "fifo"}:
         Path("token").write_text("key authorization\n")
+        if mode == "fifo":
+            plant_fifo()
         sys.stderr.write("fake client: waiting\n")
         sys.stderr.flush()
         while True:

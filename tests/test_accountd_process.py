@@ -1,11 +1,10 @@
 """lacme-accountd as a process: command line, configuration, keys, socket
-and stdio modes, refusals and clean shutdown."""
+and stdio modes, refusals and clean shutdown.  What one hostile peer does to
+a shared accountd (issue 13) is in tests/test_red_team.py."""
 
-import contextlib
 import json
 import os
 import pty
-import resource
 import select
 import shutil
 import signal
@@ -13,21 +12,18 @@ import socket
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lacme import __version__
-from lacme.accountd_protocol import MAX_LINE, parse_greeting
+from lacme.accountd_protocol import parse_greeting
 from support.accountd import (
-    Accountd,
-    Connection,
     connect,
     request_line,
     run_accountd,
-    signing_line,
     standalone_accountd,
     thumbprint,
     unb64url,
@@ -35,7 +31,6 @@ from support.accountd import (
 )
 from support.commands import ACCOUNTD
 from support.pki import new_key_file
-from support.system import wait_for
 
 ALG = {"rsa2048": "RS256", "p256": "ES256", "p384": "ES384"}
 pytestmark = pytest.mark.process
@@ -540,144 +535,3 @@ def test_existing_socket_path_is_refused_and_kept(
         f"{existing} already exists",
     )
     assert existing.read_text() == "precious"
-
-
-# -- socket mode: one peer's doing ends its own connection only -----------------
-
-
-@contextlib.contextmanager
-def serving_with_witness(
-    tmp_path: Path, conf: Path, key: Path, **popen: Any
-) -> Iterator[tuple[Accountd, Connection]]:
-    """An accountd on a socket and a connection to it that signs before, and
-    (checked on exit) after whatever the test does; the daemon then exits 0
-    on SIGTERM, having written no traceback."""
-    with standalone_accountd(
-        [ACCOUNTD], tmp_path / "S.lacme", f"--config={conf}", f"--privkey=file:{key}", **popen
-    ) as daemon:
-        witness = connect(daemon.socket)
-        line = request_line(witness.greeting.alg, b"{}")
-        verify(witness.greeting.jwk, line[:-2], witness.sign(line))
-        yield daemon, witness
-        verify(witness.greeting.jwk, line[:-2], witness.sign(line))
-        witness.close()
-        assert daemon.terminate() == 0, daemon.output()
-    assert "Traceback" not in daemon.output()
-    assert not daemon.socket.exists()
-
-
-def hostile_lines(jwk: dict[str, Any], alg: str) -> dict[str, tuple[bytes, str]]:
-    """What the red team sent, and what accountd logs for it."""
-    key_change = {"alg": alg, "url": "https://ca.test/key-change", "jwk": jwk}
-    return {
-        "keyChange header without alg": (
-            signing_line({"url": "https://ca.test/key-change", "jwk": jwk}),
-            "NOSIGN [inner keyChange JWS has no alg]",
-        ),
-        "header nested 100000 deep": (
-            signing_line(b"[" * 100000),
-            "NOSIGN [invalid JWS Protected Header (nested deeper than 512)]",
-        ),
-        "keyChange payload nested 100000 deep": (
-            signing_line(key_change, b"[" * 100000),
-            "NOSIGN [inner keyChange JWS: payload nested deeper than 512]",
-        ),
-        "line longer than MAX_LINE": (
-            b"e30." + b"A" * MAX_LINE + b"\r\n",
-            f"NOSIGN [line longer than {MAX_LINE} bytes]",
-        ),
-    }
-
-
-@pytest.mark.parametrize(
-    "attack",
-    [
-        "keyChange header without alg",
-        "header nested 100000 deep",
-        "keyChange payload nested 100000 deep",
-        "line longer than MAX_LINE",
-    ],
-)
-def test_malformed_line_is_refused_and_only_its_connection_closed(
-    tmp_path: Path, conf: Path, attack: str
-) -> None:
-    key = tmp_path / "k.pem"
-    new_key_file(key, "p256")
-    with serving_with_witness(tmp_path, conf, key) as (daemon, witness):
-        line, logged = hostile_lines(witness.greeting.jwk, witness.greeting.alg)[attack]
-        attacker = connect(daemon.socket)
-        attacker.sock.sendall(line)
-        assert attacker.rfile.read() == b""  # no signature, the connection closed
-        attacker.close()
-        wait_for(lambda: logged in daemon.output(), logged)
-        assert daemon.process.poll() is None
-
-
-def process_state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
-def test_client_hanging_up_before_the_greeting(tmp_path: Path, conf: Path, rsa_key: Path) -> None:
-    with serving_with_witness(tmp_path, conf, rsa_key) as (daemon, _):
-        # Stopped, accountd accepts the connection only once it is closed.
-        daemon.process.send_signal(signal.SIGSTOP)
-        wait_for(lambda: process_state(daemon.process.pid) == "T", "accountd stopped")
-        gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        gone.connect(str(daemon.socket))
-        gone.close()
-        daemon.process.send_signal(signal.SIGCONT)
-        wait_for(lambda: "] connection lost: Broken pipe" in daemon.output(), "the hang-up")
-
-
-def test_stdio_client_hanging_up_before_the_greeting(conf: Path, rsa_key: Path) -> None:
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # a peer gone before accountd writes anything
-    with os.fdopen(write_end, "wb") as stdout:
-        done = subprocess.run(
-            [str(ACCOUNTD), f"--config={conf}", f"--privkey=file:{rsa_key}", "--stdio"],
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 1
-    assert done.stderr == b"lacme-accountd: conversation on stdin/stdout lost: Broken pipe\n"
-
-
-def limit_files(count: int) -> Callable[[], None]:
-    def preexec() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
-
-    return preexec
-
-
-def test_running_out_of_file_descriptors_pauses_accepting(
-    tmp_path: Path, conf: Path, rsa_key: Path
-) -> None:
-    emfile = (
-        "Error: accept: Too many open files: not accepting connections for 1 s or until one closes"
-    )
-    with serving_with_witness(tmp_path, conf, rsa_key, preexec_fn=limit_files(16)) as (
-        daemon,
-        witness,
-    ):
-        flood = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(24)]
-        for sock in flood:
-            sock.connect(str(daemon.socket))  # queued by the kernel, accepted or not
-        wait_for(lambda: emfile in daemon.output(), "accept failing")
-        line = request_line("RS256")
-        for _ in range(3):
-            verify(witness.greeting.jwk, line[:-2], witness.sign(line))
-        greeted, _, _ = select.select(flood, [], [], 0)
-        waiting = [sock for sock in flood if sock not in greeted]
-        assert greeted
-        assert waiting
-        assert daemon.output().count(emfile) == 1
-        for sock in greeted:
-            sock.close()
-        # Once those are gone, the rest are served.
-        for sock in waiting:
-            sock.settimeout(30)
-            assert sock.recv(5) == b"1 OK "
-            sock.close()

@@ -30,7 +30,7 @@ from lacme.config import WebserverConfig
 from lacme.privdrop import Credentials, SpawnError, spawn
 from support.commands import PERL_WEBSERVER
 from support.proc import children, environment, open_fds, status_fields
-from support.system import wait_for
+from support.system import deep_tree, wait_for
 from support.users import client_user, www_user
 
 HELPERS = Path(__file__).with_name("spawn_master.py")
@@ -492,15 +492,7 @@ def hostile_tree(top: Path, outside: Path) -> None:
     os.mkfifo(top / "fifo")
     (top / "link").symlink_to(outside)
     (top / "dir-link").symlink_to(outside.parent)
-    # Deeper than any path: made a directory descriptor at a time.
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1500):
-        os.mkdir("d", dir_fd=fd)
-        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = deeper
-    os.mkfifo("fifo", dir_fd=fd)
-    os.close(fd)
+    deep_tree(top, 1500)
     (top / "a" / "b").mkdir(parents=True)
     (top / "a" / "b" / "token").write_text("x")
 

@@ -1,7 +1,7 @@
 """lacme.strict, sshd's StrictModes for the master's configuration and
 notify programs, in the test's own process: modes, sticky directories,
 owners (an lstat that says so, as a file of another user needs root:
-tests/test_master_offline.py has the real one) and symbolic links."""
+tests/test_red_team.py has the real one) and symbolic links."""
 
 from __future__ import annotations
 

@@ -11,9 +11,11 @@
 - `accountd`: talking to a lacme-accountd (ours or Perl's), and a stand-in one;
 - `commands`: our commands and Perl lacme's, and running them;
 - `masters`: a master (ours or Perl's) with a throwaway configuration;
+- `offline`: our master with the stand-in client tests/fake_client.py, no ACME server;
 - `users`: lacme's unprivileged users, which the master's children run as;
 - `orphans`: leaving a process behind as a daemon does (setsid, double fork).
 
 The programs the tests start as other processes (`fake_client.py`,
-`inspect_child.py`, `orphaning.py`, `spawn_master.py`, `a2c_serve.py`) live beside the tests.
+`inspect_child.py`, `orphaning.py`, `exchanging.py`, `spawn_master.py`,
+`a2c_serve.py`) live beside the tests.
 """

@@ -18,6 +18,9 @@ from support.pki import write_tls_material
 from support.system import temporary_directory
 
 TOKEN = "tok_en-1"
+# Server text the red team sent (issue 13), and how lacme shows it.
+HOSTILE_TEXT = "\x1b]0;owned\x07\x1b[2Jgone\nError: forged"
+SHOWN_TEXT = "\\x1b]0;owned\\x07\\x1b[2Jgone\\nError: forged"
 PEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 
 

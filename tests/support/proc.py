@@ -83,3 +83,23 @@ def descendants(ancestor: int) -> set[int]:
             found.add(child)
             todo.append(child)
     return found
+
+
+def running_as(uid: int, under: Path) -> set[int]:
+    """Pids of the processes (but zombies) whose real uid is UID and whose
+    command line or working directory names something under UNDER: those a
+    test's run left, not the other runs' on this machine."""
+    found = set()
+    for pid, fields in _stats().items():
+        if fields[0] == "Z":
+            continue
+        try:
+            if int(status_fields(pid)["Uid"].split()[0]) != uid:
+                continue
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, KeyError):
+            continue  # gone meanwhile
+        if str(under) in cmdline or cwd == str(under) or cwd.startswith(f"{under}/"):
+            found.add(pid)
+    return found

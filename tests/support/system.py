@@ -1,6 +1,7 @@
 """What every bench and test needs of the machine: temporary directories other
 users can enter, free loopback ports, network namespaces of their own, child
-processes stopped on exit, and waiting for a condition instead of sleeping."""
+processes stopped on exit, waiting for a condition instead of sleeping, and a
+directory tree deeper than any path."""
 
 from __future__ import annotations
 
@@ -111,6 +112,19 @@ def temporary_directory(stack: ExitStack, prefix: str, mode: int = 0o755) -> Pat
     stack.callback(shutil.rmtree, path, ignore_errors=True)
     path.chmod(mode)
     return path
+
+
+def deep_tree(top: str | Path, depth: int) -> None:
+    """DEPTH nested directories `d` in TOP, deeper than any path can name
+    (made a directory descriptor at a time), and a FIFO at the bottom."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.mkfifo("fifo", dir_fd=fd)
+    os.close(fd)
 
 
 def spawn_logged(
