@@ -8,6 +8,11 @@ As a script, `python spawn_master.py MODE`:
   adding an administrator's rule (fetching a token through each address),
   then with an exception inside; prints a JSON report of the rules at each
   step;
+- `stale-firewall`: meant to run inside `unshare -n`; adds rules tagged as
+  a killed master's would be, and others that are not (untagged, a live
+  master's, another boot's, other comments, another chain), then runs
+  challenge_setup with `iptables = Yes`; prints a JSON report of the rules
+  before, during and after, and the killed master's tag;
 - `hold LISTEN`: like the master during an order: installs SIGTERM/SIGINT
   handlers raising an exception, enters challenge_setup, prints a JSON line
   (directory, webserver pids) and waits to be signalled;
@@ -27,6 +32,7 @@ from types import FrameType
 
 from lacme.challenges import challenge_setup
 from lacme.config import WebserverConfig
+from lacme.leftovers import current, of
 from lacme.privdrop import spawn
 from lacme.webserver import PREFIX
 from support.proc import children
@@ -74,7 +80,9 @@ def _firewall() -> None:
     # A fresh namespace has no filter table yet: iptables-save shows nothing.
     with challenge_setup(settings, client, www, debug=False):
         pass
-    report: dict[str, object] = {"after_fresh": firewall_rules()}
+    owner = current()
+    assert owner is not None
+    report: dict[str, object] = {"after_fresh": firewall_rules(), "tag": owner.tag}
     admin = ["-p", "tcp", "--dport", "9", "-j", "DROP"]
     for program in FIREWALL_PROGRAMS:
         subprocess.run([f"/usr/sbin/{program}", "-A", "INPUT", *admin], check=True)
@@ -97,6 +105,41 @@ def _firewall() -> None:
             raise Interrupted("inside")
     except Interrupted:
         report["after_exception"] = firewall_rules()
+    print(json.dumps(report))
+
+
+def _stale_firewall() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    live = of(sleeper.pid)
+    gone = subprocess.Popen(["sleep", "60"])
+    stale = of(gone.pid)
+    gone.kill()
+    gone.wait()
+    assert live is not None
+    assert stale is not None
+    elsewhere = stale._replace(boot="0" * 32)
+    accept = ["-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "ACCEPT"]
+    for program in FIREWALL_PROGRAMS:
+        for chain, comment in (
+            ("INPUT", stale.tag),
+            ("OUTPUT", stale.tag),
+            ("INPUT", live.tag),
+            ("INPUT", elsewhere.tag),
+            ("INPUT", "lacme"),
+            ("INPUT", f"{stale.tag} "),
+            ("FORWARD", stale.tag),
+            ("INPUT", None),  # lacme 0.8.2's
+        ):
+            tag = ["-m", "comment", "--comment", comment] if comment is not None else []
+            subprocess.run([f"/usr/sbin/{program}", "-I", chain, *tag, *accept], check=True)
+    report: dict[str, object] = {"before": firewall_rules(), "stale": stale.tag}
+    settings = WebserverConfig(listen="127.0.0.1:8080 [::1]:8081", iptables=True)
+    with challenge_setup(settings, client_credentials(), www_credentials(), debug=False):
+        report["during"] = firewall_rules()
+    report["after"] = firewall_rules()
+    sleeper.kill()
+    sleeper.wait()
     print(json.dumps(report))
 
 
@@ -129,6 +172,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "firewall":
         _firewall()
+    elif mode == "stale-firewall":
+        _stale_firewall()
     elif mode == "hold":
         _hold(sys.argv[2])
     elif mode == "orphan":

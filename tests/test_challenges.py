@@ -431,25 +431,34 @@ def test_challenge_directory_missing(
 # --- challenge_setup: iptables -----------------------------------------------
 
 
-@pytest.mark.process
-@pytest.mark.root
-@pytest.mark.debian("iptables", "util-linux", "iproute2")
-def test_firewall_rules_in_a_network_namespace() -> None:
+def in_network_namespace(mode: str) -> tuple[dict[str, Any], str]:
+    """The JSON report of spawn_master.py MODE, run in a network namespace
+    of its own, and its stderr."""
     done = subprocess.run(
-        ["unshare", "-n", sys.executable, str(HELPERS), "firewall"],
+        ["unshare", "-n", sys.executable, str(HELPERS), mode],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report, done.stderr
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("iptables", "util-linux", "iproute2")
+def test_firewall_rules_in_a_network_namespace() -> None:
+    report, _ = in_network_namespace("firewall")
     policies = ["-P INPUT ACCEPT", "-P FORWARD ACCEPT", "-P OUTPUT ACCEPT"]
     admin = "-A INPUT -p tcp -m tcp --dport 9 -j DROP"
     assert report["after_fresh"] == {"iptables": policies, "ip6tables": policies}
     assert report["before"] == {"iptables": [*policies, admin], "ip6tables": [*policies, admin]}
-    accept_in = "-p tcp -m tcp --dport {} -m state --state NEW,ESTABLISHED -j ACCEPT"
-    accept_out = "-p tcp -m tcp --sport {} -m state --state ESTABLISHED -j ACCEPT"
+    # Tagged with the master's owner, for the next master if this one is killed.
+    tagged = f"-m comment --comment {report['tag']} -j ACCEPT"
+    accept_in = "-p tcp -m tcp --dport {} -m state --state NEW,ESTABLISHED " + tagged
+    accept_out = "-p tcp -m tcp --sport {} -m state --state ESTABLISHED " + tagged
     assert sorted(report["during"]["iptables"]) == sorted(
         [
             *policies,
@@ -481,6 +490,31 @@ def test_firewall_rules_in_a_network_namespace() -> None:
         assert answer.endswith("\r\n\r\ntok.key-authorization")
     assert report["after"] == report["before"]
     assert report["after_exception"] == report["before"]
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("iptables", "util-linux", "iproute2")
+def test_only_rules_tagged_by_a_master_that_is_gone_are_removed() -> None:
+    report, stderr = in_network_namespace("stale-firewall")
+    stale = report["stale"]
+    pid = stale.split("-")[1]
+    for program in ("iptables", "ip6tables"):
+        before = report["before"][program]
+        removed = [
+            rule
+            for rule in before
+            if rule.split()[1] in ("INPUT", "OUTPUT") and f" --comment {stale} " in rule
+        ]
+        assert len(removed) == 2, before
+        kept = [rule for rule in before if rule not in removed]
+        assert report["after"][program] == kept
+        assert set(kept) < set(report["during"][program])
+    assert stderr.splitlines() == [
+        f"Warning: removed 2 {program} rules left by lacme process {pid},"
+        " which is no longer running"
+        for program in ("iptables", "ip6tables")
+    ]
 
 
 # --- cleaning up what the client controls -------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 import signal
 import socket
 import stat
@@ -34,6 +35,7 @@ from typing import NamedTuple, Protocol
 
 from lacme import log, specifiers, webserver_contract
 from lacme.errors import ConfigError
+from lacme.leftovers import Owner, current, gone, left_by
 from lacme.privdrop import Credentials, SpawnError, child_ids, end_orphans, spawn, stop
 
 # Cleaning up what the client wrote (clear): how deep a stack of open
@@ -446,7 +448,11 @@ def _run(argv: list[str], data: bytes | None = None) -> bytes:
 def _open_firewall(
     stack: ExitStack, targets: list[tuple[socket.AddressFamily, str, int]], debug: bool
 ) -> None:
-    """Save the tables, arrange for their restoration, then let the addresses in."""
+    """Remove the rules killed masters left, save the tables, arrange for
+    their restoration, then let the addresses in with rules tagged with
+    this master (lacme.leftovers)."""
+    owner = current()
+    tag = ["-m", "comment", "--comment", owner.tag] if owner is not None else []
     for family, program, everywhere, prefix in (
         (socket.AF_INET, "iptables", "0.0.0.0", 32),  # noqa: S104
         (socket.AF_INET6, "ip6tables", "::", 128),
@@ -454,6 +460,7 @@ def _open_firewall(
         mine = [(host, port) for f, host, port in targets if f == family]
         if not mine:
             continue
+        _remove_stale_rules(program)
         saved = _run([f"{SBIN}/{program}-save", "-c"])
         if b"*filter" not in saved.splitlines():
             saved += EMPTY_FILTER_TABLE
@@ -471,9 +478,43 @@ def _open_firewall(
                         chain,
                         *("-p", "tcp", "-m", "tcp", "-m", "state"),
                         *(on_address, target, on_port, str(port)),
-                        *("--state", states, "-j", "ACCEPT"),
+                        *("--state", states, *tag, "-j", "ACCEPT"),
                     ]
                 )
+
+
+def _remove_stale_rules(program: str) -> None:
+    """Delete the filter rules tagged by a master that is gone (leftovers),
+    one by one: the others are not ours to touch, and lacme 0.8.2's are
+    untagged."""
+    try:
+        rules = _run([f"{SBIN}/{program}-save", "-t", "filter"])
+    except SpawnError as e:
+        log.warn(f"{e}: not looking for {program} rules left by killed lacme runs")
+        return
+    stale: dict[Owner, list[list[str]]] = {}
+    for line in rules.decode(errors="replace").splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        if words[:1] != ["-A"] or words[1:2] not in (["INPUT"], ["OUTPUT"]):
+            continue
+        comments = [words[i + 1] for i in range(len(words) - 1) if words[i] == "--comment"]
+        owner = Owner.parse(comments[0]) if len(comments) == 1 else None
+        if owner is not None and gone(owner):
+            stale.setdefault(owner, []).append(words[1:])
+    for owner, specs in stale.items():
+        removed = 0
+        for spec in specs:
+            try:
+                _run([f"{SBIN}/{program}", "-D", *spec])
+                removed += 1
+            except SpawnError as e:
+                log.warn(f"{e}: can't remove a {program} rule {left_by(owner)}")
+        if removed:
+            rules_word = "rule" if removed == 1 else "rules"
+            log.warn(f"removed {removed} {program} {rules_word} {left_by(owner)}")
 
 
 def _restore_firewall(program: str, saved: bytes, debug: bool) -> None:
