@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from lacme.challenges import (
     remove_tree,
 )
 from lacme.config import WebserverConfig
+from lacme.leftovers import Owner, current, of
 from lacme.privdrop import Credentials, SpawnError, spawn
 from support.commands import PERL_WEBSERVER
 from support.proc import children, environment, open_fds, status_fields
@@ -378,7 +380,9 @@ def test_challenge_directory_is_emptied(
     settings = WebserverConfig(listen="127.0.0.1:1", challenge_directory="%T/acme-challenge")
     with challenge_setup(settings, client, www, debug=False) as used:
         assert used == str(directory)
-        assert (directory / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+        owner = current()
+        assert owner is not None
+        assert (directory / LOCK_FILE).read_text() == f"{os.getpid()}\n{owner.tag}\n"
         assert children(os.getpid()) == []  # the HTTP daemon is someone else's
         make_mess = (
             "mkdir -p sub/deeper && echo a > tok1 && echo b > sub/deeper/c"
@@ -426,6 +430,166 @@ def test_challenge_directory_missing(
     assert str(refusal(settings, client, www)) == (
         f"can't open challenge directory {shared_dir}/missing: No such file or directory"
     )
+
+
+# --- what a killed master left: locks and temporary directories ------------
+
+
+def dead_owner() -> Owner:
+    """The owner of a process that has come and gone, as a killed master."""
+    proc = subprocess.Popen(["sleep", "60"])
+    owner = of(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert owner is not None
+    return owner
+
+
+@pytest.fixture
+def live_owner() -> Iterator[Owner]:
+    """The owner of a running process, as another master in the middle of a run."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        owner = of(proc.pid)
+        assert owner is not None
+        yield owner
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def killed_run_in(directory: Path, lock: str) -> None:
+    """What a master killed while using DIRECTORY leaves there, its lock LOCK."""
+    (directory / LOCK_FILE).write_text(lock)
+    (directory / "token").write_text("key authorization")
+    (directory / "sub").mkdir()
+    (directory / "sub" / "token").write_text("x")
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_the_lock_of_a_master_that_is_gone_is_replaced_and_the_directory_emptied(
+    client: Credentials, www: Credentials, shared_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    directory = challenge_directory(shared_dir)
+    stale = dead_owner()
+    killed_run_in(directory, f"{stale.pid}\n{stale.tag}\n")
+    settings = WebserverConfig(challenge_directory=str(directory))
+    with challenge_setup(settings, client, www, debug=False):
+        assert [p.name for p in directory.iterdir()] == [LOCK_FILE]
+        assert (directory / LOCK_FILE).read_text().startswith(f"{os.getpid()}\n")
+    assert list(directory.iterdir()) == []
+    assert capfd.readouterr().err == (
+        f"Warning: emptied {directory} and replaced its {LOCK_FILE}, left by lacme process"
+        f" {stale.pid}, which is no longer running\n"
+    )
+
+
+def stale_lock_texts() -> dict[str, str]:
+    """Locks that may look stale but can't be proved so."""
+    stale = dead_owner()
+    elsewhere = stale._replace(boot="0" * 32)
+    return {
+        # lacme 0.8.2's (and ours before owners): a pid, of which host?
+        "bare pid": f"{stale.pid}\n",
+        "another boot or machine": f"{elsewhere.pid}\n{elsewhere.tag}\n",
+        "pid and owner differ": f"{stale.pid + 1}\n{stale.tag}\n",
+        "garbage": "\x00\xff" * 10,
+        "empty": "",
+    }
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.parametrize("kind", [*stale_lock_texts(), "live master", "symlink", "fifo"])
+def test_a_lock_not_provably_stale_still_refuses(
+    client: Credentials, www: Credentials, shared_dir: Path, live_owner: Owner, kind: str
+) -> None:
+    directory = challenge_directory(shared_dir)
+    if kind == "live master":
+        killed_run_in(directory, f"{live_owner.pid}\n{live_owner.tag}\n")
+    elif kind in ("symlink", "fifo"):
+        killed_run_in(directory, "")
+        (directory / LOCK_FILE).unlink()
+        if kind == "fifo":
+            os.mkfifo(directory / LOCK_FILE)
+        else:
+            stale = dead_owner()
+            target = shared_dir / "elsewhere"
+            target.write_text(f"{stale.pid}\n{stale.tag}\n")
+            (directory / LOCK_FILE).symlink_to(target)
+    else:
+        killed_run_in(directory, stale_lock_texts()[kind])
+    before = {p.name: p.lstat() for p in directory.rglob("*")}
+    error = refusal(WebserverConfig(challenge_directory=str(directory)), client, www)
+    assert str(error).startswith(f"challenge directory {directory} is in use: {LOCK_FILE} exists")
+    assert {p.name: p.lstat() for p in directory.rglob("*")} == before
+
+
+def planted(scratch_tmp: Path, owner: Owner, kind: str) -> Path:
+    path = scratch_tmp / f"acme-challenge.{owner.tag}.{kind}"
+    if kind == "symlink":
+        target = scratch_tmp / "precious"
+        target.mkdir()
+        (target / "file").write_text("keep")
+        path.symlink_to(target)
+        return path
+    path.mkdir()
+    (path / "token").write_text("x")
+    if kind != "other-users":
+        os.chown(path / "token", client_user().pw_uid, -1)
+        os.chown(path, client_user().pw_uid, -1)
+    return path
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_temporary_directories_of_masters_that_are_gone_are_removed_and_nothing_else(
+    client: Credentials,
+    www: Credentials,
+    scratch_tmp: Path,
+    live_owner: Owner,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    stale = dead_owner()
+    removed = planted(scratch_tmp, stale, "killed")
+    # A directory the client user made there, holding another user's.
+    foreign = planted(scratch_tmp, stale, "holding")
+    (foreign / "theirs").mkdir()
+    (foreign / "theirs" / "file").write_text("keep")
+    kept = [
+        planted(scratch_tmp, stale, "symlink"),
+        planted(scratch_tmp, stale, "other-users"),
+        planted(scratch_tmp, live_owner, "running"),
+        planted(scratch_tmp, stale._replace(boot="0" * 32), "elsewhere"),
+    ]
+    perl = scratch_tmp / "acme-challenge.AbCdEfGhIj"  # lacme 0.8.2's
+    perl.mkdir()
+    os.chown(perl, client_user().pw_uid, -1)
+    kept.append(perl)
+    before = {p: p.lstat() for p in kept}
+    listen = WebserverConfig(listen=str(scratch_tmp / "www.sock"))
+    with challenge_setup(listen, client, www, debug=False) as used:
+        mine = current()
+        assert mine is not None
+        # Named after its master, in case that is killed.
+        assert Path(used).name.startswith(f"acme-challenge.{mine.tag}.")
+    assert not removed.exists()
+    assert {p: p.lstat() for p in kept} == before
+    assert (scratch_tmp / "precious" / "file").read_text() == "keep"
+    assert sorted(p.name for p in foreign.iterdir()) == ["theirs"]
+    assert (foreign / "theirs" / "file").read_text() == "keep"
+    assert sorted(capfd.readouterr().err.splitlines()) == sorted(
+        [
+            f"Warning: removed {removed}, left by lacme process {stale.pid},"
+            " which is no longer running",
+            f"Warning: not removing {kept[0]}: Not a directory",
+            f"Warning: not removing {kept[1]}: not the client user's",
+            f"Warning: not removing {foreign}/theirs: another user's",
+            f"Warning: can't remove {foreign}: Directory not empty",
+        ]
+    )
+    assert sorted(leftovers(scratch_tmp)) == sorted(p.name for p in [foreign, *kept])
 
 
 # --- challenge_setup: iptables -----------------------------------------------

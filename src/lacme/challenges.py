@@ -7,7 +7,10 @@ What it may touch, and always puts back on the way out: the configured
 its own; the UNIX sockets it binds at `listen` paths; the webserver
 processes it starts (through lacme.privdrop, as lacme.webserver_contract
 says); and, with `iptables`, the iptables and ip6tables rules, saved first
-and restored afterwards.
+and restored afterwards.  What a master killed with SIGKILL can't put back
+is tagged with it (lacme.leftovers) and removed by the next one that needs
+the same thing: its lock and the files in `challenge-directory`, its
+temporary directory, its firewall rules.
 
     ListenAddress, parse_listen(value) -> list[ListenAddress]
     challenge_setup(webserver, client, www, debug, end_orphans=False)
@@ -44,6 +47,13 @@ MAX_DEPTH = 32
 MAX_ENTRIES = 100_000
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 LOCK_FILE = ".lacme.lock"  # lacme 0.8.2's name, so that it and we keep apart too
+# O_EXCL rather than flock: lacme 0.8.2 locks this way (so a Perl run and
+# ours keep apart too), and it works over NFS.
+LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A temporary challenge directory is named after its master (lacme.leftovers),
+# then mkdtemp's random part; lacme 0.8.2's have no owner in their names.
+TEMPORARY_PREFIX = "acme-challenge."
+_TEMPORARY_NAME = re.compile(re.escape(TEMPORARY_PREFIX) + r"(lacme-[0-9a-f-]+)\.[^.]+")
 BACKLOG = 16
 HTTP_PORT = 80
 SBIN = "/usr/sbin"
@@ -138,7 +148,9 @@ def challenge_setup(
     is dual-stack by default and serves IPv4 too (lacme(8) recommends it),
     and the firewall rules then open the IPv4 side as well.  A UNIX socket
     nobody listens on (left by a killed run) is replaced; anything else in
-    its place is refused.
+    its place is refused.  The lock, temporary directories and firewall
+    rules of a master that is gone (lacme.leftovers) are removed first,
+    with a warning for each; anyone else's stay.
 
     END_ORPHANS: the caller, a subreaper, runs nothing else as WWW's uid, so
     that what runs as it once the webservers are stopped they left behind,
@@ -185,27 +197,80 @@ def _use_directory(stack: ExitStack, directory: str, debug: bool) -> None:
     except OSError as e:
         raise SpawnError(f"can't open challenge directory {directory}: {e.strerror}") from e
     stack.callback(os.close, fd)
-    # O_EXCL rather than flock: lacme 0.8.2 locks this way (so a Perl run and
-    # ours keep apart too), and it works over NFS.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    stale: Owner | None = None
     try:
-        lock = os.open(LOCK_FILE, flags, 0o600, dir_fd=fd)
+        lock = os.open(LOCK_FILE, LOCK_FLAGS, 0o600, dir_fd=fd)
     except FileExistsError:
-        raise SpawnError(
-            f"challenge directory {directory} is in use: {LOCK_FILE} exists"
-            " (another lacme is running, or one was killed: then empty the directory)"
-        ) from None
+        stale, lock = _replace_stale_lock(fd, directory)
     except OSError as e:
         raise SpawnError(f"can't create {directory}/{LOCK_FILE}: {e.strerror}") from e
     stack.callback(_unlink_at, fd, directory, LOCK_FILE)
+    owner = current()
+    # The pid first and alone on its line, as lacme 0.8.2 writes it.
+    content = f"{os.getpid()}\n" + (f"{owner.tag}\n" if owner is not None else "")
     try:
-        os.write(lock, f"{os.getpid()}\n".encode())
+        os.write(lock, content.encode())
     finally:
         os.close(lock)
+    if stale is not None:
+        clear(fd, directory, keep=frozenset({LOCK_FILE}))
+        log.warn(f"emptied {directory} and replaced its {LOCK_FILE}, {left_by(stale)}")
     if any(name != LOCK_FILE for name in os.listdir(fd)):
         raise SpawnError(f"refusing to use non-empty challenge directory {directory}")
     # Only now: what was there before is not ours to remove.
     stack.callback(_empty_directory, fd, directory)
+
+
+def _replace_stale_lock(fd: int, directory: str) -> tuple[Owner, int]:
+    """Take the place of the lock in the directory open as FD if a master
+    that is gone holds it: its owner, and the new lock open for writing.
+    SpawnError if the lock is anyone else's, or can't be told."""
+    in_use = SpawnError(
+        f"challenge directory {directory} is in use: {LOCK_FILE} exists"
+        " (another lacme is running, or one was killed: then empty the directory)"
+    )
+    try:
+        old = os.open(
+            LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+        )
+    except OSError:
+        raise in_use from None
+    try:
+        judged = os.fstat(old)
+        text = os.read(old, 4096) if stat.S_ISREG(judged.st_mode) else b""
+    finally:
+        os.close(old)
+    owner = _lock_owner(text)
+    if owner is None or not gone(owner):
+        raise in_use
+    # Renamed first, then compared: the stale lock another new master may
+    # just have replaced with its own is not removed.
+    aside = f"{LOCK_FILE}.{os.getpid()}"
+    try:
+        os.rename(LOCK_FILE, aside, src_dir_fd=fd, dst_dir_fd=fd)
+        moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        raise in_use from None
+    if (moved.st_dev, moved.st_ino) != (judged.st_dev, judged.st_ino):
+        try:
+            os.link(aside, LOCK_FILE, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+        except OSError as e:
+            log.warn(f"can't put back {directory}/{LOCK_FILE} from {aside}: {e.strerror}")
+            raise in_use from None
+        _unlink_at(fd, directory, aside)
+        raise in_use
+    _unlink_at(fd, directory, aside)
+    try:
+        return owner, os.open(LOCK_FILE, LOCK_FLAGS, 0o600, dir_fd=fd)
+    except OSError:
+        raise in_use from None
+
+
+def _lock_owner(text: bytes) -> Owner | None:
+    """Whose lock TEXT is, if ours: its pid alone on the first line, its owner on the second."""
+    lines = text.decode("ascii", errors="replace").split("\n")
+    owner = Owner.parse(lines[1]) if len(lines) == 3 and lines[2] == "" else None
+    return owner if owner is not None and lines[0] == str(owner.pid) else None
 
 
 def _unlink_at(fd: int, directory: str, name: str) -> None:
@@ -219,9 +284,13 @@ def _empty_directory(fd: int, directory: str) -> None:
     clear(fd, directory, keep=frozenset({LOCK_FILE}))
 
 
-def clear(top: int, where: str, keep: frozenset[str] = frozenset()) -> None:
+def clear(
+    top: int, where: str, keep: frozenset[str] = frozenset(), owner: int | None = None
+) -> None:
     """Remove everything in the directory open as TOP (WHERE, for messages)
-    but the names in KEEP, warning of what could not be.
+    but the names in KEEP, warning of what could not be; with OWNER, a
+    directory that uid does not own is neither entered nor removed, so that
+    nothing is removed its owner could not remove itself.
 
     The client can change that directory while this runs.  So nothing is
     done by path: only relative to directory descriptors, opened with
@@ -270,6 +339,10 @@ def clear(top: int, where: str, keep: frozenset[str] = frozenset()) -> None:
                 except OSError as e:  # replaced meanwhile by something else
                     log.warn(f"can't remove {path}/{entry}: {e.strerror}")
                     continue
+                if owner is not None and os.fstat(sub).st_uid != owner:
+                    os.close(sub)
+                    log.warn(f"not removing {path}/{entry}: another user's")
+                    continue
                 stack.append((sub, f"{path}/{entry}", entry))
                 break
             else:
@@ -301,7 +374,11 @@ def _serve(
     argv = webserver.command.split()
     if not argv:
         raise ConfigError("[webserver] command is empty")
-    directory = tempfile.mkdtemp(prefix="acme-challenge.")
+    client_uid = child_ids(client)[0]
+    _remove_stale_directories(client_uid)
+    owner = current()
+    tag = f"{owner.tag}." if owner is not None else ""
+    directory = tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{tag}")
     # Opened now, while only root can change it: from then on it is the
     # client's, which may move it or put something else at its path.
     fd = os.open(directory, DIRECTORY_FLAGS)
@@ -310,8 +387,8 @@ def _serve(
         # Before the webservers' stop, so after it on the way out.
         stack.callback(end_orphans, child_ids(www)[0])
     os.chmod(directory, 0o755)  # noqa: S103 - the webserver user reads, whoever it is
-    if client is not None and client.uid is not None:
-        os.chown(directory, client.uid, -1)
+    if client_uid != os.getuid():
+        os.chown(directory, client_uid, -1)
     firewall: list[tuple[socket.AddressFamily, str, int]] = []
     for address in addresses:
         with socket.socket(address.family, socket.SOCK_STREAM) as sock:
@@ -345,18 +422,67 @@ def remove_tree(fd: int, directory: str) -> None:
         parent_path, name = os.path.split(directory)
         parent = os.open(parent_path, DIRECTORY_FLAGS)
         try:
-            ours = os.fstat(fd)
-            there = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            if (there.st_dev, there.st_ino) != (ours.st_dev, ours.st_ino):
-                log.warn(f"can't remove {directory}: it was moved, and something else is there")
-                return
-            os.rmdir(name, dir_fd=parent)
+            _rmdir_if_same(parent, name, fd, directory)
         finally:
             os.close(parent)
     except OSError as e:
         log.warn(f"can't remove {directory}: {e.strerror}")
     finally:
         os.close(fd)
+
+
+def _rmdir_if_same(parent: int, name: str, fd: int, directory: str) -> bool:
+    """Remove NAME from the directory open as PARENT if it is still the
+    (emptied) directory open as FD; whether it was."""
+    ours = os.fstat(fd)
+    there = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if (there.st_dev, there.st_ino) != (ours.st_dev, ours.st_ino):
+        log.warn(f"can't remove {directory}: it was moved, and something else is there")
+        return False
+    os.rmdir(name, dir_fd=parent)
+    return True
+
+
+def _remove_stale_directories(uid: int) -> None:
+    """Remove the temporary challenge directories of masters that are gone.
+
+    Anyone may put a directory with such a name in the temporary directory,
+    and the client user may put anything in its own.  So only a directory
+    owned by UID, the client user (whose the master's are), is removed,
+    through descriptors, and inside it only what UID could remove itself
+    (clear with OWNER): a planted link, another user's directory or one
+    whose name no master that is gone wrote stays."""
+    parent_path = tempfile.gettempdir()
+    try:
+        parent = os.open(parent_path, DIRECTORY_FLAGS)
+    except OSError as e:
+        log.warn(f"can't look for directories left by killed lacme runs in {parent_path}: {e}")
+        return
+    try:
+        for name in os.listdir(parent):
+            match = _TEMPORARY_NAME.fullmatch(name)
+            owner = Owner.parse(match[1]) if match is not None else None
+            if owner is None or not gone(owner):
+                continue
+            path = os.path.join(parent_path, name)
+            try:
+                fd = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+            except OSError as e:
+                log.warn(f"not removing {path}: {e.strerror}")
+                continue
+            try:
+                if os.fstat(fd).st_uid != uid:
+                    log.warn(f"not removing {path}: not the client user's")
+                    continue
+                clear(fd, path, owner=uid)
+                if _rmdir_if_same(parent, name, fd, path):
+                    log.warn(f"removed {path}, {left_by(owner)}")
+            except OSError as e:
+                log.warn(f"can't remove {path}: {e.strerror}")
+            finally:
+                os.close(fd)
+    finally:
+        os.close(parent)
 
 
 def _bind(stack: ExitStack, sock: socket.socket, address: ListenAddress) -> None:
