@@ -613,6 +613,8 @@ def _remove_stale_rules(program: str) -> None:
     """Delete the filter rules tagged by a master that is gone (leftovers),
     one by one: the others are not ours to touch, and lacme 0.8.2's are
     untagged."""
+    # Ours are only in the filter table; without -c, each line is a rule
+    # specification as -D takes it.
     try:
         rules = _run([f"{SBIN}/{program}-save", "-t", "filter"])
     except SpawnError as e:
@@ -637,7 +639,7 @@ def _remove_stale_rules(program: str) -> None:
                 _run([f"{SBIN}/{program}", "-D", *spec])
                 removed += 1
             except SpawnError as e:
-                log.warn(f"{e}: can't remove a {program} rule {left_by(owner)}")
+                log.warn(f"{e}: can't remove one of the {program} rules {left_by(owner)}")
         if removed:
             rules_word = "rule" if removed == 1 else "rules"
             log.warn(f"removed {removed} {program} {rules_word} {left_by(owner)}")
