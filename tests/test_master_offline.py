@@ -254,7 +254,7 @@ def test_what_a_killed_run_left_is_removed_by_the_next(netns: None, offline: Off
     (left,) = offline.tmp.iterdir()
     assert (left / "token").exists()
     tagged = [rule for rule in firewall() if f" --comment lacme-{pid}-" in rule]
-    # In and out for 127.0.0.1:PORT and for the IPv4 side of the mapped address; the same in IPv6.
+    # In and out: IPv4 for 127.0.0.1:PORT and the mapped address's IPv4 side, IPv6 for that address.
     assert len(tagged) == 6, firewall()
     assert sorted(firewall()) == sorted(rules + tagged)
 
@@ -270,6 +270,7 @@ def test_what_a_killed_run_left_is_removed_by_the_next(netns: None, offline: Off
     )
     assert firewall() == rules
     assert list(offline.tmp.iterdir()) == []
+    assert not (offline.directory / "www.sock").exists()
     assert offline.files()["s.crt"] != OLD_CERT
 
 
