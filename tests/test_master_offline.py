@@ -6,22 +6,18 @@ are in tests/test_red_team.py."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from support.commands import ACCOUNTD
-from support.offline import OLD_CERT, Offline
+from support.offline import OLD_CERT, Offline, alive, firewall, written
 from support.proc import descendants
-from support.system import free_ports, wait_for
-from support.users import client_user
+from support.system import free_ports
 
 pytestmark = [pytest.mark.process, pytest.mark.root]
 
@@ -153,32 +149,6 @@ def test_non_empty_challenge_directory(offline: Offline) -> None:
     assert sorted(p.name for p in challenges.iterdir()) == ["stale"]
 
 
-def written(master: subprocess.Popen[bytes], challenge: Callable[[], Path | None]) -> Path:
-    """The challenge file CHALLENGE finds once MASTER's client has written it."""
-    return wait_for(
-        challenge,
-        "the challenge file",
-        alive=lambda: None if master.poll() is None else pytest.fail(str(master.communicate())),
-    )
-
-
-def firewall() -> list[str]:
-    """The rules, IPv4 and IPv6 (an empty table that was not there before is no rule)."""
-    rules = []
-    for program in ("iptables-save", "ip6tables-save"):
-        out = subprocess.run([program], capture_output=True, text=True, check=True).stdout
-        rules += [line for line in out.splitlines() if line.startswith("-")]
-    return rules
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 @pytest.mark.debian("iptables")
 def test_a_signal_during_an_order_leaves_nothing_behind(
@@ -216,83 +186,6 @@ def test_a_signal_during_an_order_leaves_nothing_behind(
     assert not (offline.directory / "www.sock").exists()
     assert firewall() == rules
     assert offline.files() == before
-
-
-def kill_mid_run(offline: Offline, challenge: Callable[[], Path | None]) -> int:
-    """Start `lacme newOrder` (with a hanging client), SIGKILL it once
-    CHALLENGE finds the challenge file, wait for its children to end (they
-    are told to when it dies): its pid."""
-    master = offline.start()
-    try:
-        written(master, challenge)
-        children = descendants(master.pid)
-    finally:
-        master.kill()
-        master.communicate()
-    wait_for(lambda: not any(alive(pid) for pid in children), "the children's end")
-    return master.pid
-
-
-def warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("Warning: ")]
-
-
-def left_by(pid: int) -> str:
-    return f"left by lacme process {pid}, which is no longer running"
-
-
-@pytest.mark.debian("iptables")
-def test_what_a_killed_run_left_is_removed_by_the_next(netns: None, offline: Offline) -> None:
-    port, mapped = free_ports(2)
-    listen = f"{offline.directory / 'www.sock'}, 127.0.0.1:{port} [::ffff:127.0.0.1]:{mapped}"
-    offline.lacme_conf("hang", listen=listen, extra="[webserver]\niptables = Yes\n")
-    # lacme 0.8.2's rule, the same but untagged, is not ours to remove.
-    perl = ["INPUT", "-p", "tcp", "-m", "tcp", "--dport", str(port), "-j", "ACCEPT"]
-    subprocess.run(["iptables", "-I", *perl], check=True)
-    rules = firewall()
-    pid = kill_mid_run(offline, lambda: next(offline.tmp.glob("acme-challenge.*/token"), None))
-    (left,) = offline.tmp.iterdir()
-    assert (left / "token").exists()
-    tagged = [rule for rule in firewall() if f" --comment lacme-{pid}-" in rule]
-    # In and out: IPv4 for 127.0.0.1:PORT and the mapped address's IPv4 side, IPv6 for that address.
-    assert len(tagged) == 6, firewall()
-    assert sorted(firewall()) == sorted(rules + tagged)
-
-    offline.lacme_conf("good", listen=listen, extra="[webserver]\niptables = Yes\n")
-    result = offline.run("newOrder")
-    assert result.returncode == 0, result.stderr
-    assert sorted(warnings(result.stderr)) == sorted(
-        [
-            f"Warning: removed 2 ip6tables rules {left_by(pid)}",
-            f"Warning: removed 4 iptables rules {left_by(pid)}",
-            f"Warning: removed {left}, {left_by(pid)}",
-        ]
-    )
-    assert firewall() == rules
-    assert list(offline.tmp.iterdir()) == []
-    assert not (offline.directory / "www.sock").exists()
-    assert offline.files()["s.crt"] != OLD_CERT
-
-
-def test_a_killed_runs_lock_and_challenges_are_removed_by_the_next(offline: Offline) -> None:
-    challenges = offline.directory / "challenges"
-    challenges.mkdir()
-    os.chown(challenges, client_user().pw_uid, -1)
-    extra = f"[webserver]\nchallenge-directory = {challenges}\n"
-    offline.lacme_conf("hang", listen="", extra=extra)
-    token = challenges / "token"
-    pid = kill_mid_run(offline, lambda: token if token.exists() else None)
-    assert sorted(p.name for p in challenges.iterdir()) == [".lacme.lock", "token"]
-    assert (challenges / ".lacme.lock").read_text().startswith(f"{pid}\nlacme-{pid}-")
-
-    offline.lacme_conf("good", listen="", extra=extra)
-    result = offline.run("newOrder")
-    assert result.returncode == 0, result.stderr
-    assert warnings(result.stderr) == [
-        f"Warning: emptied {challenges} and replaced its .lacme.lock, {left_by(pid)}"
-    ]
-    assert list(challenges.iterdir()) == []
-    assert offline.files()["s.crt"] != OLD_CERT
 
 
 def test_min_days_from_the_section_the_command_line_or_21(offline: Offline) -> None:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from support.commands import ACCOUNTD, LACME
 from support.pki import make_ca, new_key_file, save_ca
-from support.system import temporary_directory
+from support.system import temporary_directory, wait_for
 
 TESTS = Path(__file__).parent.parent
 FAKE_CLIENT = TESTS / "fake_client.py"
@@ -96,3 +98,29 @@ def offline_setup() -> Iterator[Offline]:
         setup.lacme_conf("good")
         setup.section()
         yield setup
+
+
+def written(master: subprocess.Popen[bytes], challenge: Callable[[], Path | None]) -> Path:
+    """The challenge file CHALLENGE finds once MASTER's client has written it."""
+    return wait_for(
+        challenge,
+        "the challenge file",
+        alive=lambda: None if master.poll() is None else pytest.fail(str(master.communicate())),
+    )
+
+
+def firewall() -> list[str]:
+    """The rules, IPv4 and IPv6 (an empty table that was not there before is no rule)."""
+    rules = []
+    for program in ("iptables-save", "ip6tables-save"):
+        out = subprocess.run([program], capture_output=True, text=True, check=True).stdout
+        rules += [line for line in out.splitlines() if line.startswith("-")]
+    return rules
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
