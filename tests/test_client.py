@@ -202,7 +202,9 @@ def test_tls_versions() -> None:
 # -- Against a hand-made hostile server ---------------------------------------
 
 
-def new_order(hostile: HostileServer, workdir: Path, **settings: object) -> tuple[int, str, str]:
+def new_order(
+    hostile: HostileServer, workdir: Path, env: dict[str, str] | None = None, **settings: object
+) -> tuple[int, str, str]:
     with fake_accountd() as accountd:
         result = run_client(
             "newOrder",
@@ -211,6 +213,7 @@ def new_order(hostile: HostileServer, workdir: Path, **settings: object) -> tupl
             accountd=accountd,
             stdin=CSR,
             cwd=workdir,
+            env=env,
         )
     # Whatever happened, nothing was written beside the challenge directory.
     assert [p.name for p in workdir.parent.iterdir()] == [workdir.name]
@@ -227,6 +230,36 @@ def test_hostile_happy_path(hostile: HostileServer, workdir: Path) -> None:
     assert oct((workdir / TOKEN).stat().st_mode & 0o777) == oct(0o644 & ~_umask())
     # Keep-alive: one connection for the whole conversation.
     assert hostile.connections == 1, hostile.requests
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("said", [True, False], ids=["connection-close", "unsaid"])
+def test_a_connection_the_server_closes_is_opened_again(
+    hostile: HostileServer, workdir: Path, said: bool
+) -> None:
+    """A server closing the keep-alive connection after an answer, saying
+    so or not: the next request goes on a new connection, the first time
+    (no failure to retry)."""
+
+    def hang_up(handler: BaseHTTPRequestHandler) -> None:
+        body = b'{"status":"valid"}'
+        handler.send_header("Location", f"{hostile.base}/acct/1")
+        handler.send_header("Content-Length", str(len(body)))
+        if said:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(body)
+        # Now, not once the handler is done: before the client's next request.
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+
+    hostile.overrides["/acct"] = (200, "application/json", hang_up, {})
+    status, out, err = new_order(hostile, workdir, env={"DEBUG": "1"})
+    assert status == 0, err
+    assert out == PEM
+    assert "!!! " not in err
+    assert hostile.connections == 2, hostile.requests
+    assert len(set(hostile.requests)) == len(hostile.requests), hostile.requests
 
 
 def _umask() -> int:
@@ -261,6 +294,16 @@ def test_wrong_content_type(hostile: HostileServer, workdir: Path) -> None:
     status, _, err = new_order(hostile, workdir)
     assert status != 0
     assert "Content-Type text/html, not application/json" in err
+
+
+@pytest.mark.process
+def test_encoded_body_refused(hostile: HostileServer, workdir: Path) -> None:
+    """The client asks for no encoding (identity): a body in gzip is refused,
+    not decompressed past its bound."""
+    hostile.overrides["/dir"] = (200, "application/json", b"\x1f\x8b", {"Content-Encoding": "gzip"})
+    status, _, err = new_order(hostile, workdir)
+    assert status != 0
+    assert f"GET {hostile.base}/dir: refusing a body in Content-Encoding gzip" in err
 
 
 @pytest.mark.process

@@ -12,15 +12,15 @@ import json
 import ssl
 import sys
 from collections.abc import Callable
+from http.client import HTTPMessage
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448
 
 from lacme import certificate, config, log
 from lacme.acme import AcmeSession
-from lacme.acme_http import PROBLEM_JSON, AcmeError, Patience, Problem
+from lacme.acme_http import PROBLEM_JSON, AcmeError, Patience, Problem, Response, Target
 from lacme.client import Fatal, revoke_cert
 from lacme.client_contract import ClientSettings
 from lacme.master import refusal_warnings
@@ -152,17 +152,28 @@ ACCEPTED = (
 def revoking(status: int, problem: dict[str, Any] | None = None) -> AcmeSession:
     """A session with a server that answers revokeCert with STATUS and PROBLEM."""
 
-    def server(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/dir":
+    def server(
+        method: str,
+        url: str,
+        target: Target,
+        body: bytes | None,
+        headers: dict[str, str],
+        limit: int,
+    ) -> Response:
+        answer = HTTPMessage()
+        if target.path == "/dir":
+            answer["Content-Type"] = "application/json"
             resources = {"newNonce": f"{CA}/nonce", "revokeCert": f"{CA}/revoke"}
-            return httpx.Response(200, json=resources)
-        if request.url.path == "/nonce":
-            return httpx.Response(200, headers={"Replay-Nonce": "bm9uY2U"})
-        assert request.url.path == "/revoke"
+            return Response(method, url, 200, answer, json.dumps(resources).encode())
+        if target.path == "/nonce":
+            answer["Replay-Nonce"] = "bm9uY2U"
+            return Response(method, url, 200, answer, b"")
+        assert target.path == "/revoke"
         if problem is None:
-            return httpx.Response(status)
-        body = json.dumps({**problem, "status": status}).encode()
-        return httpx.Response(status, content=body, headers={"Content-Type": PROBLEM_JSON})
+            return Response(method, url, status, answer, b"")
+        answer["Content-Type"] = PROBLEM_JSON
+        document = json.dumps({**problem, "status": status}).encode()
+        return Response(method, url, status, answer, document)
 
     session = AcmeSession(
         f"{CA}/dir",
@@ -175,8 +186,7 @@ def revoking(status: int, problem: dict[str, Any] | None = None) -> AcmeSession:
         patience=Patience(30),
         warn=log.warn,
     )
-    session.transport.http.close()
-    session.transport.http = httpx.Client(transport=httpx.MockTransport(server))
+    session.transport.exchange = server  # type: ignore[method-assign]
     return session
 
 

@@ -5,9 +5,9 @@ sections, revocation reasons, alternate chain links, and their options."""
 from __future__ import annotations
 
 import datetime
+from http.client import HTTPMessage
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -120,18 +120,17 @@ def test_revocation_reasons_by_name_or_code() -> None:
 
 @pytest.mark.unit
 def test_alternate_links() -> None:
-    headers = httpx.Headers(
-        [
-            ("Link", '<https://ca.test/dir>;rel="index"'),
-            ("Link", '</cert/1/alt/1>; rel="alternate", <https://o.test/2>;rel=alternate'),
-            ("Link", '<https://ca.test/up>; rel="up"'),
-        ]
-    )
+    headers = HTTPMessage()
+    headers["Link"] = '<https://ca.test/dir>;rel="index"'
+    headers["Link"] = '</cert/1/alt/1>; rel="alternate", <https://o.test/2>;rel=alternate'
+    headers["Link"] = '<https://ca.test/up>; rel="up"'
     response = acme_http.Response("POST", "https://ca.test/cert/1", 200, headers, b"")
     assert response.links("alternate") == [
         "https://ca.test/cert/1/alt/1",
         "https://o.test/2",
     ]
+    assert response.links("up") == ["https://ca.test/up"]
+    assert response.links("index") == ["https://ca.test/dir"]
 
 
 @pytest.mark.unit

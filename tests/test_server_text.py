@@ -13,9 +13,9 @@ import json
 import socket
 import ssl
 from collections.abc import Iterator
+from http.client import HTTPMessage
 from pathlib import Path
 
-import httpx
 import pytest
 
 import lacme
@@ -26,6 +26,7 @@ from lacme.acme_http import (
     Patience,
     Problem,
     Response,
+    Target,
     check_https,
     parse_json,
 )
@@ -120,7 +121,8 @@ def test_json_depth_bounded() -> None:
 
 
 def response(body: bytes, status: int = 200, media: str = "application/json") -> Response:
-    headers = httpx.Headers({"Content-Type": media})
+    headers = HTTPMessage()
+    headers["Content-Type"] = media
     return Response("GET", "https://ca.test/dir", status, headers, body)
 
 
@@ -158,9 +160,39 @@ def test_invalid_url_refused() -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("url", ["https://ca.test/acct", "HTTPS://ca.test:8443/a?b"])
-def test_https_taken(url: str) -> None:
-    check_https("POST", url)
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # urlsplit would drop them: what is sent is what was shown.
+        ("https://ca.test/a\nb", "a control character in the URL"),
+        ("\x01https://ca.test/", "a control character in the URL"),
+        ("https://ca.test:99999/", "Port out of range 0-65535"),
+        ("https:///acct", "no host in the URL"),
+    ],
+)
+def test_malformed_url_refused(url: str, message: str) -> None:
+    with pytest.raises(AcmeError) as refused:
+        check_https("POST", url)
+    assert str(refused.value) == f"POST {printable(url)}: {message}"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("https://ca.test/acct", Target("ca.test", 443, "/acct")),
+        ("HTTPS://CA.test:8443/a?b", Target("ca.test", 8443, "/a?b")),
+        ("https://ca.test", Target("ca.test", 443, "/")),
+        ("https://[::1]:14000/dir", Target("::1", 14000, "/dir")),
+        # Escapes kept, what is not ASCII or reserved escaped, the host as IDNA.
+        (
+            "https://bücher.test/a b/%2F/é?x=1 2#f",
+            Target("xn--bcher-kva.test", 443, "/a%20b/%2F/%C3%A9?x=1%202"),
+        ),
+    ],
+)
+def test_https_taken(url: str, target: Target) -> None:
+    assert check_https("POST", url) == target
 
 
 def order(authorizations: int) -> dict[str, object]:

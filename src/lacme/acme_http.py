@@ -21,21 +21,25 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import http.client
 import json
 import re
+import select
+import socket
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import httpcore
-import httpx
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from lacme import __version__
 from lacme.accountd_protocol import b64url_decode
 from lacme.client_contract import MAX_CHAIN_OUTPUT, MAX_OUTPUT
 from lacme.log import printable
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 USER_AGENT = f"lacme/{__version__}"
 
@@ -59,6 +63,14 @@ JSON_NESTING = re.compile(rb"[][{}]")
 ERROR_NS = "urn:ietf:params:acme:error:"
 # RFC 8288 links: <target>; param; param=value...
 LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a request target keeps as the server wrote it (RFC 3986 reserved
+# characters, and escapes already made); the rest, spaces and non-ASCII
+# text, is percent-encoded.
+URL_SAFE = "!$%&'()*+,/:;=?@[]~"
+# The most read from the connection at once: a body is refused at its
+# bound, not buffered whole beforehand.
+READ_SIZE = 1 << 16
 
 # RFC 8555 section 6.5: a badNonce answer carries a fresh nonce to retry
 # with.  Retries are bounded so that a server rejecting every nonce cannot
@@ -83,7 +95,6 @@ MAX_SERVER_WAIT = 900.0
 
 
 Trace = Callable[[str], None]
-T = TypeVar("T")
 
 
 @dataclass
@@ -185,19 +196,42 @@ def parse_json(body: bytes) -> Any:
     return json.loads(body)
 
 
-def check_https(method: str, url: str) -> None:
-    """AcmeError unless URL is https:// (RFC 8555 section 6.1: ACME
-    servers and clients MUST use HTTPS): a signed request, a registration
-    with its contacts, never goes out in clear."""
+class Target(NamedTuple):
+    """Where a request goes: the server, and the request target (RFC 9112
+    section 3.2.1) on it."""
+
+    host: str  # ASCII: an IDNA name, an IP address
+    port: int
+    path: str
+
+
+def check_https(method: str, url: str) -> Target:
+    """Where URL points; AcmeError unless it is https:// (RFC 8555 section
+    6.1: ACME servers and clients MUST use HTTPS), so that a signed request,
+    a registration with its contacts, never goes out in clear, and unless it
+    is a URL with a host (no control character either: urlsplit would drop
+    some)."""
+    if CONTROL.search(url):
+        raise AcmeError(f"{method} {url}: a control character in the URL")
     try:
-        scheme = httpx.URL(url).scheme
-    except httpx.InvalidURL as e:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or 443  # ValueError if no number in range
+        host = parts.hostname or ""
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+    except ValueError as e:  # UnicodeError included
         raise AcmeError(f"{method} {url}: {e}") from None
-    if scheme != "https":
+    if parts.scheme != "https":
         raise AcmeError(
             f"{method} {url}: refusing a URL that is not https:// "
             "(RFC 8555 section 6.1); nothing was sent"
         )
+    if not host:
+        raise AcmeError(f"{method} {url}: no host in the URL")
+    path = urllib.parse.quote(parts.path or "/", safe=URL_SAFE)
+    if parts.query:
+        path += "?" + urllib.parse.quote(parts.query, safe=URL_SAFE)
+    return Target(host, port, path)
 
 
 def media_type(content_type: str | None) -> str:
@@ -231,35 +265,40 @@ class Response:
     method: str
     url: str
     status: int
-    headers: httpx.Headers
+    headers: http.client.HTTPMessage
     body: bytes
     resent: bool = False
 
+    def header(self, name: str) -> str | None:
+        """The value of header NAME, its repetitions joined (RFC 9110 section 5.3)."""
+        values = self.headers.get_all(name)
+        return None if values is None else ", ".join(values)
+
     @property
     def media_type(self) -> str:
-        return media_type(self.headers.get("content-type"))
+        return media_type(self.header("content-type"))
 
     @property
     def location(self) -> str:
-        location: str | None = self.headers.get("location")
+        location = self.header("location")
         if not location:
             raise AcmeError(f"{self.method} {self.url}: HTTP {self.status} without a Location")
-        return str(httpx.URL(self.url).join(location))
+        return urllib.parse.urljoin(self.url, location)
 
     def links(self, relation: str) -> list[str]:
         """The targets of the response's `Link: <...>;rel="RELATION"` headers
         (RFC 8288), resolved against its URL."""
         urls: list[str] = []
-        for value in self.headers.get_list("link"):
+        for value in self.headers.get_all("link") or []:
             for match in LINK.finditer(value):
                 for param in match.group(2).split(";"):
                     name, _, rel = param.partition("=")
                     if name.strip().lower() == "rel" and relation in rel.strip().strip('"').split():
-                        urls.append(str(httpx.URL(self.url).join(match.group(1))))
+                        urls.append(urllib.parse.urljoin(self.url, match.group(1)))
         return urls
 
     def retry_after(self) -> float | None:
-        return parse_retry_after(self.headers.get("retry-after"), time.time())
+        return parse_retry_after(self.header("retry-after"), time.time())
 
     def problem(self) -> Problem | None:
         if self.status < 400 or self.media_type != PROBLEM_JSON:
@@ -396,116 +435,78 @@ class _Bound:
         self.end: float | None = None
         self.limit = 0.0
 
-    def call(
-        self,
-        operation: Callable[[float | None], T],
-        asked: float | None,
-        expired: type[httpcore.TimeoutException],
-    ) -> T:
-        """OPERATION with the timeout httpcore ASKED for, shortened to the end;
-        EXPIRED (httpcore's exception) if the end is reached."""
+    def left(self) -> float | None:
+        """The time left, the socket timeout of the next read or write;
+        TimeoutError if none is."""
         if self.end is None:
-            return operation(asked)
+            return None
         left = self.end - self.clock()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+
+class _BoundedSocket(ssl.SSLSocket):
+    """A TLS socket whose every read and write, the handshake's too, may
+    take what is left of the exchange (`bound`, set before the handshake)
+    and no more: a socket timeout alone restarts with each read."""
+
+    bound: _Bound
+
+    def do_handshake(self, block: bool = False) -> None:
+        self.settimeout(self.bound.left())
+        super().do_handshake(block)
+
+    def read(self, len: int = 1024, buffer: WriteableBuffer | None = None) -> bytes:
+        self.settimeout(self.bound.left())
+        return super().read(len, buffer)
+
+    def write(self, data: ReadableBuffer) -> int:
+        self.settimeout(self.bound.left())
+        return super().write(data)
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        self.settimeout(self.bound.left())
+        return super().send(data, flags)
+
+
+class _Connection(http.client.HTTPSConnection):
+    """One keep-alive HTTPS connection, (re)opened within the exchange bound;
+    no proxy, as lacme 0.8.2."""
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, bound: _Bound) -> None:
+        super().__init__(host, port, context=context)
+        self.tls = context
+        self.bound = bound
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.bound.left())
         try:
-            if left <= 0:
-                raise expired()
-            return operation(left if asked is None else min(asked, left))
-        except httpcore.TimeoutException:
-            if self.clock() < self.end:
-                raise  # httpcore's own timeout, shorter than what is left
-            raise expired(f"no complete answer within {self.limit:g}s") from None
+            # http.client writes a request's head and body apart: with Nagle's
+            # algorithm the body would wait for the server's delayed ACK of
+            # the head, some 40 ms a request.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # The handshake waits for the socket to know the bound.
+            tls = self.tls.wrap_socket(
+                sock, server_hostname=self.host, do_handshake_on_connect=False
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = tls
+        cast(_BoundedSocket, tls).bound = self.bound
+        tls.do_handshake()
+
+    def closed_by_server(self) -> bool:
+        """Whether the server closed the idle connection (or sent what no
+        request asked for): a request sent on it would be lost."""
+        return self.sock is not None and bool(select.select([self.sock], [], [], 0)[0])
 
 
-class _BoundedStream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream, bound: _Bound) -> None:
-        self.stream = stream
-        self.bound = bound
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.bound.call(
-            lambda left: self.stream.read(max_bytes, left), timeout, httpcore.ReadTimeout
-        )
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.bound.call(
-            lambda left: self.stream.write(buffer, left), timeout, httpcore.WriteTimeout
-        )
-
-    def close(self) -> None:
-        self.stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        tls = self.bound.call(
-            lambda left: self.stream.start_tls(ssl_context, server_hostname, left),
-            timeout,
-            httpcore.ConnectTimeout,
-        )
-        return _BoundedStream(tls, self.bound)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self.stream.get_extra_info(info)
-
-
-class _BoundedBackend(httpcore.NetworkBackend):
-    def __init__(self, bound: _Bound) -> None:
-        self.backend = httpcore.SyncBackend()
-        self.bound = bound
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self.bound.call(
-            lambda left: self.backend.connect_tcp(host, port, left, local_address, socket_options),
-            timeout,
-            httpcore.ConnectTimeout,
-        )
-        return _BoundedStream(stream, self.bound)
-
-    def sleep(self, seconds: float) -> None:
-        self.backend.sleep(seconds)
-
-
-def http_client(context: ssl.SSLContext, bound: _Bound) -> httpx.Client:
-    """An httpx client on one keep-alive connection, each exchange on it
-    bounded by BOUND, trusting what CONTEXT does, and nothing from the
-    environment (no proxies or .netrc, as lacme 0.8.2)."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    transport = httpx.HTTPTransport(verify=context, limits=limits, trust_env=False)
-    # httpx offers no bound on a whole exchange, only per read; its pool,
-    # built on a network backend of ours, gives one.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_BoundedBackend(bound),
-    )
-    return httpx.Client(
-        transport=transport,
-        headers={"User-Agent": USER_AGENT, "Accept-Language": "en"},
-        trust_env=False,
-        follow_redirects=False,
-    )
-
-
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, kind):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+class _NoAnswer(Exception):
+    """The exchange failed in transit (connecting, TLS, a broken or stalled
+    connection, a malformed answer): worth retrying, but for an untrusted
+    certificate (the cause)."""
 
 
 class Transport:
@@ -514,14 +515,22 @@ class Transport:
     retries within the patience of the `timeout` setting."""
 
     def __init__(self, context: ssl.SSLContext, patience: Patience, trace: Trace | None) -> None:
+        # The documented way to have wrap_socket() make a _BoundedSocket;
+        # the context is the conversation's alone.
+        context.sslsocket_class = _BoundedSocket
+        # As httpx did, and as servers multiplexing HTTP versions may want.
+        context.set_alpn_protocols(["http/1.1"])
+        self.context = context
         self.patience = patience
         self.bound = _Bound(patience.clock)
-        self.http = http_client(context, self.bound)
+        self.connection: _Connection | None = None
         self.trace = trace
         self.nonce: str | None = None
 
     def close(self) -> None:
-        self.http.close()
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
     def take_nonce(self) -> str | None:
         """The nonce to sign the next request with, if the last answer brought
@@ -531,9 +540,9 @@ class Transport:
 
     def send(self, method: str, url: str, body: bytes | None, limit: int, accept: str) -> Response:
         """One HTTP exchange, reading at most `limit` bytes of body, within
-        the exchange bound."""
-        check_https(method, url)
-        headers = {"Accept": accept}
+        the exchange bound; _NoAnswer if it fails in transit."""
+        target = check_https(method, url)
+        headers = {"User-Agent": USER_AGENT, "Accept": accept, "Accept-Language": "en"}
         if body is not None:
             headers["Content-Type"] = JOSE_JSON
         if self.trace:
@@ -541,38 +550,72 @@ class Transport:
         self.bound.limit = self.patience.exchange
         self.bound.end = self.patience.clock() + self.bound.limit
         try:
-            with self.http.stream(
-                method, url, content=body, headers=headers, timeout=self.bound.limit
-            ) as response:
-                length = response.headers.get("content-length", "")
-                if length.isdigit() and int(length) > limit:
-                    raise AcmeError(
-                        f"{method} {url}: refusing a {length}-byte body (limit {limit})"
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise AcmeError(f"{method} {url}: refusing a body over {limit} bytes")
-                    chunks.append(chunk)
+            result = self.exchange(method, url, target, body, headers, limit)
+        except TimeoutError as e:
+            self.close()
+            raise _NoAnswer(f"no complete answer within {self.bound.limit:g}s") from e
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise _NoAnswer(str(e) or type(e).__name__) from e
+        except BaseException:
+            self.close()  # a body refused, say: its rest is still coming
+            raise
         finally:
             self.bound.end = None
-        result = Response(method, url, response.status_code, response.headers, b"".join(chunks))
         # RFC 8555 section 6.5: any response may carry the next nonce, even an
         # error.  An invalid one would only be refused (section 6.5.1: clients
         # MUST ignore it): the next request asks newNonce instead.
-        nonce = response.headers.get("replay-nonce")
+        nonce = result.header("replay-nonce")
         if nonce and valid_nonce(nonce):
             self.nonce = nonce
         if self.trace:
             headers_text = "".join(
-                f"\n    {printable(k)}: {printable(v)}" for k, v in response.headers.multi_items()
+                f"\n    {printable(k)}: {printable(v)}" for k, v in result.headers.items()
             )
-            self.trace(f"<<< HTTP {response.status_code} {method} {printable(url)}{headers_text}")
+            self.trace(f"<<< HTTP {result.status} {method} {printable(url)}{headers_text}")
             if result.media_type in (JSON, PROBLEM_JSON):
                 self.trace(f"<<< {printable(result.body.decode('utf-8', 'surrogateescape'))}")
         return result
+
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        target: Target,
+        body: bytes | None,
+        headers: dict[str, str],
+        limit: int,
+    ) -> Response:
+        """The request sent and its answer read, on the connection kept
+        if it is to the same server and still open, else a new one."""
+        connection = self.connection
+        if connection is not None and (
+            (connection.host, connection.port) != target[:2] or connection.closed_by_server()
+        ):
+            self.close()
+            connection = None
+        if connection is None:
+            connection = self.connection = _Connection(
+                target.host, target.port, self.context, self.bound
+            )
+        connection.request(method, target.path, body, headers)
+        answer = connection.getresponse()
+        length = answer.getheader("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise AcmeError(f"{method} {url}: refusing a {length}-byte body (limit {limit})")
+        # http.client asks for none (Accept-Encoding: identity): bodies are
+        # bounded as they come, with nothing to decompress.
+        encoding = answer.getheader("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise AcmeError(f"{method} {url}: refusing a body in Content-Encoding {encoding}")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := answer.read(min(READ_SIZE, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                raise AcmeError(f"{method} {url}: refusing a body over {limit} bytes")
+            chunks.append(chunk)
+        return Response(method, url, answer.status, answer.headers, b"".join(chunks))
 
     def request(
         self,
@@ -593,17 +636,13 @@ class Transport:
         while True:
             try:
                 response = self.send(method, url, None if body is None else body(), limit, accept)
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
-                raise AcmeError(f"{method} {url}: {e}") from None
-            except httpx.TransportError as e:
-                failure = printable(f"{method} {url}: {e or type(e).__name__}")
+            except _NoAnswer as e:
+                failure = printable(f"{method} {url}: {e}")
                 # An untrusted certificate will not become trusted by retrying.
-                if _caused_by(e, ssl.SSLCertVerificationError):
+                if isinstance(e.__cause__, ssl.SSLCertVerificationError):
                     raise AcmeError(failure, shown=True) from None
                 retry_after = None
                 unreachable = True
-            except httpx.HTTPError as e:  # a body that fails to decode, say
-                raise AcmeError(f"{method} {url}: {e or type(e).__name__}") from None
             else:
                 response.resent = transient > 0
                 problem = response.problem()
