@@ -301,6 +301,22 @@ def test_a_notify_program_others_may_write_is_refused_before_ordering(offline: O
     assert offline.files() == before
 
 
+@pytest.mark.parametrize("setting", ["certificate-key", "CAfile"])
+def test_a_key_or_ca_file_others_may_write_is_refused_before_ordering(
+    offline: Offline, setting: str
+) -> None:
+    path = offline.directory / ("s.key" if setting == "certificate-key" else "ca/root.pem")
+    path.chmod(0o666)
+    before = offline.files()
+    result = offline.run("newOrder")
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"[s] Error before ordering: {setting} = {path}: refused: "
+        "writable by group and others (mode 0666)\n",
+    )
+    assert offline.files() == before
+
+
 STRICT_AS_NOBODY = "import sys; from lacme import strict; print(strict.problem(sys.argv[1]))"
 
 

@@ -59,7 +59,8 @@ def client_of(master: subprocess.Popen[bytes]) -> int | None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"lacme.client" in cmdline and b"newOrder" in cmdline:
+        # Our own client serves the run in a session.
+        if b"lacme.client" in cmdline and b"\0session\0" in cmdline:
             return pid
     return None
 

@@ -5,6 +5,9 @@ follow it (AcmeSession.wait_for_order on a fake clock)."""
 from __future__ import annotations
 
 import os
+import ssl
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +22,7 @@ from support.clock import FakeClock
 pytestmark = pytest.mark.unit
 
 
-def publish(directory: Path, reads: token_reads.TokenReads, token: str) -> Path:
+def publish(directory: Path, reads: token_reads.Tokens, token: str) -> Path:
     path = directory / token
     # As the client writes it: a close after writing is not a fetch.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -30,22 +33,46 @@ def publish(directory: Path, reads: token_reads.TokenReads, token: str) -> Path:
 
 
 def test_every_token_read_ends_the_wait(tmp_path: Path) -> None:
-    reads = token_reads.watch(str(tmp_path))
-    assert reads is not None
+    watch = token_reads.watch(str(tmp_path))
+    assert watch is not None
     try:
+        reads, others = watch.tokens(), watch.tokens()
         first = publish(tmp_path, reads, "t1")
         second = publish(tmp_path, reads, "t2")
+        third = publish(tmp_path, others, "t3")
         assert not reads.wait(0)
         first.read_bytes()
         (tmp_path / "not-a-token").write_text("x")
         (tmp_path / "not-a-token").read_text()
         assert not reads.wait(0)
-        assert reads.unread == {"t2"}
+        assert watch.read == {"t1"}
+        third.read_bytes()  # another order's
+        assert not reads.wait(0)
+        assert others.wait(60)
         second.read_bytes()
         assert reads.wait(60)
         assert reads.wait(0)  # and from then on at once
     finally:
-        reads.close()
+        watch.close()
+
+
+def test_orders_waiting_in_threads_each_see_their_tokens(tmp_path: Path) -> None:
+    watch = token_reads.watch(str(tmp_path))
+    assert watch is not None
+    try:
+        orders = [watch.tokens() for _ in range(4)]
+        paths = [publish(tmp_path, tokens, f"t{i}") for i, tokens in enumerate(orders)]
+        results: list[bool] = []
+        threads = [threading.Thread(target=lambda t=t: results.append(t.wait(60))) for t in orders]
+        for thread in threads:
+            thread.start()
+        for path in paths:
+            path.read_bytes()
+        for thread in threads:
+            thread.join()
+        assert results == [True] * 4
+    finally:
+        watch.close()
 
 
 def test_nothing_to_watch_is_none(tmp_path: Path) -> None:
@@ -76,7 +103,7 @@ class ScriptedOrder(AcmeSession):
     def __init__(self, clock: FakeClock, answers: list[Answer]) -> None:
         super().__init__(
             "https://ca.test/dir",
-            context=None,  # type: ignore[arg-type]
+            context=ssl.create_default_context(),
             sign=lambda _: "",
             alg="RS256",
             jwk={},
@@ -91,15 +118,14 @@ class ScriptedOrder(AcmeSession):
         return cast(Response, self.answers.pop(0))
 
 
-def fetched_at_once(asked: list[float]) -> token_reads.TokenReads:
+def fetched_at_once(asked: list[float]) -> Callable[[float], bool]:
     """Tokens the server has fetched already, recording what each wait was for."""
 
-    class Fetched(token_reads.TokenReads):
-        def wait(self, seconds: float) -> bool:
-            asked.append(seconds)
-            return True
+    def wait(seconds: float) -> bool:
+        asked.append(seconds)
+        return True
 
-    return Fetched(-1)
+    return wait
 
 
 def test_fetched_tokens_bring_one_early_look_then_the_schedule() -> None:
@@ -119,7 +145,7 @@ def test_fetched_tokens_bring_one_early_look_then_the_schedule() -> None:
         "https://ca.test/order/1",
         Order.parse({"status": "pending"}),
         b"csr",
-        fetched_at_once(asked).wait,
+        fetched_at_once(asked),
     )
     assert order.status == "valid"
     assert asked == [0.1]  # once, bounded by the schedule's first wait
@@ -142,7 +168,7 @@ def test_a_retry_after_outweighs_the_fetches() -> None:
         "https://ca.test/order/1",
         Order.parse({"status": "pending"}),
         b"csr",
-        fetched_at_once(asked).wait,
+        fetched_at_once(asked),
     )
     assert asked == [0.1]
     assert clock.slept == [3]

@@ -73,6 +73,8 @@ class AcmeSession:
     `jwk` (may be empty when accountd only knows the Key ID), its RFC 7638
     `thumbprint` and `kid` are the account's; `sign` returns the base64url
     signature of a signing input made with `alg`.  Use as a context manager to close the connection.
+    The orders of a client session each have one, sharing the `directory`
+    one of them fetched and the connections (`transport`) others are done with.
     """
 
     def __init__(
@@ -89,9 +91,11 @@ class AcmeSession:
         warn: Callable[[str], None],
         trace: Trace | None = None,
         eab: tuple[str, str] | None = None,
+        directory: Directory | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.directory_url = directory_url
-        self.transport = Transport(context, patience, trace)
+        self.transport = Transport(context, patience, trace) if transport is None else transport
         self.sign = sign
         self.alg = alg
         self.jwk = jwk
@@ -102,7 +106,7 @@ class AcmeSession:
         self.warn = warn
         # (alg, kid) of the external account binding `sign` makes, if any.
         self.eab = eab
-        self._directory: Directory | None = None
+        self._directory = directory
 
     def __enter__(self) -> AcmeSession:
         return self

@@ -35,10 +35,12 @@ Environment: DEBUG=1 traces requests and responses on stderr;
 SSL_CERT_FILE names the CA bundle to trust, as for OpenSSL's tools.
 """
 
+import contextlib
 import os
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -52,23 +54,36 @@ from lacme.accountd_protocol import (
     parse_signature,
 )
 from lacme.acme import AcmeSession
-from lacme.acme_http import ERROR_NS, AcmeError, AcmeUnreachable, Patience
+from lacme.acme_http import ERROR_NS, AcmeError, AcmeUnreachable, Patience, Trace, Transport
 from lacme.client_contract import (
     ACCOUNT,
+    ACCOUNTD_FD,
+    CHALLENGES_FD,
     DIRECTORY,
     EXIT_RATE_LIMITED,
     EXIT_UNREACHABLE,
     KEY_CHANGE,
     MAX_INPUT,
+    MAX_MESSAGE,
+    MAX_MESSAGES,
+    MAX_REQUEST,
     NEW_ORDER,
     RENEWAL_INFO,
     REVOCATION_REASONS,
     REVOKE_CERT,
+    SESSION,
     UNSIGNED,
+    Announce,
+    Answer,
     ClientSettings,
     ContractError,
+    OrderSettings,
     RenewalInfoAnswer,
+    Request,
+    decode_request,
     decode_settings,
+    encode_announce,
+    encode_answer,
     encode_object,
     encode_order_url,
     encode_rate_limit,
@@ -83,6 +98,9 @@ from lacme.client_contract import (
 )
 
 NAME = "lacme-client"
+# Orders under way in a session, each a thread, a connection and a few
+# MiB: the master asks for a few at a time (parallel-orders); a backstop.
+MAX_ORDERS = 100
 RATE_LIMITED = ERROR_NS + "rateLimited"
 TLS_VERSIONS = {
     "tlsv1": ssl.TLSVersion.TLSv1,
@@ -101,7 +119,24 @@ class Fatal(Exception):
 
 
 class RateLimited(Fatal):
-    """newOrder was refused by a rate limit, whose end is on stdout."""
+    """newOrder was refused by a rate limit that ends in RETRY_AFTER seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def exit_status(error: Exception) -> int:
+    """What the client exits with after ERROR (lacme.client_contract)."""
+    if isinstance(error, RateLimited):
+        return EXIT_RATE_LIMITED
+    if isinstance(error, AcmeUnreachable):
+        return EXIT_UNREACHABLE
+    return 1
+
+
+def error_line(error: object) -> str:
+    return f"{NAME} {__version__}: error: {error}"
 
 
 def read_settings(fd: int) -> ClientSettings:
@@ -246,15 +281,18 @@ def read_stdin(what: str) -> bytes:
     return data
 
 
-def write_key_authorization(token: str, key_authorization: str) -> None:
-    """Create ./TOKEN holding the key authorization, for the webserver to serve."""
+def write_key_authorization(
+    token: str, key_authorization: str, say: Callable[[str], None] = log.say
+) -> None:
+    """Create ./TOKEN holding the key authorization, for the webserver to
+    serve; SAY tells of one there already."""
     try:
         # O_EXCL: never through a symlink, never over an existing file.
         fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError:
         # As lacme 0.8.2: left by an earlier run in a shared challenge
         # directory.  Nothing is written; if it is stale, validation says so.
-        log.say(f"Warning: File exists: {token}")
+        say(f"Warning: File exists: {token}")
         return
     except OSError as e:
         raise Fatal(f"can't create the challenge file {token}: {e.strerror}") from None
@@ -262,20 +300,27 @@ def write_key_authorization(token: str, key_authorization: str) -> None:
         file.write(key_authorization)
 
 
-def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
-    """`newOrder DOMAIN ...`: CSR (DER) on stdin, certificate chain (PEM) on stdout."""
-    identifiers = parse_new_order_arguments(args)
-    csr = read_stdin("CSR")
-    order = settings.order
-    reads = token_reads.watch(".")
+def order_chain(
+    session: AcmeSession,
+    identifiers: list[str],
+    csr: bytes,
+    order: OrderSettings,
+    watch: token_reads.Watch | None,
+    say: Callable[[str], None],
+    announce: Callable[[str], None] | None,
+) -> str:
+    """The chain issued for IDENTIFIERS and CSR, the key authorizations
+    written in the working directory (which WATCH, if any, watches);
+    RateLimited if a rate limit says when to try again."""
+    tokens = None if watch is None else watch.tokens()
 
     def provision(token: str, key_authorization: str) -> None:
-        write_key_authorization(token, key_authorization)
-        if reads is not None:
-            reads.publish(token)
+        write_key_authorization(token, key_authorization, say)
+        if tokens is not None:
+            tokens.publish(token)
 
     try:
-        chain = session.issue(
+        return session.issue(
             identifiers,
             csr,
             provision,
@@ -283,18 +328,38 @@ def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -
             profile=order.profile,
             replaces=order.replaces,
             resume=order.resume,
-            announce=None if order.order_fd is None else announcer(order.order_fd),
-            fetched=None if reads is None else reads.wait,
+            announce=announce,
+            fetched=None if tokens is None else tokens.wait,
         )
     except AcmeError as e:
         problem = e.problem
         if problem is not None and problem.type == RATE_LIMITED and e.retry_after is not None:
-            write_stdout(encode_rate_limit(e.retry_after))
-            raise RateLimited(str(e)) from None
+            raise RateLimited(str(e), e.retry_after) from None
+        raise
+
+
+def new_order(session: AcmeSession, args: list[str], settings: ClientSettings) -> None:
+    """`newOrder DOMAIN ...`: CSR (DER) on stdin, certificate chain (PEM) on stdout."""
+    identifiers = parse_new_order_arguments(args)
+    csr = read_stdin("CSR")
+    order = settings.order
+    watch = token_reads.watch(".")
+    try:
+        chain = order_chain(
+            session,
+            identifiers,
+            csr,
+            order,
+            watch,
+            log.say,
+            None if order.order_fd is None else announcer(order.order_fd),
+        )
+    except RateLimited as e:
+        write_stdout(encode_rate_limit(e.retry_after))
         raise
     finally:
-        if reads is not None:
-            reads.close()
+        if watch is not None:
+            watch.close()
     sys.stdout.write(chain)
 
 
@@ -378,6 +443,207 @@ def refuse_to_sign(signing_input: bytes) -> str:
     raise AcmeError("this command has no lacme-accountd to sign with")
 
 
+class Session:
+    """`session`: lacme's own client for a whole run.  It holds what the
+    orders share: the directory, the account's Key ID, the one accountd
+    conversation (a signature at a time), the idle connections, the
+    challenge directory's watch; each newOrder runs in a thread of its own,
+    with an AcmeSession of its own."""
+
+    def __init__(self, control: socket.socket, settings: ClientSettings, trace: Trace | None):
+        self.control = control
+        self.settings = settings
+        self.trace = trace
+        self.context = ssl_context(settings)
+        self.patience = Patience(settings.timeout)
+        self.accountd: Accountd | None = None
+        self.watch: token_reads.Watch | None = None
+        self.idle: list[Transport] = []
+        self.orders: list[threading.Thread] = []
+        self._signing = threading.Lock()
+        self._sending = threading.Lock()
+        self._idle = threading.Lock()
+        # Lookups, and what the orders share, are asked in the reading thread.
+        self.lookups = AcmeSession(
+            settings.server,
+            context=self.context,
+            sign=self.sign,
+            alg="",
+            jwk={},
+            thumbprint="",
+            kid=None,
+            patience=self.patience,
+            warn=log.warn,
+            trace=trace,
+        )
+
+    def sign(self, signing_input: bytes) -> str:
+        with self._signing:
+            if self.accountd is None:
+                raise AcmeError("the master lent the session no lacme-accountd to sign with")
+            return self.accountd.sign(signing_input, self.patience)
+
+    def send(self, line: bytes) -> None:
+        # The master gone reads no answer, and the reading thread sees EOF.
+        with self._sending, contextlib.suppress(OSError):
+            self.control.sendall(line)
+
+    def serve(self) -> None:
+        """Answer the master's requests until it closes its end, then let
+        the orders under way finish."""
+        buffered = b""
+        descriptors: list[int] = []
+        while True:
+            data, fds, _, _ = socket.recv_fds(self.control, MAX_REQUEST, 1)
+            descriptors += fds
+            if not data:
+                break
+            buffered += data
+            while b"\n" in buffered:
+                line, buffered = buffered.split(b"\n", 1)
+                self.handle(decode_request(line + b"\n"), descriptors)
+            if len(buffered) > MAX_REQUEST:
+                raise Fatal(f"a request over {MAX_REQUEST} bytes on the control socket")
+        for order in self.orders:
+            order.join()
+
+    def handle(self, request: Request | str, descriptors: list[int]) -> None:
+        if isinstance(request, str):
+            if not descriptors:
+                raise Fatal(f"no descriptor came with the {request} line")
+            self.lend(request, descriptors.pop(0))
+            return
+        messages: list[str] = []
+        self.lookups.warn = lambda message: say(messages, f"Warning: {message}")
+        try:
+            if request.command == NEW_ORDER:
+                self.start_order(request)
+                return
+            output = self.look_up(request)
+        except (Fatal, AcmeError, ContractError) as e:
+            say(messages, error_line(e))
+            self.answer(request, exit_status(e), b"", messages)
+            return
+        self.answer(request, 0, output, messages)
+
+    def lend(self, kind: str, fd: int) -> None:
+        if kind == ACCOUNTD_FD and self.accountd is None:
+            self.accountd = open_accountd(fd)
+            greeting = self.accountd.greeting
+            if self.trace:
+                self.trace(f"accountd greeting: {greeting}")
+            lookups = self.lookups
+            lookups.alg, lookups.jwk = greeting.alg, greeting.jwk
+            lookups.thumbprint, lookups.kid = greeting.jwk_thumbprint, greeting.kid
+        elif kind == CHALLENGES_FD and self.watch is None:
+            os.fchdir(fd)
+            os.close(fd)
+            self.watch = token_reads.watch(".")
+        else:
+            raise Fatal(f"a second {kind} descriptor on the control socket")
+
+    def look_up(self, request: Request) -> bytes:
+        if request.command == DIRECTORY:
+            parse_directory_arguments(request.arguments)
+            return encode_object(self.lookups.directory.object)
+        info, retry_after = self.lookups.renewal_info(
+            parse_renewal_info_arguments(request.arguments)
+        )
+        return encode_renewal_info(RenewalInfoAnswer(info, retry_after))
+
+    def start_order(self, request: Request) -> None:
+        """The order of REQUEST, in a thread, once what it shares is known."""
+        parse_new_order_arguments(request.arguments)
+        if self.watch is None:
+            raise Fatal("the master lent the session no challenge directory")
+        self.orders = [order for order in self.orders if order.is_alive()]
+        if len(self.orders) >= MAX_ORDERS:
+            raise Fatal(f"more than {MAX_ORDERS} orders at once")
+        directory = self.lookups.directory
+        kid = self.lookups.account_kid()
+        with self._idle:
+            transport = self.idle.pop() if self.idle else None
+        if transport is None:
+            transport = Transport(self.context, self.patience, self.trace)
+            # The nonce of the account lookup, which would be wasted.
+            transport.nonce = self.lookups.transport.take_nonce()
+        session = AcmeSession(
+            self.settings.server,
+            context=self.context,
+            sign=self.sign,
+            alg=self.lookups.alg,
+            jwk=self.lookups.jwk,
+            thumbprint=self.lookups.thumbprint,
+            kid=kid,
+            patience=self.patience,
+            warn=log.warn,
+            trace=self.trace,
+            directory=directory,
+            transport=transport,
+        )
+        thread = threading.Thread(target=self.order, args=(session, request))
+        self.orders.append(thread)
+        thread.start()
+
+    def order(self, session: AcmeSession, request: Request) -> None:
+        messages: list[str] = []
+        session.warn = lambda message: say(messages, f"Warning: {message}")
+        status, output = 0, b""
+        try:
+            chain = order_chain(
+                session,
+                list(request.arguments),
+                request.stdin,
+                request.order,
+                self.watch,
+                lambda message: say(messages, message),
+                lambda url: self.send(encode_announce(Announce(request.id, url))),
+            )
+            output = chain.encode("ascii")
+        except (Fatal, AcmeError, ContractError) as e:
+            status = exit_status(e)
+            if isinstance(e, RateLimited):
+                output = encode_rate_limit(e.retry_after)
+            say(messages, error_line(e))
+        except Exception as e:
+            status = 1
+            say(messages, error_line(e.__class__.__name__ + ": " + str(e)))
+        finally:
+            with self._idle:
+                self.idle.append(session.transport)
+        self.answer(request, status, output, messages)
+
+    def answer(self, request: Request, status: int, output: bytes, messages: list[str]) -> None:
+        if len(messages) > MAX_MESSAGES:
+            messages = [*messages[: MAX_MESSAGES - 1], messages[-1]]
+        self.send(encode_answer(Answer(request.id, status, output, tuple(messages))))
+
+    def close(self) -> None:
+        self.lookups.transport.close()
+        for transport in self.idle:
+            transport.close()
+
+
+def say(messages: list[str], message: str) -> None:
+    """MESSAGE into MESSAGES, a line each, for the master to show (at most
+    MAX_MESSAGE characters a line)."""
+    for line in message.split("\n"):
+        messages.append(line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "...")
+
+
+def serve_session(control_fd: int, settings: ClientSettings) -> None:
+    try:
+        control = socket.socket(fileno=control_fd)
+    except OSError as e:
+        raise Fatal(f"can't use the control socket fd {control_fd}: {e}") from None
+    trace = log.debug if os.environ.get("DEBUG", "0") not in ("", "0") else None
+    session = Session(control, settings, trace)
+    try:
+        session.serve()
+    finally:
+        session.close()
+
+
 COMMANDS = {
     ACCOUNT: account,
     NEW_ORDER: new_order,
@@ -395,6 +661,9 @@ def run(argv: list[str]) -> None:
         raise Fatal(f"usage: {sys.executable} -m lacme.client {e}") from None
     command, socket_fd, args = invocation.command, invocation.socket_fd, list(invocation.arguments)
     settings = read_settings(invocation.config_fd)
+    if command == SESSION:
+        serve_session(socket_fd, settings)
+        return
     # Lookups sign nothing, and the master puts no accountd behind their
     # SOCKET_FD (one could ask for a passphrase): it is left alone.
     accountd = None if command in UNSIGNED else open_accountd(socket_fd)
@@ -441,15 +710,9 @@ def run(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         run(sys.argv[1:] if argv is None else argv)
-    except RateLimited as e:
-        log.say(f"{NAME} {__version__}: error: {e}")
-        return EXIT_RATE_LIMITED
-    except AcmeUnreachable as e:
-        log.say(f"{NAME} {__version__}: error: {e}")
-        return EXIT_UNREACHABLE
     except (Fatal, AcmeError, ContractError) as e:
-        log.say(f"{NAME} {__version__}: error: {e}")
-        return 1
+        log.say(error_line(e))
+        return exit_status(e)
     return 0
 
 

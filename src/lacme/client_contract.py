@@ -38,8 +38,24 @@ Beyond 0.8.2, all optional, so that a lacme 0.8.2 master works unchanged:
   stdout, as {"renewalInfo": OBJECT, "retryAfter": SECONDS or null}.
   These two sign nothing: SOCKET_FD is then not read, and the master
   passes a stream with no accountd behind it (UNSIGNED).
+
+And, for lacme's own client only (the master asks nothing of another one):
+
+- `session CONFIG_FD CONTROL_FD`: one client for a whole run, started in
+  `/`.  CONTROL_FD is a UNIX stream socket on which the master sends
+  requests, one JSON object a line (encode_request): `directory`,
+  `renewalInfo` and `newOrder` as above, each with an `id`, the CSR in it
+  (base64url), several newOrders at once.  Two lines carry a descriptor
+  (SCM_RIGHTS) instead: the accountd stream, before the first newOrder,
+  and the challenge directory, which the client makes its working
+  directory.  The client answers each request with a line
+  (encode_answer): the exit status, what the command would have printed
+  on stdout, and the lines it would have printed on stderr; before, for a
+  newOrder, the order's URL (encode_announce) instead of on an order-fd.
+  When the master closes its end, the client finishes and exits.
 """
 
+import base64
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -51,7 +67,10 @@ REVOKE_CERT = "revokeCert"
 KEY_CHANGE = "keyChange"
 DIRECTORY = "directory"
 RENEWAL_INFO = "renewalInfo"
-COMMANDS = (ACCOUNT, NEW_ORDER, REVOKE_CERT, KEY_CHANGE, DIRECTORY, RENEWAL_INFO)
+SESSION = "session"
+COMMANDS = (ACCOUNT, NEW_ORDER, REVOKE_CERT, KEY_CHANGE, DIRECTORY, RENEWAL_INFO, SESSION)
+# What a session is asked; the first two sign nothing.
+SESSION_REQUESTS = (DIRECTORY, RENEWAL_INFO, NEW_ORDER)
 UNSIGNED = frozenset({DIRECTORY, RENEWAL_INFO})
 
 ACCOUNT_REGISTER = 1
@@ -395,3 +414,184 @@ def split_chain(output: bytes) -> list[bytes]:
     if not _PEM_CHAIN.fullmatch(output):
         raise ContractError("not a PEM certificate chain")
     return _PEM_BLOCK.findall(output)
+
+
+# --- session (CONTROL_FD) -------------------------------------------------------
+
+# The descriptors a session is lent, each on a line of its own.
+ACCOUNTD_FD = "accountd"
+CHALLENGES_FD = "challenges"
+DESCRIPTORS = (ACCOUNTD_FD, CHALLENGES_FD)
+# An answer carries at most a chain, JSON-escaped (a PEM line grows by two
+# bytes of "\n"), and the stderr lines; anything longer is no answer.
+MAX_SESSION_LINE = 2 * MAX_CHAIN_OUTPUT
+MAX_MESSAGES = 100
+MAX_MESSAGE = 4096
+# What crosses CONTROL_FD from the master: bounded by MAX_INPUT each.
+MAX_REQUEST = MAX_INPUT
+
+
+class Request(NamedTuple):
+    """A request of the session: COMMAND with the one-shot command's
+    ARGUMENTS, its stdin (the CSR of a newOrder) and ORDER settings."""
+
+    id: int
+    command: str
+    arguments: tuple[str, ...] = ()
+    stdin: bytes = b""
+    order: OrderSettings = OrderSettings()
+
+
+class Answer(NamedTuple):
+    """What the client did of request ID: as the one-shot command would
+    have exited (STATUS), printed on stdout (OUTPUT) and on stderr (MESSAGES)."""
+
+    id: int
+    status: int
+    output: bytes
+    messages: tuple[str, ...]
+
+
+class Announce(NamedTuple):
+    """The URL of the order that request ID works on."""
+
+    id: int
+    url: str
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _object(line: bytes, limit: int) -> dict[str, Any]:
+    if len(line) > limit or not line.endswith(b"\n"):
+        raise ContractError(f"not a line of at most {limit} bytes")
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        raise ContractError(f"not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ContractError("not a JSON object")
+    return obj
+
+
+def _id(obj: Mapping[str, Any]) -> int:
+    value = obj.get("id")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 31:
+        raise ContractError(f"no request id: {str(value)[:100]!r}")
+    return value
+
+
+def _strings(value: object, what: str, limit: int) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise ContractError(f"{what} is not a list of at most {limit} strings")
+    if not all(isinstance(item, str) for item in value):
+        raise ContractError(f"{what} is not a list of strings")
+    return tuple(value)
+
+
+def encode_descriptor(kind: str) -> bytes:
+    """The line a descriptor of KIND (DESCRIPTORS) is sent with."""
+    return _line({"descriptor": kind})
+
+
+def encode_request(request: Request) -> bytes:
+    obj: dict[str, Any] = {
+        "id": request.id,
+        "command": request.command,
+        "arguments": list(request.arguments),
+    }
+    if request.stdin:
+        obj["stdin"] = base64.urlsafe_b64encode(request.stdin).decode()
+    order = {
+        key: value
+        for key, value in zip(ORDER_KEYS, request.order, strict=True)
+        if value is not None and key != "order-fd"
+    }
+    if order:
+        obj["order"] = order
+    return _line(obj)
+
+
+def decode_request(line: bytes) -> Request | str:
+    """The client's side of encode_request() and encode_descriptor(): a
+    Request, or the kind of descriptor the line comes with; ContractError
+    for anything else."""
+    obj = _object(line, MAX_REQUEST)
+    if "descriptor" in obj:
+        kind = obj["descriptor"]
+        if kind not in DESCRIPTORS or len(obj) != 1:
+            raise ContractError(f"unknown descriptor: {str(kind)[:100]!r}")
+        return str(kind)
+    command = obj.get("command")
+    if command not in SESSION_REQUESTS:
+        raise ContractError(f"unknown session request: {str(command)[:100]!r}")
+    order = obj.get("order", {})
+    if not isinstance(order, dict) or not order.keys() <= set(ORDER_KEYS) - {"order-fd"}:
+        raise ContractError("order settings are not an object of order keys")
+    if not all(isinstance(value, str) for value in order.values()):
+        raise ContractError("order settings are not strings")
+    stdin = obj.get("stdin", "")
+    try:
+        data = (
+            base64.b64decode(stdin.encode("ascii"), altchars=b"-_", validate=True)
+            if isinstance(stdin, str)
+            else None
+        )
+    except ValueError:  # binascii.Error and UnicodeEncodeError included
+        data = None
+    if data is None:
+        raise ContractError("stdin is not base64url")
+    return Request(
+        _id(obj),
+        str(command),
+        _strings(obj.get("arguments", []), "arguments", MAX_INPUT),
+        data,
+        OrderSettings(*(order.get(key) for key in ORDER_KEYS[:-1])),
+    )
+
+
+def encode_answer(answer: Answer) -> bytes:
+    """The client's answer; its output is text (JSON or PEM), as UTF-8."""
+    return _line(
+        {
+            "id": answer.id,
+            "status": answer.status,
+            "output": answer.output.decode("utf-8", "replace"),
+            "messages": list(answer.messages),
+        }
+    )
+
+
+def encode_announce(announce: Announce) -> bytes:
+    return _line({"id": announce.id, "orderUrl": announce.url})
+
+
+def decode_answer(line: bytes) -> Answer | Announce:
+    """The master's side of encode_answer() and encode_announce();
+    ContractError for anything else, or anything beyond the bounds: output
+    over MAX_CHAIN_OUTPUT bytes, more than MAX_MESSAGES messages or one over
+    MAX_MESSAGE characters, an order URL decode_order_url refuses."""
+    obj = _object(line, MAX_SESSION_LINE)
+    request = _id(obj)
+    if "orderUrl" in obj:
+        url = obj["orderUrl"]
+        if not isinstance(url, str) or len(obj) != 2:
+            raise ContractError("an order URL is not a string")
+        try:
+            encoded = encode_order_url(url)
+        except UnicodeEncodeError:
+            raise ContractError(f"not an order URL: {url[:100]!r}") from None
+        return Announce(request, decode_order_url(encoded))
+    status, output = obj.get("status"), obj.get("output")
+    if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status < 256:
+        raise ContractError(f"no exit status: {str(status)[:100]!r}")
+    if not isinstance(output, str):
+        raise ContractError("no output")
+    data = output.encode("utf-8", "surrogateescape")
+    if len(data) > MAX_CHAIN_OUTPUT:
+        raise ContractError(f"output over {MAX_CHAIN_OUTPUT} bytes")
+    messages = _strings(obj.get("messages"), "messages", MAX_MESSAGES)
+    if any(len(message) > MAX_MESSAGE for message in messages):
+        raise ContractError(f"a message over {MAX_MESSAGE} characters")
+    return Answer(request, status, data, messages)

@@ -57,7 +57,13 @@ def default_cafile() -> str:
 
 
 # lacme.conf's default section.
-LACME_KEYS = ("config-certs", "renewal-lookahead")
+LACME_KEYS = ("config-certs", "renewal-lookahead", "parallel-orders")
+# Orders under way at once with lacme's own client (lacme.client_link): a
+# CA limits requests per account and per address (Let's Encrypt: 20 a
+# second on some resources); 4 orders, each a request at a time, stay far
+# below that over real round trips, and already overlap the waits.
+DEFAULT_PARALLEL_ORDERS = 4
+MAX_PARALLEL_ORDERS = 100
 # The time to the next run of `lacme newOrder`: lacme.timer's 12 hours.
 DEFAULT_RENEWAL_LOOKAHEAD = datetime.timedelta(hours=12)
 # Beyond a weekly run, short renewal windows cannot be met anyway; a longer
@@ -250,6 +256,7 @@ class Config:
     config_certs: tuple[str, ...] | None
     # How soon the next run comes: a renewal due before it is due now.
     renewal_lookahead: datetime.timedelta = DEFAULT_RENEWAL_LOOKAHEAD
+    parallel_orders: int = DEFAULT_PARALLEL_ORDERS
 
 
 def _known_keys(
@@ -328,6 +335,15 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
         )
     except ValueError as e:
         raise ConfigError(f"{filename}: renewal-lookahead = {lookahead}: {e}") from e
+    parallel = defaults.get("parallel-orders")
+    parallel_orders = DEFAULT_PARALLEL_ORDERS
+    if parallel is not None:
+        if not (parallel.isdigit() and 1 <= int(parallel) <= MAX_PARALLEL_ORDERS):
+            raise ConfigError(
+                f"{filename}: parallel-orders = {parallel}: not a number from 1 to "
+                f"{MAX_PARALLEL_ORDERS}"
+            )
+        parallel_orders = int(parallel)
     return Config(
         path=filename,
         client=client,
@@ -335,6 +351,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
         accountd=accountd,
         config_certs=None if config_certs is None else tuple(config_certs.split()),
         renewal_lookahead=renewal_lookahead,
+        parallel_orders=parallel_orders,
     )
 
 

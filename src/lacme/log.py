@@ -7,10 +7,40 @@ imports it."""
 import os
 import sys
 
+# Where say() puts its lines instead while the master holds them back (held).
+_held: list[str] | None = None
+
 
 def say(message: str) -> None:
+    if _held is not None:
+        _held.append(message)
+        return
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+class held:
+    """Within it, say() appends to LINES instead of writing: the master's
+    messages about a section stay together while an earlier one is under way."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def __enter__(self) -> list[str]:
+        global _held
+        self.outer, _held = _held, self.lines
+        return self.lines
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _held
+        _held = self.outer
+
+
+def release(lines: list[str]) -> None:
+    """Write the lines held back, and forget them."""
+    for line in lines:
+        say(line)
+    lines.clear()
 
 
 def debug(message: str) -> None:

@@ -32,10 +32,12 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import Certificate, CertificateSigningRequest
@@ -52,10 +54,14 @@ from lacme import (
     privdrop,
     rate_limits,
     specifiers,
+    strict,
 )
 from lacme.certificate import CertificateError
+from lacme.challenges import DIRECTORY_FLAGS
 from lacme.client_contract import (
     ACCOUNT,
+    ACCOUNTD_FD,
+    CHALLENGES_FD,
     DIRECTORY,
     EXIT_RATE_LIMITED,
     EXIT_UNREACHABLE,
@@ -67,6 +73,7 @@ from lacme.client_contract import (
     RENEWAL_INFO,
     REVOCATION_REASONS,
     REVOKE_CERT,
+    SESSION,
     AccountChange,
     ContractError,
     Invocation,
@@ -79,6 +86,7 @@ from lacme.client_contract import (
     encode_settings,
     revoke_arguments,
 )
+from lacme.client_link import ClientSession, Result
 from lacme.config import AccountdConfig, CertSection, CertSource, Config, Percent
 from lacme.errors import ConfigError
 from lacme.master_command import NAME, Arguments
@@ -93,6 +101,8 @@ LIMITED_PROFILES = ("tlsserver", "shortlived")
 PROFILE_MAX_NAMES = 25
 IP_PROFILE = "shortlived"
 ACCEPTED_KEY_TYPES = ("RSA 2048", "RSA 3072", "RSA 4096", "ECDSA P-256", "ECDSA P-384")
+# What a session client, asked nothing more, has to send its last answers and exit.
+SESSION_GRACE = 10.0
 
 
 class Interrupted(BaseException):
@@ -145,9 +155,20 @@ def refusal_warnings(section: CertSection, key_type: str) -> list[str]:
 
 def before_ordering(section: CertSection) -> list[str]:
     """What would make SECTION's certificate fail after issuance, checked
-    before ordering: installation (certificate.installation_problems) and
-    the notify command's program."""
+    before ordering: installation (certificate.installation_problems), a
+    key or CA file others could change (lacme.strict), and the notify
+    command's program."""
     problems = certificate.installation_problems(section)
+    # Read as root to make the CSR and to verify what the client brings:
+    # whoever could change them would have lacme install a certificate of
+    # their choosing, or one for their key.
+    for key, path in (("certificate-key", section.certificate_key), ("CAfile", section.cafile)):
+        try:
+            problem = None if path is None else strict.problem(path)
+        except OSError:
+            continue  # missing or unreadable: said where it is read
+        if problem is not None:
+            problems.append(f"{key} = {path}: refused: {problem}")
     if section.notify is not None:
         problem = notify.program_problem(section.notify, notify.path(os.geteuid() == 0))
         if problem is not None:
@@ -174,6 +195,41 @@ class ChallengeDirectory:
         if self._path is None:
             self._path = self._set_up(self._stack)
         return self._path
+
+
+class Ordering(NamedTuple):
+    """A section due, and what its order is made of: REPLACES, the ARI
+    certID of the certificate it renews; RESUME, the URL of the order an
+    earlier run left, kept in the file STATE (lacme.installed)."""
+
+    section: CertSection
+    key: certificate.ServiceKey
+    csr: CertificateSigningRequest
+    replaces: str | None
+    resume: str | None
+    state: str
+
+
+@dataclass
+class Work:
+    """A section of a newOrder run, from its start to its end: the
+    messages held back meanwhile (log.held), then its outcome if it needs
+    no order, or its order (the request in the client session, the order
+    URL announced so far, what it came to)."""
+
+    name: str
+    source: CertSource | None
+    lines: list[str] = field(default_factory=list)
+    ok: bool | None = None
+    ordering: Ordering | None = None
+    request: int | None = None
+    url: str | None = None
+    result: Result | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether its order is under way in the client session."""
+        return self.request is not None and self.result is None
 
 
 def format_account(account: dict[str, Any]) -> str:
@@ -208,6 +264,12 @@ class Master:
         # more is asked of it: each section would wait out its retries.
         self.unreachable = False
         self.orphans_uid = self._orphans_uid()
+        # lacme's own client serves a whole newOrder run in one session
+        # (lacme.client_link); another (0.8.2's) is started for each request.
+        self.own_client = config.client.command.split()[-2:] == ["-m", "lacme.client"]
+        self.session: ClientSession | None = None
+        self._lent: set[str] = set()
+        self._run: ExitStack | None = None  # what lives as long as the newOrder run
 
     def _orphans_uid(self) -> int | None:
         """The client's uid if no other child of the master runs as that uid,
@@ -269,27 +331,14 @@ class Master:
         if not argv:
             raise ConfigError("[client] command is empty")
         with ExitStack() as stack:
-            accountd = self.config.accountd
             if lookup:
                 # A stream with nobody behind it: no accountd to start, nor
                 # a passphrase to ask, for a request that needs no signature.
                 sock, peer = socket.socketpair()
                 peer.close()
                 stack.callback(sock.close)
-            elif accountd is not None:
-                sock = stack.enter_context(
-                    accountd_link.running_accountd(
-                        accountd.command,
-                        self.accountd_credentials,
-                        config=accountd.config,
-                        quiet=accountd.quiet,
-                        debug=self.args.debug,
-                    )
-                )
             else:
-                sock = stack.enter_context(
-                    accountd_link.connect_accountd(specifiers.expand(self.config.client.socket))
-                )
+                sock = stack.enter_context(self._accountd())
             settings = stack.enter_context(tempfile.TemporaryFile())
             settings.write(encode_settings(self.config.client.settings(), order))
             settings.flush()
@@ -319,6 +368,84 @@ class Master:
             self.unreachable = True
         # As lacme 0.8.2: the client's exit code, 1 when it was killed.
         return (status if status > 0 else 1 if status < 0 else 0), output
+
+    def _session(self, run: ExitStack, challenges: str | None = None) -> ClientSession:
+        """The client session of the newOrder RUN, started at its first
+        request (again if the last one broke), lent the accountd stream and
+        the challenge directory CHALLENGES when an order first needs them."""
+
+        if self.session is None or self.session.broken is not None:
+            self.session = self._start_session(run)
+            self._lent = set()
+        session = self.session
+        if challenges is not None and ACCOUNTD_FD not in self._lent:
+            self._lent.add(ACCOUNTD_FD)
+            sock = run.enter_context(self._accountd())
+            session.lend(ACCOUNTD_FD, sock.fileno())
+        if challenges is not None and CHALLENGES_FD not in self._lent:
+            self._lent.add(CHALLENGES_FD)
+            fd = os.open(challenges, DIRECTORY_FLAGS)
+            try:
+                session.lend(CHALLENGES_FD, fd)
+            finally:
+                os.close(fd)
+        return session
+
+    def _start_session(self, stack: ExitStack) -> ClientSession:
+        argv = self.config.client.command.split()
+        control, theirs = socket.socketpair()
+        stack.callback(control.close)
+        with theirs, tempfile.TemporaryFile() as settings:
+            settings.write(encode_settings(self.config.client.settings()))
+            settings.flush()
+            settings.seek(0)
+            invocation = Invocation(SESSION, settings.fileno(), theirs.fileno(), ())
+            client = privdrop.spawn(
+                client_argv(argv, invocation),
+                self.client_credentials,
+                pass_fds=(settings.fileno(), theirs.fileno()),
+                env={"DEBUG": "1" if self.args.debug else "0"},
+            )
+        self.debug(f"Forking {argv[0]} for the run's session, child PID {client.pid}")
+        session = ClientSession(client, control, argv[0])
+
+        def end(exc_type: type[BaseException] | None, *_: object) -> None:
+            # Asked nothing more, it exits once its answers are sent; when
+            # the run stops short, at once.
+            session.close()
+            privdrop.stop(client, grace=0 if exc_type is not None else SESSION_GRACE)
+            self._end_orphans()
+
+        stack.push(end)
+        return session
+
+    def _accountd(self) -> contextlib.AbstractContextManager[socket.socket]:
+        """A conversation with lacme-accountd: one started for it, or the socket's."""
+        accountd = self.config.accountd
+        if accountd is None:
+            return accountd_link.connect_accountd(specifiers.expand(self.config.client.socket))
+        return accountd_link.running_accountd(
+            accountd.command,
+            self.accountd_credentials,
+            config=accountd.config,
+            quiet=accountd.quiet,
+            debug=self.args.debug,
+        )
+
+    def _look_up(self, command: str, arguments: Sequence[str]) -> tuple[int, bytes]:
+        """A lookup (client_contract.UNSIGNED): in the run's session, or by
+        a client of its own; its exit status and output."""
+
+        if not self.own_client or self._run is None:
+            return self.run_client(arguments, command=command, capture=True, lookup=True)
+        session = self._session(self._run)
+        request = session.wait({session.ask(command, arguments)})
+        result = session.result(request)
+        for message in result.messages:
+            log.say(message)
+        if result.status == EXIT_UNREACHABLE:
+            self.unreachable = True
+        return result.status, result.output
 
     # --- commands ---------------------------------------------------------
 
@@ -379,28 +506,70 @@ class Master:
         sys.stdout.flush()
 
     def new_order(self) -> int:
-        """Renew each section asked for (all by default) that is due."""
+        """Renew each section asked for (all by default) that is due: with
+        lacme's own client, up to `parallel-orders` orders under way at
+        once in one client session, each section's messages kept together
+        and the sections ended in the order they were asked for."""
 
         files = config.certificate_files(self.config, self.args.config_certs)
         for filename in files:
             self.debug(f"Reading {filename}")
         sources = config.load_certs(files)
-        status = 0
-        with ChallengeDirectory(self._set_up_challenges) as challenges:
-            for name in self.args.arguments or sorted(sources):
-                source = sources.get(name)
-                if source is None:
-                    log.say(f"Warning: No such section {name}, skipping")
-                    status = 1
-                elif not self._renew(source, challenges):
-                    status = 1
-                if source is not None and not self._notify_pending(source):
-                    status = 1
-        return status
+        failed = False
+        queue: deque[Work] = deque()
+        with ExitStack() as stack:
+            challenges = stack.enter_context(ChallengeDirectory(self._set_up_challenges))
+            self._run = stack
+            try:
+                for name in self.args.arguments or sorted(sources):
+                    while self._under_way(queue) >= self._parallel_orders():
+                        self._await(queue)
+                    work = Work(name, sources.get(name))
+                    # Behind a section still under way, its messages wait for it.
+                    hold = log.held(work.lines) if queue else contextlib.nullcontext()
+                    queue.append(work)
+                    with hold:
+                        self._begin(work, challenges, stack)
+                    failed |= self._end_finished(queue)
+                while queue:
+                    self._await(queue)
+                    failed |= self._end_finished(queue)
+            finally:
+                self._abandon(queue)
+                self._run = None
+        return 1 if failed else 0
 
-    def _renew(self, source: CertSource, challenges: ChallengeDirectory) -> bool:
-        """One section, top to bottom: is it due, order, verify, install,
-        notify.  False when a step failed."""
+    def _begin(self, work: Work, challenges: ChallengeDirectory, run: ExitStack) -> None:
+        """Whether WORK's section is due, then its order started (in the
+        session of the newOrder RUN with lacme's own client); or its outcome
+        if it needs none, or can't have one."""
+
+        if work.source is None:
+            log.say(f"Warning: No such section {work.name}, skipping")
+            work.ok = False
+            return
+        prepared = self._prepare(work.source)
+        if isinstance(prepared, bool):
+            work.ok = prepared
+            return
+        work.ordering = prepared
+        # Outside the section's errors: a challenge set-up that fails stops the run.
+        directory = challenges.path()
+        section = prepared.section
+        csr = prepared.csr.public_bytes(serialization.Encoding.DER)
+        settings = OrderSettings(
+            section.preferred_chain, section.profile, prepared.replaces, prepared.resume
+        )
+        if self.own_client:
+            work.request = self._session(run, directory).ask(
+                NEW_ORDER, section.identifiers, csr, settings
+            )
+        else:
+            self._order_once(work, section.identifiers, csr, settings, directory)
+
+    def _prepare(self, source: CertSource) -> Ordering | bool:
+        """Is the section of SOURCE due: its order, or the section's outcome
+        (False when a step failed)."""
 
         try:
             section = self._section(source)
@@ -441,18 +610,98 @@ class Master:
         except CertificateError as e:
             log.say(f"[{source.name}] Error: {e}")
             return False
-        # Outside the section's errors: a challenge set-up that fails stops the run.
-        directory = challenges.path()
-        try:
-            chain = self._order(section, csr, directory, replaces)
-        except CertificateError as e:  # what came back is no chain
-            log.say(f"[{source.name}] Error: {e}")
+        name = section.name
+        self.debug(f"[{name}] Will request authorization for: {', '.join(section.identifiers)}")
+        state = installed.order_path(section.certificate_paths()[0])
+        resume = installed.load_order(state, section.identifiers)
+        if resume is not None:
+            self.info(f"[{name}] Resuming the order an earlier run left: {resume}")
+        return Ordering(section, key, csr, replaces, resume, state)
+
+    def _under_way(self, queue: deque[Work]) -> int:
+        return sum(1 for work in queue if work.waiting)
+
+    def _parallel_orders(self) -> int:
+        """How many orders may be under way: one until an order was placed,
+        so that a server down, or an account it does not know, is found
+        out by one order, not one for each section."""
+        if self.session is None or not self.session.reached:
+            return 1
+        return self.config.parallel_orders
+
+    def _await(self, queue: deque[Work]) -> None:
+        """Wait for one of the orders under way in QUEUE to come to its
+        result, or while none was placed yet, for one to be."""
+
+        waiting = {work.request: work for work in queue if work.waiting}
+        if self.session is None or not waiting:
+            return
+        session = self.session
+        ids = {key for key in waiting if key is not None}
+        request = session.wait(ids) if session.reached else session.wait_or_placed(ids)
+        if request is None:
+            return
+        result = session.result(request)
+        if result.status == EXIT_UNREACHABLE:
+            self.unreachable = True
+        waiting[request].result = result
+
+    def _end_finished(self, queue: deque[Work]) -> bool:
+        """End the sections at the head of QUEUE that are no longer under
+        way, in order, their messages first; whether one failed."""
+
+        failed = False
+        while queue and not queue[0].waiting:
+            work = queue.popleft()
+            log.release(work.lines)
+            ok = work.ok
+            if work.ordering is not None and work.result is not None:
+                ok = self._end_order(work.ordering, work.result)
+            if work.source is not None and not self._notify_pending(work.source):
+                ok = False
+            failed |= not ok
+        return failed
+
+    def _abandon(self, queue: deque[Work]) -> None:
+        """What is left of QUEUE when the run stops short: the messages
+        held are shown, and the orders under way kept for the next run."""
+
+        for work in queue:
+            log.release(work.lines)
+            if work.ordering is None or work.result is not None:
+                continue
+            url = work.url
+            if work.request is not None and self.session is not None:
+                url = self.session.url(work.request)
+            section = work.ordering.section
+            if url is not None and self._keep_order(section, work.ordering.state, url):
+                self.info(f"[{section.name}] The next run resumes the order {url}")
+
+    def _end_order(self, ordering: Ordering, result: Result) -> bool:
+        """What the order came to: the chain verified and installed, then
+        notify; or why not."""
+
+        section, key, name = ordering.section, ordering.key, ordering.section.name
+        for message in result.messages:
+            log.say(message)
+        if result.status != 0:
+            log.say(f"[{name}] Error: Couldn't issue X.509 certificate!")
+            url = result.url
+            if url is not None and self._keep_order(section, ordering.state, url):
+                self.info(f"[{name}] The next run resumes the order {url}")
+            if result.status == EXIT_RATE_LIMITED:
+                self._record_rate_limit(section, result.output, datetime.datetime.now(datetime.UTC))
             return False
-        if chain is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ordering.state)
+        try:
+            chain = certificate.parse_chain(result.output)
+        except CertificateError as e:  # what came back is no chain
+            log.say(f"[{name}] Error: {e}")
             return False
         stale = self._stale(section, chain[0])
         if stale is not None:
-            log.say(f"[{source.name}] Error after issuance: {stale}")
+            log.say(f"[{name}] Error after issuance: {stale}")
             return False
         try:
             path = certificate.check_chain(chain, key, section, datetime.datetime.now(datetime.UTC))
@@ -595,7 +844,7 @@ class Master:
         profiles and renewal information; None, after a warning, if that fails."""
         if self.unreachable:
             return None
-        status, output = self.run_client([], command=DIRECTORY, capture=True, lookup=True)
+        status, output = self._look_up(DIRECTORY, [])
         directory = decode_object(output) if status == 0 else None
         if directory is None:
             log.say(
@@ -714,7 +963,7 @@ class Master:
             return previous
         if self.unreachable or not self._ari_offered(section, cert_id, now):
             return None
-        status, output = self.run_client([cert_id], command=RENEWAL_INFO, capture=True, lookup=True)
+        status, output = self._look_up(RENEWAL_INFO, [cert_id])
         try:
             if status != 0:
                 raise ValueError("the client failed")
@@ -739,53 +988,32 @@ class Master:
         self.info(f"[{section.name}] Valid until {expiry:%Y-%m-%d %H:%M:%S} UTC, skipping")
         return True
 
-    def _order(
+    def _order_once(
         self,
-        section: CertSection,
-        csr: CertificateSigningRequest,
+        work: Work,
+        identifiers: Sequence[str],
+        csr: bytes,
+        settings: OrderSettings,
         challenges: str,
-        replaces: str | None,
-    ) -> list[Certificate] | None:
-        """The chain the client brings back for CSR, the client working in
-        the challenge directory CHALLENGES; None, after an error, if it
-        failed.  CertificateError if what it brought is no chain."""
+    ) -> None:
+        """WORK's order, by a client of its own (the 0.8.2 contract) working
+        in the challenge directory CHALLENGES."""
 
-        name = section.name
-        self.debug(f"[{name}] Will request authorization for: {', '.join(section.identifiers)}")
-        state = installed.order_path(section.certificate_paths()[0])
-        resume = installed.load_order(state, section.identifiers)
-        if resume is not None:
-            self.info(f"[{name}] Resuming the order an earlier run left: {resume}")
         announced, channel = os.pipe()
-        status: int | None = None  # None: interrupted
-        kept = False
         try:
             status, output = self.run_client(
-                section.identifiers,
-                stdin=csr.public_bytes(serialization.Encoding.DER),
+                identifiers,
+                stdin=csr,
                 capture=True,
                 cwd=challenges,
-                order=OrderSettings(
-                    section.preferred_chain, section.profile, replaces, resume, channel
-                ),
+                order=settings._replace(order_fd=channel),
                 extra_fds=(channel,),
             )
         finally:
             os.close(channel)
-            url = _read_order_url(announced)
+            work.url = _read_order_url(announced)
             os.close(announced)
-            if status != 0 and url is not None:
-                kept = self._keep_order(section, state, url)
-        if status == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(state)
-            return certificate.parse_chain(output)
-        log.say(f"[{name}] Error: Couldn't issue X.509 certificate!")
-        if kept:
-            self.info(f"[{name}] The next run resumes the order {url}")
-        if status == EXIT_RATE_LIMITED:
-            self._record_rate_limit(section, output, datetime.datetime.now(datetime.UTC))
-        return None
+        work.result = Result(status, output, (), work.url)
 
     def _keep_order(self, section: CertSection, state: str, url: str) -> bool:
         """Record the order at URL, cut short, for the next run to resume;

@@ -1,0 +1,101 @@
+"""A newOrder run with lacme's own client against Pebble: one client
+session and one accountd conversation for every section, orders under way
+in parallel up to `parallel-orders`, and each section's messages together,
+in the order of the configuration."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lacme.acme_http import ERROR_NS
+from support.faults import Answer, FaultProxy, Request, problem
+from support.masters import MasterSetup, leaf_of, master_setup, names_of
+from support.pebble import PebbleServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
+
+SECTIONS = [f"s{i}" for i in range(6)]
+
+
+def six_sections(setup: MasterSetup) -> None:
+    sections = {}
+    for name in SECTIONS:
+        key, _ = setup.service_key(name, "p256")
+        sections[name] = {
+            "certificate-key": str(key),
+            "certificate-chain": str(setup.directory / f"{name}.chain"),
+            "subject": f"/CN={name}.example.test",
+        }
+    setup.write_sections(sections)
+
+
+def blocks(stderr: str) -> list[str]:
+    """The sections the lines of STDERR are about ([NAME] or NAME.chain), in
+    turn, a run of lines about one counted once."""
+    order: list[str] = []
+    for line in stderr.splitlines():
+        match = re.search(r"\[(s\d)\] |/(s\d)\.chain", line)
+        name = match and (match.group(1) or match.group(2))
+        if name and (not order or order[-1] != name):
+            order.append(name)
+    return order
+
+
+def test_one_session_serves_a_run_of_parallel_orders(pebble: PebbleServer) -> None:
+    with master_setup(pebble, defaults=["parallel-orders = 3"]) as setup:
+        setup.register()
+        six_sections(setup)
+        result = setup.run("newOrder", "--debug")
+        for name in SECTIONS:
+            leaf = leaf_of(setup.directory / f"{name}.chain")
+            assert names_of(leaf) == [f"{name}.example.test"]
+    forks = [line for line in result.stderr.splitlines() if "] Forking " in line]
+    # One client, one accountd, one webserver for the six orders.
+    assert len([f for f in forks if "for the run's session" in f]) == 1, forks
+    assert len([f for f in forks if "lacme-accountd" in f]) == 1, forks
+    assert len(forks) == 3, forks
+    # Each section's messages together, in the configuration's order.
+    assert blocks(result.stderr) == SECTIONS, result.stderr
+    installs = re.findall(r"Installing X.509 certificate chain .*/(s\d)\.chain", result.stderr)
+    assert installs == SECTIONS
+
+
+def test_a_failing_order_fails_its_section_alone(fault_proxy: FaultProxy) -> None:
+    """The CA refuses one section's order: that section fails, the others
+    are issued, and the run exits 1."""
+
+    def refuse_s2(request: Request) -> Answer | None:
+        identifiers = (request.payload or {}).get("identifiers", [])
+        if request.path == fault_proxy.path("newOrder") and any(
+            identifier.get("value") == "s2.example.test" for identifier in identifiers
+        ):
+            return problem(400, ERROR_NS + "rejectedIdentifier", "not s2")
+        return None
+
+    fault_proxy.hooks.append(refuse_s2)
+    with master_setup(fault_proxy, defaults=["parallel-orders = 6"]) as setup:
+        setup.register()
+        six_sections(setup)
+        result = setup.run("newOrder", check=False)
+        for name in SECTIONS:
+            assert (setup.directory / f"{name}.chain").exists() == (name != "s2"), result.stderr
+    assert result.returncode == 1
+    assert "[s2] Error: Couldn't issue X.509 certificate!" in result.stderr
+    assert "not s2" in result.stderr
+    assert blocks(result.stderr) == SECTIONS, result.stderr
+
+
+def test_the_directory_is_asked_once_a_run(fault_proxy: FaultProxy) -> None:
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        six_sections(setup)
+        fault_proxy.exchanges.clear()
+        setup.run("newOrder")
+    directory: list[Request] = [
+        e.request for e in fault_proxy.exchanges if e.request.path == "/dir"
+    ]
+    accounts = fault_proxy.sent("POST", "newAccount")
+    assert len(directory) == 1, fault_proxy.log()
+    assert len(accounts) == 1, fault_proxy.log()
