@@ -19,16 +19,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 # The Pebble bench and the drivers of the test suite.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from support.commands import ACCOUNTD, CONTACT, PERL_ACCOUNTD, PERL_LACME
 from support.commands import LACME as OUR_LACME
-from support.masters import master_setup, perl_master_setup
+from support.masters import check_issued, master_setup, perl_master_setup
 from support.pebble import PebbleServer, running_pebble
 from support.pki import new_key_file
 from support.system import temporary_directory
@@ -50,17 +53,24 @@ def kind_of(argv: list[str]) -> str | None:
     return None
 
 
-class PeakSampler:
-    """Samples /proc every INTERVAL seconds: the largest VmHWM (KiB) seen per kind."""
+def vm_hwm(entry: Path) -> int:
+    """The peak resident memory (VmHWM, KiB) of the process at /proc ENTRY so
+    far; 0 for a kernel thread, OSError once it has exited."""
+    for line in (entry / "status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+class ProcSampler:
+    """Calls `sample()` every INTERVAL seconds in a thread, while in a `with`."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peaks: dict[str, int] = dict.fromkeys(KINDS, 0)
-        self.pids: dict[str, set[int]] = {kind: set() for kind in KINDS}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -70,43 +80,76 @@ class PeakSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    self._sample(entry)
+            self.sample([entry for entry in Path("/proc").iterdir() if entry.name.isdigit()])
             time.sleep(self.interval)
 
-    def _sample(self, entry: Path) -> None:
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            kind = kind_of(argv)
-            if kind is None:
-                return
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peaks[kind] = max(self.peaks[kind], int(line.split()[1]))
+    def sample(self, entries: list[Path]) -> None:
+        raise NotImplementedError
+
+
+class PeakSampler(ProcSampler):
+    """The largest VmHWM (KiB) seen per kind of lacme process."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(interval)
+        self.peaks: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.pids: dict[str, set[int]] = {kind: set() for kind in KINDS}
+
+    def sample(self, entries: list[Path]) -> None:
+        for entry in entries:
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                kind = kind_of(argv)
+                if kind is not None:
+                    self.peaks[kind] = max(self.peaks[kind], vm_hwm(entry))
                     self.pids[kind].add(int(entry.name))
-        except (OSError, ValueError):
-            pass  # it exited meanwhile
+            except (OSError, ValueError):
+                pass  # it exited meanwhile
 
 
-def sections(directory: Path, pebble: PebbleServer, count: int, keys: list[Path]) -> str:
+@dataclass(frozen=True)
+class Section:
+    """A section of lacme-certs.conf: its name, names, key and chain file."""
+
+    name: str
+    names: tuple[str, ...]
+    key: Path
+    chain: Path
+
+
+def numbered_sections(directory: Path, keys: list[Path], label: str = "") -> list[Section]:
+    """A section per key: sNN (LABELsNN.example.test, www.LABELsNN.example.test)."""
+    return [
+        Section(
+            f"{label}s{i:02}",
+            (f"{label}s{i:02}.example.test", f"www.{label}s{i:02}.example.test"),
+            key,
+            directory / f"{label}s{i:02}.pem",
+        )
+        for i, key in enumerate(keys)
+    ]
+
+
+def sections(pebble: PebbleServer, specs: list[Section]) -> str:
+    """lacme-certs.conf for SPECS, each trusting Pebble's roots."""
     lines = [f"CAfile = {pebble.roots_file}"]
-    for i in range(count):
+    for spec in specs:
         lines += [
-            f"[s{i:02}]",
-            f"certificate-key = {keys[i]}",
-            f"certificate-chain = {directory / f's{i:02}.pem'}",
-            f"subject = /CN=s{i}.example.test",
-            f"subjectAltName = DNS:s{i}.example.test, DNS:www.s{i}.example.test",
+            f"[{spec.name}]",
+            f"certificate-key = {spec.key}",
+            f"certificate-chain = {spec.chain}",
+            f"subject = /CN={spec.names[0]}",
+            f"subjectAltName = {', '.join(f'DNS:{name}' for name in spec.names)}",
         ]
     return "\n".join(lines) + "\n"
 
 
 @contextmanager
 def side(
-    pebble: PebbleServer, name: str, count: int, keys: list[Path]
+    pebble: PebbleServer, name: str
 ) -> Iterator[tuple[Path, Callable[..., subprocess.CompletedProcess[str]]]]:
-    """A registered account and COUNT sections for SIDE: (directory, run)."""
+    """A registered RSA-2048 account for SIDE ("Perl" or "ours"): its
+    directory, where lacme-certs.conf goes, and how to run its lacme."""
     with ExitStack() as stack:
         run: Callable[..., subprocess.CompletedProcess[str]]
         if name == "Perl":
@@ -118,15 +161,15 @@ def side(
             ours = stack.enter_context(master_setup(pebble, account_key_kind="rsa2048"))
             directory, run = ours.directory, ours.run
         run("account", "--register", "--tos-agreed", CONTACT)
-        (directory / "lacme-certs.conf").write_text(sections(directory, pebble, count, keys))
         yield directory, run
 
 
-def check(directory: Path, count: int) -> None:
-    for i in range(count):
-        chain = x509.load_pem_x509_certificates((directory / f"s{i:02}.pem").read_bytes())
-        if len(chain) < 2:
-            raise SystemExit(f"{directory}/s{i:02}.pem: no chain")
+def check(pebble: PebbleServer, specs: list[Section]) -> None:
+    """Every chain of SPECS is for its names and key, up to Pebble's root."""
+    for spec in specs:
+        key = serialization.load_pem_private_key(spec.key.read_bytes(), None)
+        chain = x509.load_pem_x509_certificates(spec.chain.read_bytes())
+        check_issued(pebble.roots_file, chain, spec.names, key.public_key())
 
 
 def help_time(argv: list[str], runs: int) -> float:
@@ -156,13 +199,15 @@ def main() -> int:
         for path in keys:
             new_key_file(path, "rsa2048")
         for name in ("Perl", "ours"):
-            with side(pebble, name, args.count, keys) as (directory, run):
+            with side(pebble, name) as (directory, run):
+                specs = numbered_sections(directory, keys)
+                (directory / "lacme-certs.conf").write_text(sections(pebble, specs))
                 print(f"{name}: issuing {args.count} certificates", file=sys.stderr)
                 with PeakSampler(args.interval) as sampler:
                     start = time.monotonic()
                     run("newOrder")
                     seconds[name] = time.monotonic() - start
-                check(directory, args.count)
+                check(pebble, specs)
                 peaks[name] = sampler.peaks
                 print(f"{name}: {seconds[name]:.1f} s, peaks {sampler.peaks} KiB", file=sys.stderr)
 

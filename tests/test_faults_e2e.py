@@ -16,11 +16,10 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509 import verification
 
 from lacme.certificate import ari_cert_id
 from support.faults import Answer, FaultProxy, Request, offer_renewal_info, problem
-from support.masters import MasterSetup, leaf_of, master_setup, names_of
+from support.masters import MasterSetup, check_issued, leaf_of, master_setup
 from support.pki import new_key_file, public_jwk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -32,18 +31,9 @@ NAMES = ["a.example.test", "www.a.example.test"]
 def check_installed(setup: MasterSetup, proxy: FaultProxy, chain: Path) -> x509.Certificate:
     """The certificate chain installed at CHAIN: for the section's key and
     names, verified against Pebble's roots, and valid at Pebble; its leaf."""
-    leaf, *intermediates = x509.load_pem_x509_certificates(chain.read_bytes())
-    assert intermediates, "certificate-chain has no intermediate"
     key = serialization.load_pem_private_key((setup.directory / "site.key").read_bytes(), None)
-    assert leaf.public_key() == key.public_key()
-    assert names_of(leaf) == NAMES
-    roots = x509.load_pem_x509_certificates(proxy.roots_file.read_bytes())
-    verifier = (
-        verification.PolicyBuilder()
-        .store(verification.Store(roots))
-        .build_server_verifier(x509.DNSName(NAMES[0]))
-    )
-    verifier.verify(leaf, intermediates)
+    certificates = x509.load_pem_x509_certificates(chain.read_bytes())
+    leaf = check_issued(proxy.roots_file, certificates, NAMES, key.public_key())
     assert proxy.pebble.cert_status(leaf.serial_number)["Status"] == "Valid"
     return leaf
 

@@ -42,6 +42,26 @@ def names_of(cert: x509.Certificate) -> list[str]:
     return sorted(san.get_values_for_type(x509.DNSName))
 
 
+def check_issued(
+    roots_file: Path, chain: list[x509.Certificate], names: Sequence[str], public_key: Any
+) -> x509.Certificate:
+    """CHAIN (leaf first) is a certificate for NAMES and PUBLIC_KEY with its
+    intermediates, up to a root in ROOTS_FILE (Pebble's, as fetched from its
+    management API at its start); its leaf."""
+    leaf, *intermediates = chain
+    assert intermediates, "no intermediate after the leaf"
+    assert leaf.public_key() == public_key, "the leaf is not for the service key"
+    assert names_of(leaf) == sorted(names), f"the leaf is for {names_of(leaf)}"
+    roots = x509.load_pem_x509_certificates(roots_file.read_bytes())
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store(roots))
+        .build_server_verifier(x509.DNSName(names[0]))
+    )
+    verifier.verify(leaf, intermediates)
+    return leaf
+
+
 @dataclass
 class MasterSetup:
     """Our master's lacme.conf, lacme-accountd.conf and account key."""
@@ -177,19 +197,11 @@ class PerlMasterSetup:
 
     def check_certificate(self) -> None:
         """The installed certificate is for our names and service key, chaining to Pebble's root."""
-        leaf, *intermediates = x509.load_pem_x509_certificates(self.certificate_chain.read_bytes())
-        assert x509.load_pem_x509_certificate(self.certificate.read_bytes()) == leaf
-        assert intermediates, "certificate-chain has no intermediate"
-        assert leaf.public_key() == self.service_key.public_key()
-        assert names_of(leaf) == sorted(self.names)
-
-        roots = x509.load_pem_x509_certificates(self.pebble.roots_file.read_bytes())
-        verifier = (
-            verification.PolicyBuilder()
-            .store(verification.Store(roots))
-            .build_server_verifier(x509.DNSName(self.names[0]))
+        chain = x509.load_pem_x509_certificates(self.certificate_chain.read_bytes())
+        leaf = check_issued(
+            self.pebble.roots_file, chain, self.names, self.service_key.public_key()
         )
-        verifier.verify(leaf, intermediates)
+        assert x509.load_pem_x509_certificate(self.certificate.read_bytes()) == leaf
 
         status = self.pebble.cert_status(leaf.serial_number)
         assert status["Status"] == "Valid"
