@@ -20,6 +20,7 @@ import ctypes
 import importlib.metadata
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -83,16 +84,19 @@ class TreeSampler(ProcSampler):
     """The peak of the summed VmHWM (KiB) of ROOT and its descendants alive at once.
 
     A process joins the tree when first seen with its parent in it; one that
-    lives and dies between two samples is missed."""
+    lives and dies between two samples is missed.  Each process counts by
+    the VmHWM it was last seen with, so one caught between fork and exec,
+    still showing its parent's pages, counts by the program it became."""
 
     def __init__(self, interval: float, root: int) -> None:
         super().__init__(interval)
         self.tree = {root}
         self.seen: set[int] = set()
-        self.peak = 0
+        self.hwm: dict[int, int] = {}
+        self.alive: set[frozenset[int]] = set()  # the tree's processes alive, per sample
 
     def sample(self, entries: list[Path]) -> None:
-        total = 0
+        alive = set()
         for entry in sorted(entries, key=lambda entry: int(entry.name)):
             pid = int(entry.name)
             try:
@@ -100,11 +104,17 @@ class TreeSampler(ProcSampler):
                     self.seen.add(pid)
                     if parent_of(entry) in self.tree:
                         self.tree.add(pid)
-                if pid in self.tree:
-                    total += vm_hwm(entry)
+                hwm = vm_hwm(entry) if pid in self.tree else 0
+                if hwm:  # not a zombie's
+                    self.hwm[pid] = hwm
+                    alive.add(pid)
             except (OSError, ValueError):
                 pass  # it exited meanwhile
-        self.peak = max(self.peak, total)
+        self.alive.add(frozenset(alive))
+
+    @property
+    def peak(self) -> int:
+        return max((sum(self.hwm[pid] for pid in pids) for pids in self.alive), default=0)
 
 
 class Meter:
@@ -162,16 +172,22 @@ class Meter:
                 env={**ENVIRONMENT, **(env or {})},
                 start_new_session=True,  # for the timeout's killpg
             )
-        timer = threading.Timer(TIMEOUT, os.killpg, (proc.pid, 9))
+        timer = threading.Timer(TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
+        timer.daemon = True
         timer.start()
-        with TreeSampler(self.interval, proc.pid) as sampler:
-            _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        measure.cpu += usage.ru_utime + usage.ru_stime
-        for orphan in self.orphans():
-            _, _, usage = os.wait4(orphan, 0)
+        try:
+            with TreeSampler(self.interval, proc.pid) as sampler:
+                _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
             measure.cpu += usage.ru_utime + usage.ru_stime
-        timer.cancel()
+            for orphan in self.orphans():
+                _, _, usage = os.wait4(orphan, 0)
+                measure.cpu += usage.ru_utime + usage.ru_stime
+        finally:
+            timer.cancel()
+            if proc.returncode is None:  # interrupted
+                os.killpg(proc.pid, signal.SIGKILL)
+                os.wait4(proc.pid, 0)
         measure.rss = max(measure.rss, sampler.peak)
         if proc.returncode != 0:
             tail = log.read_text(errors="replace").splitlines()[-15:]
@@ -311,13 +327,13 @@ class AcmeTiny(Tool):
         san = ",".join(f"DNS:{name}" for name in job.names)
         script = (
             f"openssl req -new -sha256 -key {job.key} -subj /CN={job.names[0]}"
-            f" -addext subjectAltName={san} -out {job.chain}.csr && {self.acme_tiny(job)}"
+            f" -addext subjectAltName={san} -out {job.chain}.csr && exec {self.acme_tiny(job)}"
         )
         meter.run(measure, ["sh", "-c", script], {"SSL_CERT_FILE": str(self.pebble.ca_bundle)})
 
     def renew(self, meter: Meter, measure: Measure, job: Section) -> None:
         env = {"SSL_CERT_FILE": str(self.pebble.ca_bundle)}
-        meter.run(measure, ["sh", "-c", self.acme_tiny(job)], env)
+        meter.run(measure, ["sh", "-c", f"exec {self.acme_tiny(job)}"], env)
 
 
 HOOK = """#!/bin/sh
@@ -578,16 +594,17 @@ def report(tools: list[Tool], count: int, rounds: int) -> None:
                 for v, tool in zip(row_cells, tools, strict=True)
             ]
             print(f"| {metric}, {labels[work]} | " + " | ".join(shown) + " |")
-    print("\nRatios ours/peer (below 1: ours uses less):\n")
-    print("| work | " + " | ".join(f"ours/{name}" for name in names[1:]) + " |")
-    print("|---|" + "---:|" * (len(names) - 1))
-    for metric, _, _ in METRICS:
-        for work in WORKS:
-            ours, *peers = cells[metric, work]
-            ratios = [
-                f"{ours / peer:.2f}" if ours is not None and peer else "n/a" for peer in peers
-            ]
-            print(f"| {metric}, {labels[work]} | " + " | ".join(ratios) + " |")
+    if names[0] == "ours" and len(names) > 1:
+        print("\nRatios ours/peer (below 1: ours uses less):\n")
+        print("| work | " + " | ".join(f"ours/{name}" for name in names[1:]) + " |")
+        print("|---|" + "---:|" * (len(names) - 1))
+        for metric, _, _ in METRICS:
+            for work in WORKS:
+                ours, *peers = cells[metric, work]
+                ratios = [
+                    f"{ours / peer:.2f}" if ours is not None and peer else "n/a" for peer in peers
+                ]
+                print(f"| {metric}, {labels[work]} | " + " | ".join(ratios) + " |")
     print(f"\nWays of getting {count} certificates (median wall time per certificate):")
     for tool in tools:
         ways = tool.results.get("batch", {})
