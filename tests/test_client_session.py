@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lacme import config
 from lacme.client_contract import (
     ACCOUNTD_FD,
     DIRECTORY,
@@ -36,6 +37,7 @@ from lacme.client_contract import (
     encode_request,
 )
 from lacme.client_link import ClientSession
+from lacme.errors import ConfigError
 
 
 @pytest.mark.unit
@@ -221,3 +223,24 @@ def test_answers_in_any_order_with_the_announced_url(
     assert result.messages == ("Warning: \\x1b[2J",)
     assert session.wait({lookup}) == lookup
     assert session.result(lookup).output == b"{}"
+
+
+@pytest.mark.unit
+def test_parallel_orders_setting(tmp_path: Path) -> None:
+    path = tmp_path / "lacme.conf"
+    path.write_text("parallel-orders = 10\n")
+    assert config.load(str(path)).parallel_orders == 10
+    path.write_text("")
+    assert config.load(str(path)).parallel_orders == config.DEFAULT_PARALLEL_ORDERS
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("text", ["0", "101", "-1", "4.5", "four", ""])
+def test_parallel_orders_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "lacme.conf"
+    path.write_text(f"parallel-orders = {text}\n")
+    with pytest.raises(ConfigError) as refused:
+        config.load(str(path))
+    assert str(refused.value) == (
+        f"{path}: parallel-orders = {text}: not a number from 1 to {config.MAX_PARALLEL_ORDERS}"
+    )
