@@ -64,6 +64,7 @@ class ClientSession:
         self.control = control
         self.name = name
         self.broken: str | None = None
+        self.lent: set[str] = set()  # the kinds of descriptor lent, each once
         # Whether an order was placed: the server is there, and the account.
         self.reached = False
         self._next_id = 0
@@ -74,6 +75,7 @@ class ClientSession:
 
     def lend(self, kind: str, fd: int) -> None:
         """The descriptor FD, as KIND (lacme.client_contract DESCRIPTORS)."""
+        self.lent.add(kind)
         if self.broken is None:
             try:
                 socket.send_fds(self.control, [encode_descriptor(kind)], [fd])

@@ -268,7 +268,6 @@ class Master:
         # (lacme.client_link); another (0.8.2's) is started for each request.
         self.own_client = config.client.command.split()[-2:] == ["-m", "lacme.client"]
         self.session: ClientSession | None = None
-        self._lent: set[str] = set()
         self._run: ExitStack | None = None  # what lives as long as the newOrder run
 
     def _orphans_uid(self) -> int | None:
@@ -376,14 +375,11 @@ class Master:
 
         if self.session is None or self.session.broken is not None:
             self.session = self._start_session(run)
-            self._lent = set()
         session = self.session
-        if challenges is not None and ACCOUNTD_FD not in self._lent:
-            self._lent.add(ACCOUNTD_FD)
+        if challenges is not None and ACCOUNTD_FD not in session.lent:
             sock = run.enter_context(self._accountd())
             session.lend(ACCOUNTD_FD, sock.fileno())
-        if challenges is not None and CHALLENGES_FD not in self._lent:
-            self._lent.add(CHALLENGES_FD)
+        if challenges is not None and CHALLENGES_FD not in session.lent:
             fd = os.open(challenges, DIRECTORY_FLAGS)
             try:
                 session.lend(CHALLENGES_FD, fd)
@@ -673,9 +669,8 @@ class Master:
             url = work.url
             if work.request is not None and self.session is not None:
                 url = self.session.url(work.request)
-            section = work.ordering.section
-            if url is not None and self._keep_order(section, work.ordering.state, url):
-                self.info(f"[{section.name}] The next run resumes the order {url}")
+            if url is not None:
+                self._keep_order(work.ordering.section, work.ordering.state, url)
 
     def _end_order(self, ordering: Ordering, result: Result) -> bool:
         """What the order came to: the chain verified and installed, then
@@ -686,9 +681,8 @@ class Master:
             log.say(message)
         if result.status != 0:
             log.say(f"[{name}] Error: Couldn't issue X.509 certificate!")
-            url = result.url
-            if url is not None and self._keep_order(section, ordering.state, url):
-                self.info(f"[{name}] The next run resumes the order {url}")
+            if result.url is not None:
+                self._keep_order(section, ordering.state, result.url)
             if result.status == EXIT_RATE_LIMITED:
                 self._record_rate_limit(section, result.output, datetime.datetime.now(datetime.UTC))
             return False
@@ -1015,16 +1009,16 @@ class Master:
             os.close(announced)
         work.result = Result(status, output, (), work.url)
 
-    def _keep_order(self, section: CertSection, state: str, url: str) -> bool:
-        """Record the order at URL, cut short, for the next run to resume;
-        whether that worked."""
+    def _keep_order(self, section: CertSection, state: str, url: str) -> None:
+        """Record the order at URL, cut short, for the next run to resume,
+        and say so."""
 
         try:
             installed.save_order(state, url, section.identifiers)
         except OSError as e:
             log.say(f"[{section.name}] Warning: can't save {state}: {e.strerror}")
-            return False
-        return True
+            return
+        self.info(f"[{section.name}] The next run resumes the order {url}")
 
     def _rate_limited(self, section: CertSection, now: datetime.datetime) -> bool:
         """Whether a rate limit the CA reported for SECTION still holds at
