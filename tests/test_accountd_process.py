@@ -30,7 +30,7 @@ from support.accountd import (
     verify,
 )
 from support.commands import ACCOUNTD
-from support.pki import new_key_file
+from support.pki import new_key_file, write_mismatched_rsa_key
 
 ALG = {"rsa2048": "RS256", "p256": "ES256", "p384": "ES384"}
 pytestmark = pytest.mark.process
@@ -291,6 +291,12 @@ def test_public_key_is_refused(tmp_path: Path, conf: Path, rsa_key: Path) -> Non
         )
     )
     keyfile_refused(conf, public, f"{public}: not a private key (this is a public key)")
+
+
+def test_mismatched_rsa_key_is_refused(tmp_path: Path, conf: Path) -> None:
+    key = tmp_path / "mismatched.pem"
+    write_mismatched_rsa_key(key)
+    keyfile_refused(conf, key, f"{key}: the key's private half does not sign for its public half")
 
 
 def test_garbage_key_is_refused(tmp_path: Path, conf: Path) -> None:

@@ -18,7 +18,16 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from lacme import certificate, config
 from lacme.certificate import CertificateError
-from support.pki import NOW, IssuingCA, generate_key, make_ca, new_key_file, pem, write_key
+from support.pki import (
+    NOW,
+    IssuingCA,
+    generate_key,
+    make_ca,
+    new_key_file,
+    pem,
+    write_key,
+    write_mismatched_rsa_key,
+)
 
 
 def section(**overrides: Any) -> config.CertSection:
@@ -82,6 +91,12 @@ def test_load_key_refusals(tmp_path: Path) -> None:
     write_key(tmp_path / "x25519.pem", x25519.X25519PrivateKey.generate())
     with pytest.raises(CertificateError, match=r"X25519PrivateKey keys can't sign a CSR$"):
         certificate.load_key(str(tmp_path / "x25519.pem"))
+    write_mismatched_rsa_key(tmp_path / "mismatched.pem")
+    with pytest.raises(
+        CertificateError,
+        match=r"mismatched\.pem: its private half does not sign for its public half$",
+    ):
+        certificate.load_key(str(tmp_path / "mismatched.pem"))
 
 
 # --- CSRs --------------------------------------------------------------------------

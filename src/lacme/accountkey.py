@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from lacme import private_keys
 from lacme.accountd_protocol import b64url_encode, canonical_json
 
 # Below this, RSA account keys are refused: ACME CAs refuse them too.
@@ -94,12 +95,18 @@ def from_pem(pem: bytes, source: str, ask_passphrase: Callable[[], bytes]) -> Ac
     """Build the account key from PEM data, asking for a passphrase if needed."""
     try:
         try:
-            key = serialization.load_pem_private_key(pem, password=None)
+            key = private_keys.load_pem(pem, None)
         except TypeError:  # encrypted
             try:
-                key = serialization.load_pem_private_key(pem, password=ask_passphrase())
+                key = private_keys.load_pem(pem, ask_passphrase())
+            except private_keys.MismatchedKeyError:
+                raise
             except ValueError:
                 raise AccountKeyError(f"{source}: wrong passphrase (or corrupt key)") from None
+    except private_keys.MismatchedKeyError:
+        raise AccountKeyError(
+            f"{source}: the key's private half does not sign for its public half"
+        ) from None
     except UnsupportedAlgorithm as e:
         raise AccountKeyError(f"{source}: unsupported key: {e}") from None
     except ValueError:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from lacme import files
+from lacme import files, private_keys
 from lacme.accountd_protocol import b64url_encode
 from lacme.client_contract import ContractError, split_chain
 from lacme.config import CertSection, Percent, resolve_owner
@@ -126,11 +126,15 @@ def load_key(path: str) -> ServiceKey:
         raise CertificateError(f"can't read certificate-key {path}: {e.strerror}") from e
     try:
         if data.lstrip().startswith(b"-----"):
-            key = serialization.load_pem_private_key(data, password=None)
+            key = private_keys.load_pem(data, None)
         else:
-            key = serialization.load_der_private_key(data, password=None)
+            key = private_keys.load_der(data)
     except TypeError:
         raise CertificateError(f"certificate-key {path} is encrypted") from None
+    except private_keys.MismatchedKeyError:
+        raise CertificateError(
+            f"certificate-key {path}: its private half does not sign for its public half"
+        ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise CertificateError(f"certificate-key {path} is not a private key") from None
     if not isinstance(key, _SERVICE_KEY_TYPES):

@@ -38,7 +38,7 @@ from lacme.client_contract import (
     encode_descriptor,
     encode_request,
 )
-from lacme.privdrop import stop
+from lacme.privdrop import stop, wait
 
 READ_SIZE = 1 << 16
 # A client that closes the session as it exits takes no longer than this.
@@ -140,9 +140,8 @@ class ClientSession:
                 self._break(f"can't read from it: {e.strerror}")
                 return
             if not data:
-                try:
-                    status = self.process.wait(EXIT_GRACE)
-                except subprocess.TimeoutExpired:
+                status = wait(self.process, EXIT_GRACE)
+                if status is None:
                     self._break("it ended the session")
                 else:
                     self._break(f"it exited with status {status}")

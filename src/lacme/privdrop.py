@@ -50,6 +50,7 @@ Interface:
     clean_environment(credentials) -> dict[str, str]
     spawn(argv, credentials, *, cwd="/", pass_fds=(), stdin=DEVNULL,
           stdout=DEVNULL, env=None, isolate=True) -> Popen[bytes]
+    wait(proc, timeout) -> int | None
     stop(proc, timeout=STOP_TIMEOUT, grace=0.0) -> int
     adopt_orphans()
     end_orphans(uid) -> int
@@ -249,19 +250,39 @@ def spawn(
         raise SpawnError(f"can't execute {argv[0]}: {e.strerror}") from e
 
 
+def wait(proc: subprocess.Popen[Any], timeout: float) -> int | None:
+    """PROC's exit status once it has exited, within TIMEOUT seconds; None
+    if it has not by then.  Popen.wait(timeout) polls with sleeps of up to
+    50 ms, which a run's end would spend on each child: a pidfd wakes up
+    as soon as the child exits."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # exited and reaped already: wait() has its status
+        return proc.wait()
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(pidfd, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                return None
+    finally:
+        os.close(pidfd)
+    return proc.wait()
+
+
 def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, grace: float = 0.0) -> int:
     """Reap PROC, giving it GRACE seconds to exit on its own, then SIGTERM,
     then SIGKILL after TIMEOUT seconds; return its exit status."""
-    try:
-        return proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
+    status = wait(proc, grace)
+    if status is not None:
+        return status
     proc.terminate()
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+    status = wait(proc, timeout)
+    if status is not None:
+        return status
+    proc.kill()
+    return proc.wait()
 
 
 def adopt_orphans() -> None:

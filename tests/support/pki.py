@@ -56,6 +56,22 @@ def new_key_file(path: Path, kind: str, passphrase: bytes | None = None) -> Any:
     return key
 
 
+def write_mismatched_rsa_key(path: Path) -> None:
+    """An RSA 2048 key whose private exponents are off by two (they stay odd), so that it
+    signs for no public key: what only a full check, or a signature, finds."""
+    numbers = generate_key("rsa2048").private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        numbers.p,
+        numbers.q,
+        numbers.d + 2,
+        numbers.dmp1 + 2,
+        numbers.dmq1,
+        numbers.iqmp,
+        numbers.public_numbers,
+    )
+    write_key(path, broken.private_key(unsafe_skip_rsa_key_validation=True))
+
+
 def _b64url_uint(value: int, size: int | None = None) -> str:
     length = size if size is not None else (value.bit_length() + 7) // 8
     return base64.urlsafe_b64encode(value.to_bytes(length, "big")).rstrip(b"=").decode()
