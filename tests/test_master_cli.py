@@ -131,6 +131,10 @@ def test_usage_error_exit_status_and_stderr() -> None:
     ]
 
 
+def python_code(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
 @pytest.mark.process
 def test_help_imports_neither_cryptography_nor_ssl() -> None:
     # What --help costs is measured in bench/master_issuance.py.
@@ -140,11 +144,22 @@ def test_help_imports_neither_cryptography_nor_ssl() -> None:
         " 'lacme.challenges', 'lacme.master', 'socket'}; "
         "print(sorted(heavy & set(sys.modules)), file=sys.stderr)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = python_code(code)
     assert result.stderr == "[]\n"
     assert "newOrder" in result.stdout
+
+
+@pytest.mark.process
+def test_the_master_loads_cryptography_when_first_used() -> None:
+    # So that the client session a newOrder run starts first gets ready
+    # meanwhile (lacme.master._lazy).
+    code = (
+        "import sys; from lacme import master; "
+        "print('cryptography' in sys.modules, file=sys.stderr); "
+        "master.certificate.der; "
+        "print('cryptography' in sys.modules, file=sys.stderr)"
+    )
+    assert python_code(code).stderr == "False\nTrue\n"
 
 
 @pytest.mark.process

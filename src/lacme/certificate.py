@@ -31,6 +31,7 @@ from lacme import files, private_keys
 from lacme.accountd_protocol import b64url_encode
 from lacme.client_contract import ContractError, split_chain
 from lacme.config import CertSection, Percent, resolve_owner
+from lacme.errors import CertificateError as CertificateError
 from lacme.parsing import is_ip_address
 
 ServiceKey: TypeAlias = (
@@ -113,10 +114,6 @@ _DOTTED_OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
 _WILDCARD_PROBE = "lacme-wildcard-probe"
 
 
-class CertificateError(Exception):
-    """A refusal; the message is one line."""
-
-
 def load_key(path: str) -> ServiceKey:
     """The unencrypted service key at PATH (PEM or DER), of a type CSRs can be signed with."""
     try:
@@ -142,6 +139,10 @@ def load_key(path: str) -> ServiceKey:
             f"certificate-key {path}: {type(key).__name__} keys can't sign a CSR"
         )
     return key
+
+
+def der(item: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
+    return item.public_bytes(serialization.Encoding.DER)
 
 
 def key_type(key: ServiceKey) -> str:

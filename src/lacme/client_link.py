@@ -8,6 +8,7 @@ on its control socket, several orders under way at once.
         .wait(ids) -> id                 one of IDS answered
         .wait_or_placed(ids) -> id | None  or an order placed
         .result(id) -> Result            and forget it
+        .asked                           whether it was sent a request
         .close()                         ask nothing more, let it finish
 
 What the client sends is checked line by line (decode_answer) and read no
@@ -72,6 +73,11 @@ class ClientSession:
         self._urls: dict[int, str] = {}
         self._results: dict[int, Result] = {}
         self._buffered = b""
+
+    @property
+    def asked(self) -> bool:
+        """Whether it was sent any request."""
+        return self._next_id > 0
 
     def lend(self, kind: str, fd: int) -> None:
         """The descriptor FD, as KIND (lacme.client_contract DESCRIPTORS)."""

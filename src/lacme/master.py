@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import importlib.util
 import os
 import signal
 import socket
@@ -36,27 +37,20 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from types import FrameType
-from typing import Any, NamedTuple
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509 import Certificate, CertificateSigningRequest
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lacme import (
     accountd_link,
     ari,
-    certificate,
     challenges,
     config,
-    installed,
     log,
-    notify,
     privdrop,
     rate_limits,
     specifiers,
     strict,
 )
-from lacme.certificate import CertificateError
 from lacme.challenges import DIRECTORY_FLAGS
 from lacme.client_contract import (
     ACCOUNT,
@@ -88,10 +82,41 @@ from lacme.client_contract import (
 )
 from lacme.client_link import ClientSession, Result
 from lacme.config import AccountdConfig, CertSection, CertSource, Config, Percent
-from lacme.errors import ConfigError
+from lacme.errors import CertificateError, ConfigError
 from lacme.master_command import NAME, Arguments
 from lacme.parsing import is_ip_address
 from lacme.privdrop import Credentials, SpawnError
+
+
+def _lazy(name: str) -> ModuleType:
+    """The module NAME, executed only when one of its attributes is first
+    used (importlib.util.LazyLoader); at once if it was imported already."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name}")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+    return module
+
+
+# cryptography, which these modules bring, is a third of what the master
+# imports.  Loaded when first used, it loads while the client session the
+# run starts first is starting too (see Master.new_order).
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate, CertificateSigningRequest
+
+    from lacme import certificate, installed, notify
+else:
+    certificate = _lazy("lacme.certificate")
+    installed = _lazy("lacme.installed")
+    notify = _lazy("lacme.notify")
 
 # What Let's Encrypt refuses (2025-2026) of an order, or of its CSR at
 # finalization: more names than its tlsserver and shortlived profiles allow,
@@ -407,9 +432,10 @@ class Master:
 
         def end(exc_type: type[BaseException] | None, *_: object) -> None:
             # Asked nothing more, it exits once its answers are sent; when
-            # the run stops short, at once.
+            # the run stops short, or never asked it anything, at once.
             session.close()
-            privdrop.stop(client, grace=0 if exc_type is not None else SESSION_GRACE)
+            finishing = exc_type is None and session.asked
+            privdrop.stop(client, grace=SESSION_GRACE if finishing else 0)
             self._end_orphans()
 
         stack.push(end)
@@ -516,6 +542,13 @@ class Master:
         with ExitStack() as stack:
             challenges = stack.enter_context(ChallengeDirectory(self._set_up_challenges))
             self._run = stack
+            if self.own_client and sources:
+                # Before anything else: the client starts while the master
+                # imports cryptography and reads keys and certificates.  A
+                # client that can't start is reported where one is needed,
+                # as it was before: a run with nothing due does without.
+                with contextlib.suppress(ConfigError, SpawnError):
+                    self._session(stack)
             try:
                 for name in self.args.arguments or sorted(sources):
                     while self._under_way(queue) >= self._parallel_orders():
@@ -552,7 +585,7 @@ class Master:
         # Outside the section's errors: a challenge set-up that fails stops the run.
         directory = challenges.path()
         section = prepared.section
-        csr = prepared.csr.public_bytes(serialization.Encoding.DER)
+        csr = certificate.der(prepared.csr)
         settings = OrderSettings(
             section.preferred_chain, section.profile, prepared.replaces, prepared.resume
         )
@@ -1124,7 +1157,7 @@ class Master:
             sys.stdout.flush()
             revoked, _ = self.run_client(
                 revoke_arguments(reason),
-                stdin=cert.public_bytes(serialization.Encoding.DER),
+                stdin=certificate.der(cert),
             )
             if revoked != 0:
                 log.say(f"Warning: Couldn't revoke {filename}")
