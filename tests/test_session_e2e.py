@@ -99,3 +99,29 @@ def test_the_directory_is_asked_once_a_run(fault_proxy: FaultProxy) -> None:
     accounts = fault_proxy.sent("POST", "newAccount")
     assert len(directory) == 1, fault_proxy.log()
     assert len(accounts) == 1, fault_proxy.log()
+
+
+def test_a_certain_order_starts_every_process_before_any_key_is_read(pebble: PebbleServer) -> None:
+    """A section without a certificate yet will be ordered for: client,
+    accountd and webserver start first, and get ready while the master
+    reads keys and builds CSRs.  Once it has one, a run with nothing due
+    starts the client alone, which it asks nothing, and nothing else."""
+
+    def forks_before_the_section(stderr: str) -> tuple[list[str], list[str]]:
+        lines = stderr.splitlines()
+        first = next(i for i, line in enumerate(lines) if "Configuration option for site" in line)
+        forks = [line for line in lines if "] Forking " in line]
+        return forks, [line for line in lines[:first] if "] Forking " in line]
+
+    with master_setup(pebble) as setup:
+        setup.register()
+        setup.one_section(subject="/CN=site.example.test")
+        forks, early = forks_before_the_section(setup.run("newOrder", "--debug").stderr)
+        assert len(forks) == 3, forks
+        assert early == forks
+        result = setup.run("newOrder", "--debug")
+        assert "[site] Valid until " in result.stderr
+        forks, early = forks_before_the_section(result.stderr)
+        assert len(forks) == 1, forks
+        assert "for the run's session" in forks[0]
+        assert early == forks

@@ -542,6 +542,7 @@ class Master:
         with ExitStack() as stack:
             challenges = stack.enter_context(ChallengeDirectory(self._set_up_challenges))
             self._run = stack
+            names = self.args.arguments or sorted(sources)
             if self.own_client and sources:
                 # Before anything else: the client starts while the master
                 # imports cryptography and reads keys and certificates.  A
@@ -549,8 +550,13 @@ class Master:
                 # as it was before: a run with nothing due does without.
                 with contextlib.suppress(ConfigError, SpawnError):
                     self._session(stack)
+                # accountd and the webserver too, when an order is certain.
+                if self.session is not None and any(
+                    self._surely_due(sources.get(name)) for name in names
+                ):
+                    self._session(stack, challenges.path())
             try:
-                for name in self.args.arguments or sorted(sources):
+                for name in names:
                     while self._under_way(queue) >= self._parallel_orders():
                         self._await(queue)
                     work = Work(name, sources.get(name))
@@ -567,6 +573,19 @@ class Master:
                 self._abandon(queue)
                 self._run = None
         return 1 if failed else 0
+
+    def _surely_due(self, source: CertSource | None) -> bool:
+        """Whether the section of SOURCE is due, as far as its settings tell
+        before any certificate is read: renewal is forced, or it has no
+        certificate yet.  (It may still end without an order: a kept
+        certificate to install, a key that can't be read.)"""
+        if source is None:
+            return False
+        try:
+            section = config.parse_section(source)
+        except ConfigError:
+            return False
+        return self.args.min_days == -1 or not os.path.lexists(section.certificate_paths()[0])
 
     def _begin(self, work: Work, challenges: ChallengeDirectory, run: ExitStack) -> None:
         """Whether WORK's section is due, then its order started (in the
