@@ -91,7 +91,7 @@ def test_help_and_version_win() -> None:
         text = parse_args(argv)
         assert isinstance(text, str)
         assert text.startswith("Usage: lacme [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND")
-    assert parse_args(["--version"]) == f"lacme (lacme) {__version__}\n"
+    assert parse_args(["--version"]) == f"lacme {__version__}\n"
 
 
 @pytest.mark.unit

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from lacme import files, private_keys
+from lacme import files, private_keys, renewal
 from lacme.accountd_protocol import b64url_encode
 from lacme.client_contract import ContractError, split_chain
 from lacme.config import CertSection, Percent, resolve_owner
@@ -231,23 +231,13 @@ def _validity(path: str) -> tuple[datetime.datetime, datetime.datetime] | None:
 def valid_until(
     path: str, min_days: int | Percent, now: datetime.datetime
 ) -> datetime.datetime | None:
-    """The expiry of the certificate at PATH when it is more than MIN_DAYS
-    away (a third of its lifetime at most), or more than that percentage of
-    its lifetime (so that renewal can wait), else None; a negative MIN_DAYS
-    always renews."""
-    if not isinstance(min_days, Percent) and min_days < 0:
-        return None
+    """The expiry of the certificate at PATH when MIN_DAYS does not renew
+    it at NOW yet (lacme.renewal), so that renewal can wait; else None."""
     validity = _validity(path)
     if validity is None:
         return None
     not_before, expiry = validity
-    if isinstance(min_days, Percent):
-        margin = (expiry - not_before) * (min_days.value / 100)
-    else:
-        # Days meant for 90-day certificates (21 by default) would renew a
-        # 6-day one at every run: two thirds of the lifetime is late enough.
-        margin = min(datetime.timedelta(days=min_days), (expiry - not_before) / 3)
-    if expiry - now <= margin:
+    if renewal.by_min_days(not_before, expiry, min_days).due(now, datetime.timedelta(0)):
         return None
     return expiry
 

@@ -85,6 +85,26 @@ def load_kept(path: str) -> list[x509.Certificate] | None:
         raise CertificateError(f"{path} holds no chain of PEM certificates") from None
 
 
+def kept_for(
+    section: CertSection, key: ServiceKey, now: datetime.datetime
+) -> tuple[list[x509.Certificate] | None, str | None]:
+    """The chain kept for SECTION, whose key is KEY, if the next run would
+    install it at NOW; else None, and why it discards the file kept (None
+    when there is none)."""
+    try:
+        chain = load_kept(kept_path(section.certificate_paths()[0]))
+    except CertificateError as e:
+        return None, str(e)
+    if chain is None:
+        return None, None
+    # What the installed certificate was ordered with, or whether it was
+    # revoked, says nothing of the kept one: its names and key do.
+    reason = not_for(section, chain[0], key)
+    if reason is None and chain[0].not_valid_after_utc <= now:
+        reason = "it has expired"
+    return (None, reason) if reason is not None else (chain, None)
+
+
 def order_path(certificate_path: str) -> str:
     return certificate_path + ORDER_SUFFIX
 

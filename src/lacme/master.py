@@ -48,6 +48,7 @@ from lacme import (
     log,
     privdrop,
     rate_limits,
+    renewal,
     specifiers,
     strict,
 )
@@ -826,20 +827,10 @@ class Master:
 
         name = section.name
         path = installed.kept_path(section.certificate_paths()[0])
-        try:
-            chain = installed.load_kept(path)
-        except CertificateError as e:
-            self._discard_kept(section, path, str(e))
-            return None
-        if chain is None:
-            return None
-        # What the installed certificate was ordered with, or whether it was
-        # revoked, says nothing of the kept one: its names and key do.
-        reason = installed.not_for(section, chain[0], key)
-        if reason is None and chain[0].not_valid_after_utc <= now:
-            reason = "it has expired"
+        chain, reason = installed.kept_for(section, key, now)
         if reason is not None:
             self._discard_kept(section, path, reason)
+        if chain is None:
             return None
         stale = self._stale(section, chain[0])
         if stale is not None:
@@ -951,19 +942,18 @@ class Master:
                 f"[{name}] The CA explains its renewal window at "
                 f"{log.printable(state.explanation_url)}"
             )
-        when = "%Y-%m-%d %H:%M:%S UTC"
-        window = f"renewal window {state.start:{when}} to {state.end:{when}}"
+        when = renewal.WHEN
+        window = renewal.window(state)
         expiry = cert.not_valid_after_utc
-        latest = ari.latest_renewal(cert.not_valid_before_utc, expiry)
-        margin = ari.span(expiry - latest)
+        schedule = renewal.by_ari(state, cert.not_valid_before_utc, expiry)
         # The window would put renewal off too close to the expiry.
-        late = latest < state.renew_at
-        renew_at = latest if late else state.renew_at
-        if self.args.min_days != -1 and not ari.due(renew_at, now, self.config.renewal_lookahead):
-            why = f", {margin} before expiry ({window} is later)" if late else f" ({window})"
-            self.info(f"[{name}] Renewal at {renew_at:{when}}{why}, skipping")
+        late = schedule.reason == renewal.ARI_LATEST
+        if self.args.min_days != -1 and not schedule.due(now, self.config.renewal_lookahead):
+            why = f", {schedule.why}" if late else f" ({window})"
+            self.info(f"[{name}] Renewal at {schedule.at:{when}}{why}, skipping")
             return False, cert_id
         if late:
+            margin = ari.span(expiry - ari.latest_renewal(cert.not_valid_before_utc, expiry))
             log.say(
                 f"[{name}] Warning: renewing before the {window}, which is too late: the "
                 f"certificate expires at {expiry:{when}}, and lacme renews {margin} before "

@@ -8,17 +8,19 @@
     newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|PCT%|--force]
              [SECTION ...]
     revokeCert (revoke-cert) [--reason=NAME|CODE] FILE [FILE ...]
+    status [--config-certs=FILE]... [--json] [SECTION ...]
 
 Options go before or after the command, as with lacme 0.8.2's Getopt::Long
 (every option is accepted with every command, and ignored where it means
 nothing).  This module is the thin entry point: `--help`, `--version` and
 usage errors import nothing beyond the standard library's core; the master
 itself (lacme.master: configuration, cryptography, processes) is imported
-once the command line is good.
+once the command line is good, or for `status` lacme.status, which starts
+no process.
 
 Exit status: 0 when everything asked for succeeded; for `account`, the
-client's; otherwise 1 (a section or file that failed does not stop the
-others).
+client's; for `status`, 1 when a section is overdue or broken (lacme.status);
+otherwise 1 (a section or file that failed does not stop the others).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from lacme.config import Percent
 
 NAME = "lacme"
+# Not a client command (lacme.client_contract): the master alone answers it.
+STATUS = "status"
 
 
 USAGE = f"Usage: {NAME} [--config=FILE] [--socket=PATH] [OPTIONS] COMMAND [ARGUMENT ..]"
@@ -50,6 +54,9 @@ Commands:
   newOrder [--config-certs=FILE]... [--min-days=INT|PCT%|--force] [SECTION ...]
                          (aliases: new-order, new-cert)
   revokeCert [--reason=NAME|CODE] FILE [FILE ...]  (alias: revoke-cert)
+  status [--config-certs=FILE]... [--json] [SECTION ...]
+                         each certificate, its expiry and its next renewal,
+                         read-only: no network, no accountd
 
 Options:
   --config=FILE          configuration file (default %E/lacme/lacme.conf)
@@ -70,6 +77,7 @@ COMMANDS = {
     "new-cert": NEW_ORDER,
     "revokeCert": REVOKE_CERT,
     "revoke-cert": REVOKE_CERT,
+    "status": STATUS,
 }
 
 
@@ -121,7 +129,7 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
     if "help" in flags:
         return HELP
     if "version" in flags:
-        return f"{NAME} (lacme) {__version__}\n"
+        return f"{NAME} {__version__}\n"
     if not positional:
         raise UsageError("missing command")
     command = COMMANDS.get(positional[0])
@@ -175,7 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(parsed, str):
         sys.stdout.write(parsed)
         return 0
-    # The one import not at the top: what --help must not load.
+    # The imports not at the top: what --help must not load.
+    if parsed.command == STATUS:
+        from lacme import status
+
+        return status.run(parsed)
     from lacme import master
 
     return master.run(parsed)
