@@ -211,6 +211,15 @@ def test_the_renewal_window_recorded_decides(site: Site) -> None:
     ]
 
 
+def test_the_ca_s_explanation_is_shown(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    leaf = site.install()
+    state = json.loads(ari_state(leaf, NOW + 40 * DAY, NOW + 41 * DAY))
+    state["explanationURL"] = "https://ca.example/why\x1b[2J"
+    Path(f"{site.chain}.ari").write_text(json.dumps(state))
+    assert site.show() == 0
+    assert "  explained    https://ca.example/why\\x1b[2J\n" in capsys.readouterr().out
+
+
 def test_a_window_too_late_gives_way_to_the_latest_renewal(site: Site) -> None:
     leaf = site.install(days=12, not_before=NOW)
     Path(f"{site.chain}.ari").write_text(ari_state(leaf, NOW + 10 * DAY, NOW + 11 * DAY))

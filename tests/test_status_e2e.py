@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from support.commands import LACME, TIMEOUT
+from support.faults import FaultProxy, offer_renewal_info
 from support.masters import leaf_of, master_setup
 from support.pebble import PebbleServer
 
@@ -106,6 +107,32 @@ def test_status_of_a_certificate_issued(pebble: PebbleServer, tmp_path: Path) ->
         unknown = run([LACME, *options, "status", "other"])
         assert (unknown.returncode, unknown.stdout) == (1, "")
         assert unknown.stderr == f"Error: no section [other] in {setup.certs_config}\n"
+
+
+def test_status_shows_the_renewal_window_a_run_recorded(fault_proxy: FaultProxy) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now + 30 * DAY, now + 31 * DAY
+    offer_renewal_info(fault_proxy, (start.isoformat(), end.isoformat()))
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        chain = setup.one_section(subject="/CN=a.example.test")
+        setup.run("newOrder")
+        # The second run asks for the window of the certificate the first installed.
+        setup.run("newOrder")
+        recorded = json.loads(Path(f"{chain}.ari").read_text())
+        shown = run([LACME, f"--config={setup.config}", "status", "--json"])
+        assert (shown.returncode, shown.stderr) == (0, "")
+        (section,) = json.loads(shown.stdout)["sections"]
+        assert section["state"] == "ok"
+        assert section["renewal"]["reason"] == "ari"
+        assert section["renewal"]["at"] == recorded["renewAt"]
+        window = f"renewal window {start:{WHEN}} to {end:{WHEN}}"
+        assert section["renewal"]["why"] == window
+        assert section["ari"]["start"] == recorded["start"]
+        text = run([LACME, f"--config={setup.config}", "status"]).stdout
+        renew_at = datetime.datetime.fromisoformat(recorded["renewAt"])
+        assert f"  renewal      {renew_at:{WHEN}} (in " in text
+        assert f"), {window}\n" in text
 
 
 def test_the_guard_stops_a_command_that_needs_a_process(pebble: PebbleServer) -> None:

@@ -286,6 +286,8 @@ def format_text(statuses: Sequence[SectionStatus], now: datetime.datetime) -> st
             left = days_left(status, now)
             rows.append(("not after", f"{status.not_after:{WHEN}} ({left} days left)"))
         rows.append(("renewal", _renewal_line(status, now)))
+        if status.ari is not None and status.ari.explanation_url is not None:
+            rows.append(("explained", log.printable(status.ari.explanation_url)))
         if status.overdue is not None:
             rows.append(("overdue", status.overdue))
         if status.notify is not None:
