@@ -502,3 +502,28 @@ def test_the_json_document_of_a_failing_section(
 
 def test_status_on_the_command_line() -> None:
     assert parse_args(["status", "--json", "a", "b"]) == Arguments("status", ("a", "b"), json=True)
+
+
+def test_an_unreadable_configuration_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "lacme.conf"
+    assert status.run(Arguments("status", (), config=str(missing))) == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == (
+        "",
+        f"Error: can't read {missing}: No such file or directory\n",
+    )
+
+
+def test_sections_in_order_once_each_from_config_certs(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.install()
+    other = site.directory / "other.conf"
+    other.write_text(site.certs_conf.read_text().replace("[site]", "[b]") + "[a]\n")
+    assert site.show(f"--config-certs={other}") == 1
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("[")] == ["[a] broken", "[b] ok"]
+    assert site.show(f"--config-certs={other}", "b", "b") == 0
+    assert capsys.readouterr().out.count("[b] ok\n") == 1
