@@ -27,6 +27,7 @@ HOUR = datetime.timedelta(hours=1)
 LOOKAHEAD = 12 * HOUR
 NAMES = ["a.example.test", "www.a.example.test"]
 KEY = generate_key("p256")
+NOT_ASKED = "no renewal window recorded: the next run asks the CA if it offers any"
 
 
 class Site:
@@ -117,7 +118,7 @@ def test_every_field_of_an_installed_certificate(site: Site) -> None:
     assert status.days_left(got, NOW + HOUR) == 88
     assert got.installed == NOW - 2 * HOUR
     assert got.renewal == renewal.Schedule(NOW + 68 * DAY, renewal.MIN_DAYS, "min-days = 21")
-    assert (got.due, got.overdue, got.problems, got.notes) == (False, None, [], [])
+    assert (got.due, got.overdue, got.problems, got.notes) == (False, None, [], [NOT_ASKED])
     assert got.state(NOW) == status.OK
     assert status.last_result(got) == (
         "installed",
@@ -151,6 +152,7 @@ def test_the_human_block(site: Site, capsys: pytest.CaptureFixture[str]) -> None
         "  not after    2027-02-28 12:00:00 UTC (89 days left)\n"
         "  renewal      2027-02-07 12:00:00 UTC (in 68 days), min-days = 21\n"
         "  last result  installed 2026-12-01 10:00:00 UTC\n"
+        f"  note         {NOT_ASKED}\n"
     )
 
 
@@ -293,7 +295,8 @@ def test_a_certificate_kept_for_other_names_is_discarded(site: Site) -> None:
     assert got.renewal.reason == renewal.MIN_DAYS
     assert got.notes == [
         f"the next run discards the certificate kept in {kept}: names changed: "
-        "+ a.example.test, + www.a.example.test, - b.example.test"
+        "+ a.example.test, + www.a.example.test, - b.example.test",
+        NOT_ASKED,
     ]
 
 
@@ -319,7 +322,10 @@ def test_a_pending_notification_is_overdue(site: Site, capsys: pytest.CaptureFix
     site.write()
     got = site.status()
     assert (got.notify, got.state(NOW)) == (None, status.OK)
-    assert got.notes == ["no notify command any more: the next run drops the pending one"]
+    assert got.notes == [
+        NOT_ASKED,
+        "no notify command any more: the next run drops the pending one",
+    ]
 
 
 def test_a_rate_limit_and_an_order_to_resume(
@@ -469,7 +475,7 @@ def test_the_json_document(site: Site, capsys: pytest.CaptureFixture[str]) -> No
                     "at": "2026-12-01T10:00:00+00:00",
                     "text": "installed 2026-12-01 10:00:00 UTC",
                 },
-                "notes": [],
+                "notes": [NOT_ASKED],
                 "problems": [],
             }
         ],

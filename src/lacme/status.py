@@ -169,6 +169,8 @@ def _schedule(
         return renewal.by_ari(state, not_before, not_after)
     if cert_id is not None and ari.not_offered(path, cert_id, now):
         status.notes.append("the CA offers no renewal information")
+    elif cert_id is not None:
+        status.notes.append("no renewal window recorded: the next run asks the CA if it offers any")
     return renewal.by_min_days(not_before, not_after, _min_days(section, given))
 
 
