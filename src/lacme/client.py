@@ -457,6 +457,8 @@ class Session:
         self.context = ssl_context(settings)
         self.patience = Patience(settings.timeout)
         self.accountd: Accountd | None = None
+        # Why getting ready for the first order failed (see lend).
+        self.unready: Fatal | AcmeError | ContractError | None = None
         self.watch: token_reads.Watch | None = None
         self.idle: list[Transport] = []
         self.orders: list[threading.Thread] = []
@@ -528,13 +530,27 @@ class Session:
 
     def lend(self, kind: str, fd: int) -> None:
         if kind == ACCOUNTD_FD and self.accountd is None:
+            # Lent when an order is coming, before the master has built its
+            # CSR: the directory is fetched while accountd may still be
+            # starting, then the account looked up.  What fails is the
+            # first order's error, as if it had asked itself.
+            lookups = self.lookups
+            lookups.warn = log.warn
+            try:
+                _ = lookups.directory
+            except (Fatal, AcmeError, ContractError) as e:
+                self.unready = e
             self.accountd = open_accountd(fd)
             greeting = self.accountd.greeting
             if self.trace:
                 self.trace(f"accountd greeting: {greeting}")
-            lookups = self.lookups
             lookups.alg, lookups.jwk = greeting.alg, greeting.jwk
             lookups.thumbprint, lookups.kid = greeting.jwk_thumbprint, greeting.kid
+            if self.unready is None:
+                try:
+                    lookups.account_kid()
+                except (Fatal, AcmeError, ContractError) as e:
+                    self.unready = e
         elif kind == CHALLENGES_FD and self.watch is None:
             os.fchdir(fd)
             os.close(fd)
@@ -556,6 +572,9 @@ class Session:
         parse_new_order_arguments(request.arguments)
         if self.watch is None:
             raise Fatal("the master lent the session no challenge directory")
+        if self.unready is not None:
+            unready, self.unready = self.unready, None
+            raise unready
         self.orders = [order for order in self.orders if order.is_alive()]
         if len(self.orders) >= MAX_ORDERS:
             raise Fatal(f"more than {MAX_ORDERS} orders at once")

@@ -4,11 +4,11 @@ on its control socket, several orders under way at once.
 
     ClientSession(process, control, name)
         .lend(kind, fd)                  the accountd stream, the challenge directory
+        .holding                         what those were lent from, ended after the client
         .ask(command, arguments, stdin, order) -> id
         .wait(ids) -> id                 one of IDS answered
         .wait_or_placed(ids) -> id | None  or an order placed
         .result(id) -> Result            and forget it
-        .asked                           whether it was sent a request
         .close()                         ask nothing more, let it finish
 
 What the client sends is checked line by line (decode_answer) and read no
@@ -24,6 +24,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import NamedTuple
 
 from lacme import log
@@ -66,6 +67,9 @@ class ClientSession:
         self.name = name
         self.broken: str | None = None
         self.lent: set[str] = set()  # the kinds of descriptor lent, each once
+        # What the master lent it from (the accountd conversation), to end
+        # once the client has stopped.
+        self.holding = ExitStack()
         # Whether an order was placed: the server is there, and the account.
         self.reached = False
         self._next_id = 0
@@ -73,11 +77,6 @@ class ClientSession:
         self._urls: dict[int, str] = {}
         self._results: dict[int, Result] = {}
         self._buffered = b""
-
-    @property
-    def asked(self) -> bool:
-        """Whether it was sent any request."""
-        return self._next_id > 0
 
     def lend(self, kind: str, fd: int) -> None:
         """The descriptor FD, as KIND (lacme.client_contract DESCRIPTORS)."""

@@ -403,7 +403,7 @@ class Master:
             self.session = self._start_session(run)
         session = self.session
         if challenges is not None and ACCOUNTD_FD not in session.lent:
-            sock = run.enter_context(self._accountd())
+            sock = session.holding.enter_context(self._accountd())
             session.lend(ACCOUNTD_FD, sock.fileno())
         if challenges is not None and CHALLENGES_FD not in session.lent:
             fd = os.open(challenges, DIRECTORY_FLAGS)
@@ -430,13 +430,16 @@ class Master:
             )
         self.debug(f"Forking {argv[0]} for the run's session, child PID {client.pid}")
         session = ClientSession(client, control, argv[0])
+        # Unwound once the client has stopped: a client asked nothing yet
+        # may still be waiting for accountd's greeting, and would report it
+        # missing.
+        stack.enter_context(session.holding)
 
         def end(exc_type: type[BaseException] | None, *_: object) -> None:
             # Asked nothing more, it exits once its answers are sent; when
-            # the run stops short, or never asked it anything, at once.
+            # the run stops short, at once.
             session.close()
-            finishing = exc_type is None and session.asked
-            privdrop.stop(client, grace=SESSION_GRACE if finishing else 0)
+            privdrop.stop(client, grace=0 if exc_type is not None else SESSION_GRACE)
             self._end_orphans()
 
         stack.push(end)
@@ -578,15 +581,21 @@ class Master:
     def _surely_due(self, source: CertSource | None) -> bool:
         """Whether the section of SOURCE is due, as far as its settings tell
         before any certificate is read: renewal is forced, or it has no
-        certificate yet.  (It may still end without an order: a kept
-        certificate to install, a key that can't be read.)"""
+        certificate yet, nor a rate limit that holds.  (It may still end
+        without an order: a kept certificate to install, a key that can't
+        be read.)"""
         if source is None:
             return False
         try:
             section = config.parse_section(source)
         except ConfigError:
             return False
-        return self.args.min_days == -1 or not os.path.lexists(section.certificate_paths()[0])
+        if self.args.min_days == -1:
+            return True
+        path = section.certificate_paths()[0]
+        now = datetime.datetime.now(datetime.UTC)
+        limited = rate_limits.load(rate_limits.state_path(path), now) is not None
+        return not limited and not os.path.lexists(path)
 
     def _begin(self, work: Work, challenges: ChallengeDirectory, run: ExitStack) -> None:
         """Whether WORK's section is due, then its order started (in the
