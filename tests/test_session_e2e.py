@@ -125,3 +125,20 @@ def test_a_certain_order_starts_every_process_before_any_key_is_read(pebble: Peb
         assert len(forks) == 1, forks
         assert "for the run's session" in forks[0]
         assert early == forks
+
+
+def test_an_account_the_server_does_not_know_fails_the_first_order(
+    fault_proxy: FaultProxy,
+) -> None:
+    """The session looks the account up as soon as accountd is lent, before
+    the order is asked: its failure is what the order says, and the server
+    is asked once, not again by the order."""
+    with master_setup(fault_proxy) as setup:
+        setup.one_section(subject="/CN=site.example.test")
+        result = setup.run("newOrder", check=False)
+    assert result.returncode == 1
+    assert "no account for this key; register one with `lacme account --register`" in (
+        result.stderr
+    )
+    assert len(fault_proxy.sent("POST", "newAccount")) == 1
+    assert fault_proxy.sent("POST", "newOrder") == []
