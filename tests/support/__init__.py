@@ -13,7 +13,9 @@
 - `masters`: a master (ours or Perl's) with a throwaway configuration;
 - `offline`: our master with the stand-in client tests/fake_client.py, no ACME server;
 - `users`: lacme's unprivileged users, which the master's children run as;
-- `orphans`: leaving a process behind as a daemon does (setsid, double fork).
+- `orphans`: leaving a process behind as a daemon does (setsid, double fork);
+- `openssh`: a machine as the manuals' examples assume it (private /etc, /home,
+  /root, /run, /srv and /usr/local in a mount namespace), and a real sshd there.
 
 The programs the tests start as other processes (`fake_client.py`,
 `inspect_child.py`, `orphaning.py`, `exchanging.py`, `spawn_master.py`,
