@@ -274,7 +274,7 @@ def setting_the_scene(pebble: PebbleServer) -> Iterator[Scene]:
         systemctl = top / "systemctl"
         systemctl.write_text(f'#!/bin/sh\necho "$*" >> {SYSTEMCTL_LOG}\n')
         systemctl.chmod(0o755)
-        view = make_view(stack, top, systemctl=systemctl)
+        view = make_view(top, systemctl=systemctl)
         for user in (KEYS_USER, ALICE):
             view.add_user(user)
         sshd = stack.enter_context(running_sshd(view))
@@ -362,8 +362,25 @@ def test_lacme_8_with_a_remote_accountd(scene: Scene) -> None:
     scene.key_host(example(ACCOUNTD_1, "privkey = file:%h/.lacme/account.key"))
     # Each server: the key, tied to the one command on the key host.
     scene.through_ssh(LACME_8, "/etc/lacme/id_ed25519")
+    # Tied indeed: whatever the server asks for, the key host runs
+    # lacme-accountd, and lends no socket.
+    ssh = f"ssh -T -i /etc/lacme/id_ed25519 {scene.sshd.destination(KEYS_USER)}"
+    _, greeting, _ = scene.root(f"{ssh} id </dev/null")
+    assert greeting.startswith('1 OK {"alg":"ES256"'), greeting
+    status, _, stderr = scene.root(
+        f"{ssh} -o ExitOnForwardFailure=yes -R /home/{KEYS_USER}/S:/run/S true </dev/null",
+        check=False,
+    )
+    assert status != 0
+    assert "forwarding failed" in stderr.lower(), stderr
 
     register = example(LACME_8, REGISTER)
+    # Unattended, root's known_hosts must know the key host: ssh asks no one.
+    scene.file("/root/.ssh/known_hosts").unlink()
+    status, _, stderr = scene.root(register, check=False)
+    assert status == 1
+    assert "Host key verification failed." in stderr
+    scene.knows_the_host("root")
     account = json.loads(scene.root(register)[1])
     assert account["status"] == "valid"
     assert account["contact"] == ["mailto:hostmaster@example.org"]
@@ -500,6 +517,7 @@ def test_lacme_accountd_1_sockets(scene: Scene) -> None:
     # sshd leaves the forwarded socket behind: the next forward fails on it,
     # as lacme(8) says, until it is removed by hand.
     assert scene.file(f"/home/{ALICE}/S.lacme").is_socket()
+    # Its first line's `&` is serving's: in the background until the end.
     background, *rest = example(LACME_8, "lacme-accountd --privkey").splitlines()
     recipe = substitute(
         "\n".join(rest), {" www.example.org ": f" {scene.sshd.destination(ALICE)} "}

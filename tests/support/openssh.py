@@ -143,7 +143,7 @@ class View:
         assert done.returncode == 0, done.stderr
 
 
-def make_view(stack: ExitStack, top: Path, systemctl: Path | None = None) -> View:
+def make_view(top: Path, systemctl: Path | None = None) -> View:
     """A view under TOP: /etc copied from the machine's (without lacme's
     configuration), the rest empty, /usr/local/{sbin,bin} holding our
     commands as an installation to /usr/local would; with SYSTEMCTL, that
