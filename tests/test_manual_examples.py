@@ -163,6 +163,9 @@ SYSTEMCTL_LOG = "/run/systemctl.log"
 
 @dataclass
 class Scene:
+    """The view, its sshd and the test's Pebble; a command runs as a user of
+    the view types it, in a login's environment."""
+
     view: View
     sshd: Sshd
     pebble: PebbleServer

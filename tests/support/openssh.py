@@ -1,7 +1,7 @@
 """A machine as the manuals' examples assume it, for running them as written:
-a private copy of /etc, and private /home, /root, /run, /srv and /usr/local
-(sbin and bin hold our commands), bind-mounted over the real ones in a
-mount namespace per command (`View`); users added there only; and a real
+a private copy of /etc; private /home, /root, /run and /srv; our commands
+in /usr/local/sbin and /usr/local/bin; all bind-mounted over the real ones
+in a mount namespace per command (`View`); users added there only; and a real
 OpenSSH sshd on a loopback port (`running_sshd`), with its own host key
 and configuration, started in that view so that its sessions see it too.
 
@@ -25,8 +25,10 @@ from pathlib import Path
 from support.system import all_running, free_ports, port_open, spawn_logged, wait_for
 
 BIN = Path(sys.executable).parent
-# Debian's PATH for a user's login (login.defs ENV_PATH) and for sshd's sessions.
+# Debian's PATH for a login (login.defs ENV_PATH and ENV_SUPATH), and for
+# sshd's sessions but root's.
 USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -75,7 +77,7 @@ class View:
             "USER": user,
             "LOGNAME": user,
             "SHELL": "/bin/sh",
-            "PATH": USER_PATH,
+            "PATH": ROOT_PATH if user == "root" else USER_PATH,
             **(env or {}),
         }
         identity = (
@@ -145,18 +147,18 @@ class View:
 
 def make_view(top: Path, systemctl: Path | None = None) -> View:
     """A view under TOP: /etc copied from the machine's (without lacme's
-    configuration), the rest empty, /usr/local/{sbin,bin} holding our
-    commands as an installation to /usr/local would; with SYSTEMCTL, that
-    program stands in for /usr/bin/systemctl."""
+    configuration), the rest empty but /usr/local/sbin and /usr/local/bin,
+    holding our commands; with SYSTEMCTL, that program stands in for
+    /usr/bin/systemctl."""
     view = View(top)
     etc = top / "etc"
     subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
     shutil.rmtree(etc / "lacme", ignore_errors=True)
     (etc / "lacme").mkdir(mode=0o755)
-    commands = top / "usr-local-bin"
-    commands.mkdir()
-    for name in ("lacme", "lacme-accountd"):
-        (commands / name).symlink_to(BIN / name)
+    # Where scripts/install puts them with PREFIX=/usr/local.
+    for directory, name in (("sbin", "lacme"), ("bin", "lacme-accountd")):
+        (top / f"usr-local-{directory}").mkdir()
+        (top / f"usr-local-{directory}" / name).symlink_to(BIN / name)
     for name, mode in (("home", 0o755), ("root", 0o700), ("run", 0o755), ("srv", 0o755)):
         (top / name).mkdir(mode=mode)
         (top / name).chmod(mode)
@@ -167,8 +169,8 @@ def make_view(top: Path, systemctl: Path | None = None) -> View:
         (top / "root", "/root"),
         (top / "run", "/run"),
         (top / "srv", "/srv"),
-        (commands, "/usr/local/sbin"),
-        (commands, "/usr/local/bin"),
+        (top / "usr-local-sbin", "/usr/local/sbin"),
+        (top / "usr-local-bin", "/usr/local/bin"),
     ]
     if systemctl is not None:
         view.binds.append((systemctl, "/usr/bin/systemctl"))
