@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -519,7 +520,11 @@ def test_lacme_accountd_1_sockets(scene: Scene) -> None:
 
     # sshd leaves the forwarded socket behind: the next forward fails on it,
     # as lacme(8) says, until it is removed by hand.
-    assert scene.file(f"/home/{ALICE}/S.lacme").is_socket()
+    # It is alice's, 0600, as StreamLocalBindMask makes it, and root used it.
+    left = scene.file(f"/home/{ALICE}/S.lacme").stat()
+    assert stat.S_ISSOCK(left.st_mode)
+    assert stat.S_IMODE(left.st_mode) == 0o600
+    assert str(left.st_uid) == scene.user(ALICE, "id -u").strip()
     # Its first line's `&` is serving's: in the background until the end.
     background, *rest = example(LACME_8, "lacme-accountd --privkey").splitlines()
     recipe = substitute(
