@@ -423,13 +423,17 @@ def test_lacme_8_with_a_remote_accountd(scene: Scene) -> None:
 
     scene.root(example(LACME_8, "lacme revokeCert --reason=keyCompromise /etc/ssl/certs/www.pem"))
     assert scene.pebble.cert_status(second.serial_number)["Status"] == "Revoked"
-    # A revoked certificate is renewed at the next run, and that is mailed.
+    # A revoked certificate is renewed at the next run, and that is mailed;
+    # for a new key, made as before.
+    scene.www_section()
     status, mail = cron_run(scene, environment, user, command)
     assert status == 0
     assert mail != ""
-    assert scene.installed().serial_number != second.serial_number
+    third = scene.installed()
+    assert third.serial_number != second.serial_number
+    assert third.public_key() != second.public_key()
     assert scene.reloads() == ["reload nginx"] * 3
-    assert leaf_of(scene.file("/etc/ssl/certs/www.pem")) == scene.installed()
+    assert leaf_of(scene.file("/etc/ssl/certs/www.pem")) == third
 
 
 # ---------------------------------------------------------------------------
