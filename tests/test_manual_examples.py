@@ -20,6 +20,7 @@ until a test runs it.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import re
@@ -37,11 +38,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from lacme import config, status
+from lacme.master_command import Arguments, parse_args
 from support.commands import ACCOUNTD
 from support.masters import check_issued, leaf_of
 from support.openssh import Sshd, View, make_view, running_sshd, ssh_keygen
 from support.pebble import PebbleFactory, PebbleServer
-from support.pki import public_jwk
+from support.pki import make_ca, new_key_file, pem, public_jwk
 from support.system import all_running, temporary_directory, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +112,7 @@ RUN_BY = {
     (LACME_8, "lacme account --rollover"): "test_rollover",
     (LACME_8, "PATH="): "test_lacme_8_with_a_remote_accountd",
     (LACME_8, "systemctl enable"): "test_timer",
+    (LACME_8, "[mail] ok\n"): "test_status_sample",
     (LACME_8, "[accountd]"): "test_lacme_8_with_a_remote_accountd",
     (LACME_8, "restrict,command="): "test_lacme_8_with_a_remote_accountd",
     (LACME_8, "lacme-accountd --privkey"): "test_lacme_accountd_1_sockets",
@@ -123,6 +127,41 @@ RUN_BY = {
     (ACCOUNTD_1, "restrict,command="): "test_lacme_accountd_1_sockets",
 }
 REGISTER = "lacme account --register"
+
+
+@pytest.mark.unit
+def test_status_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """lacme(8)'s `lacme status` block is what status prints of a certificate
+    such as Pebble issues, five minutes later; the chain's path and the test
+    CA's name put in."""
+    issued = datetime.datetime(2026, 12, 2, 1, 24, 43, tzinfo=datetime.UTC)
+    ca = make_ca("Pebble")
+    key = tmp_path / "mail.key"
+    leaf = ca.issue(
+        new_key_file(key, "rsa2048").public_key(), ["mail.example.test"], not_before=issued, days=90
+    )
+    chain = tmp_path / "mail.chain.pem"
+    chain.write_bytes(pem(leaf, ca.intermediate))
+    os.utime(chain, (issued.timestamp(), issued.timestamp()))
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(ca.root_pem())
+    certs = tmp_path / "lacme-certs.conf"
+    certs.write_text(
+        f"[mail]\ncertificate-key = {key}\ncertificate-chain = {chain}\nCAfile = {roots}\n"
+        "subject = /CN=mail.example.test\nmin-days = 30%\n"
+    )
+    conf = tmp_path / "lacme.conf"
+    conf.write_text(f"config-certs = {certs}\n")
+    parsed = parse_args(["status"])
+    assert isinstance(parsed, Arguments)
+    assert status.show(config.load(str(conf)), parsed, issued + datetime.timedelta(minutes=5)) == 0
+    assert capsys.readouterr().out == substitute(
+        example(LACME_8, "[mail] ok\n"),
+        {
+            "/etc/ssl/lacme/mail.chain.pem": str(chain),
+            "CN=Pebble Intermediate CA 0e07fa": ca.intermediate.subject.rfc4514_string(),
+        },
+    )
 
 
 @pytest.mark.unit
