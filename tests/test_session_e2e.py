@@ -142,3 +142,14 @@ def test_an_account_the_server_does_not_know_fails_the_first_order(
     )
     assert len(fault_proxy.sent("POST", "newAccount")) == 1
     assert fault_proxy.sent("POST", "newOrder") == []
+
+
+def test_one_certificate_takes_one_connection(fault_proxy: FaultProxy) -> None:
+    """The order goes on with the connection its session looked the
+    directory and the account up on."""
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        setup.one_section(subject="/CN=site.example.test")
+        before = fault_proxy.connections
+        setup.run("newOrder")
+    assert fault_proxy.connections - before == 1

@@ -583,9 +583,11 @@ class Session:
         with self._idle:
             transport = self.idle.pop() if self.idle else None
         if transport is None:
-            transport = Transport(self.context, self.patience, self.trace)
-            # The nonce of the account lookup, which would be wasted.
-            transport.nonce = self.lookups.transport.take_nonce()
+            # The lookups' connection, open since the account lookup, and
+            # its nonce: the order goes on with them.  Lookups, seldom asked
+            # once orders are under way, open another if they need one.
+            transport = self.lookups.transport
+            self.lookups.transport = Transport(self.context, self.patience, self.trace)
         session = AcmeSession(
             self.settings.server,
             context=self.context,

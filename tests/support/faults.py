@@ -136,6 +136,7 @@ class FaultProxy:
         self.hooks: list[RequestHook] = []
         self.answer_hooks: list[AnswerHook] = []
         self.exchanges: list[Exchange] = []
+        self.connections = 0  # accepted so far
         self._lock = threading.Lock()
         upstream = httpx.URL(pebble.directory_url)
         self._upstream = f"https://{upstream.host}:{upstream.port}"
@@ -228,6 +229,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the client uses it
     timeout = SOCKET_TIMEOUT
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.proxy._lock:
+            self.server.proxy.connections += 1
 
     def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
