@@ -5,10 +5,8 @@ Only lacme-accountd imports this module; no other process ever holds the
 account's private key or the HMAC key.
 """
 
-import hashlib
 import os
 import stat
-import subprocess
 import termios
 from collections.abc import Callable
 from typing import NamedTuple
@@ -49,7 +47,9 @@ class AccountKey(NamedTuple):
     @property
     def thumbprint(self) -> str:
         """RFC 7638 thumbprint; RFC 8555 section 8.1 fixes SHA-256."""
-        return b64url_encode(hashlib.sha256(canonical_json(self.jwk)).digest()).decode()
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(canonical_json(self.jwk))
+        return b64url_encode(digest.finalize()).decode()
 
 
 def _rsa_account_key(key: rsa.RSAPrivateKey, source: str) -> AccountKey:
@@ -176,6 +176,8 @@ def load_file(path: str, warn: Callable[[str], None]) -> AccountKey:
 
 def load_gpg(path: str, gpg_command: str) -> AccountKey:
     """`privkey = gpg:PATH`: a key decrypted by gpg(1) into our memory only."""
+    import subprocess  # here: only a gpg key needs it
+
     argv = [*gpg_command.split(), "-o", "-", "--decrypt", "--", path]
     try:
         # stdin is the protocol channel in --stdio mode: gpg must not read it.
