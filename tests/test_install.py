@@ -11,13 +11,14 @@ touched.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +41,7 @@ CONFIG_FILES = ("lacme.conf", "lacme-certs.conf", "lacme-accountd.conf")
 SNIPPETS = ("nginx.conf", "nginx-static.conf", "apache2.conf", "apache2-static.conf")
 MANUALS = ("man8/lacme.8", "man1/lacme-accountd.1")
 USERS = ("_lacme-client", "_lacme-www")
+MANIFEST = "usr/local/lib/lacme/installed"  # for PREFIX=/usr/local, under DESTDIR
 TIMEOUT = 300
 
 
@@ -237,16 +239,23 @@ def test_lacme_accountd_conf_examples_are_valid(tmp_path: Path) -> None:
 # Staged installation (DESTDIR)
 
 
-def install(*settings: str, uninstall: bool = False, wrap: Sequence[str] = ()) -> str:
+def script(
+    *settings: str, uninstall: bool = False, wrap: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run scripts/install (or uninstall) with SETTINGS (NAME=VALUE) under
-    the WRAP command; its stderr, or the test fails showing it."""
-    result = subprocess.run(
+    the WRAP command."""
+    return subprocess.run(
         [*wrap, str(UNINSTALL if uninstall else INSTALL), *settings],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         check=False,
     )
+
+
+def install(*settings: str, uninstall: bool = False, wrap: Sequence[str] = ()) -> str:
+    """`script`'s stderr, or the test fails showing it."""
+    result = script(*settings, uninstall=uninstall, wrap=wrap)
     assert result.returncode == 0, f"{result.args} exited {result.returncode}:\n{result.stderr}"
     return result.stderr
 
@@ -288,6 +297,7 @@ def test_staged_file_list(staged: Path) -> None:
         "usr/local/sbin/lacme",
         "usr/local/lib",
         "usr/local/lib/lacme",
+        MANIFEST,
         venv,
         *(f"{venv}/{name}" for name in os.listdir(staged / venv)),
         "usr/local/lib/systemd",
@@ -373,18 +383,188 @@ def test_staged_reinstall_and_uninstall() -> None:
             *(f"etc/lacme/{name}" for name in CONFIG_FILES + SNIPPETS),
             "etc/lacme/account.key",
             "etc/lacme/lacme-certs.conf.d/www.conf",
+            MANIFEST,
         }
         assert after < before
-        assert not any(name.startswith("usr/local/lib/lacme") for name in after)
+        assert not any(name.startswith(VENV.lstrip("/")) for name in after)
 
+        # What the first install wrote and the second kept is still recorded
+        # as the first wrote it: removed, unchanged, but for the edited file.
         stderr = install(f"DESTDIR={destdir}", "PURGE=1", uninstall=True)
-        assert {name for name in tree(destdir) if name.startswith("etc/")} == {
+        assert set(tree(destdir)) == {
+            "etc",
             "etc/lacme",
             "etc/lacme/account.key",
+            "etc/lacme/lacme.conf",
             "etc/lacme/lacme-certs.conf.d",
             "etc/lacme/lacme-certs.conf.d/www.conf",
         }
+        assert (etc / "lacme.conf").read_text() == edited
+        assert f"keeping {etc}/lacme.conf: changed since it was installed" in stderr
         assert f"{etc}/account.key" in stderr
+
+
+class Entry(NamedTuple):
+    """A line of the manifest."""
+
+    kind: str
+    digest: str
+    path: str
+
+
+def manifest(destdir: Path) -> list[Entry]:
+    header, *lines = (destdir / MANIFEST).read_text().splitlines()
+    assert header.startswith("# lacme scripts/install manifest 1:")
+    return [Entry(*line.split(" ", 2)) for line in lines]
+
+
+def contents(root: Path) -> dict[str, bytes | str | None]:
+    """Every path under ROOT, the venv's insides included: a file's content,
+    a link's target, None for a directory."""
+    found: dict[str, bytes | str | None] = {}
+    for directory, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(directory, name)
+            relative = str(path.relative_to(root))
+            if path.is_symlink():
+                found[relative] = os.readlink(path)
+            else:
+                found[relative] = path.read_bytes() if path.is_file() else None
+    return found
+
+
+def with_parents(names: Iterable[str]) -> set[str]:
+    """NAMES (relative paths) and every directory above them."""
+    return {str(parent) for name in names for parent in [Path(name), *Path(name).parents]} - {"."}
+
+
+def debian_conffiles(package: str) -> dict[str, bytes]:
+    """The files Debian's PACKAGE put in /etc/lacme, by name."""
+    listed = subprocess.run(
+        ["dpkg-query", "--listfiles", package], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    files = [Path(line) for line in listed if line.startswith("/etc/lacme/")]
+    return {path.name: path.read_bytes() for path in files if path.is_file()}
+
+
+@pytest.mark.process
+@pytest.mark.debian("lacme")
+def test_purge_keeps_edited_and_debian_files() -> None:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        etc = destdir / "etc/lacme"
+        (etc / "lacme-certs.conf.d").mkdir(parents=True)
+        debian = debian_conffiles("lacme")
+        # All of ours but lacme-accountd's, which is lacme-accountd's.
+        assert set(debian) == set(CONFIG_FILES + SNIPPETS) - {"lacme-accountd.conf"}
+        for name, content in debian.items():
+            (etc / name).write_bytes(content)
+        stderr = install(f"DESTDIR={destdir}")
+        for name in debian:
+            assert f"keeping the existing {etc / name}" in stderr
+        assert {entry.path for entry in manifest(destdir) if entry.kind == "conf"} == {
+            "/etc/lacme/lacme-accountd.conf"
+        }
+        ours = etc / "lacme-accountd.conf"
+        ours.write_text(ours.read_text() + "privkey = file:/etc/lacme/account.key\n")
+        unit = destdir / "usr/local/lib/systemd/system/lacme.service"
+        unit.write_text(unit.read_text() + "# edited\n")
+        edited = {
+            f"etc/lacme/{ours.name}": ours.read_bytes(),
+            str(unit.relative_to(destdir)): unit.read_bytes(),
+        }
+
+        stderr = install(f"DESTDIR={destdir}", "PURGE=1", uninstall=True)
+        files = {f"etc/lacme/{name}": content for name, content in debian.items()} | edited
+        left = contents(destdir)
+        assert set(left) == with_parents({*files, "etc/lacme/lacme-certs.conf.d"})
+        assert {name: content for name, content in left.items() if content is not None} == files
+        for name in edited:
+            assert f"keeping {destdir / name}: changed since it was installed" in stderr
+
+
+@pytest.mark.process
+def test_uninstall_records_what_purge_is_left_to_remove() -> None:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        install(f"DESTDIR={destdir}")
+        installed = manifest(destdir)
+        assert {entry.kind for entry in installed} == {
+            "file",
+            "conf",
+            "link",
+            "venv",
+            "dir",
+            "confdir",
+        }
+        # Every file the install wrote, the manifest itself and the venv's
+        # insides aside, is listed with its checksum.
+        written = {
+            name
+            for name, path in tree(destdir).items()
+            if not path.is_dir() and name != MANIFEST and not name.startswith(VENV[1:] + "/")
+        }
+        assert {entry.path.lstrip("/") for entry in installed if entry.kind != "dir"} >= written
+        for entry in installed:
+            if entry.kind in ("file", "conf"):
+                digest = hashlib.sha256((destdir / entry.path.lstrip("/")).read_bytes())
+                assert entry.digest == digest.hexdigest(), entry
+
+        install(f"DESTDIR={destdir}", uninstall=True)
+        # Only the configuration is left, and recorded; and the directories
+        # holding it and the manifest.
+        holding_manifest = {str(parent) for parent in Path(f"/{MANIFEST}").parents}
+        assert manifest(destdir) == [
+            entry
+            for entry in installed
+            if entry.kind in ("conf", "confdir") or entry.path in holding_manifest
+        ]
+        assert set(tree(destdir)) == with_parents(
+            {MANIFEST, "etc/lacme/lacme-certs.conf.d"}
+            | {f"etc/lacme/{name}" for name in CONFIG_FILES + SNIPPETS}
+        )
+
+        install(f"DESTDIR={destdir}", "PURGE=1", uninstall=True)
+        assert tree(destdir) == {}
+
+
+def assert_removes_nothing(destdir: Path, line: str, *settings: str) -> None:
+    """Uninstalling with SETTINGS fails with LINE alone and leaves DESTDIR as it was."""
+    before = contents(destdir)
+    result = script(f"DESTDIR={destdir}", *settings, uninstall=True)
+    assert (result.returncode, result.stderr) == (1, f"{UNINSTALL.parent / 'install'}: {line}\n")
+    assert contents(destdir) == before
+
+
+@pytest.mark.process
+def test_uninstall_without_manifest_removes_nothing(staged: Path) -> None:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        shutil.copytree(staged, destdir, symlinks=True, dirs_exist_ok=True)
+        (destdir / MANIFEST).unlink()
+        assert_removes_nothing(
+            destdir,
+            f"no {destdir / MANIFEST} (an install by an older scripts/install?), so removing"
+            " nothing; scripts/install with the same settings, then scripts/uninstall, removes"
+            " what it rewrites",
+            "PURGE=1",
+        )
+
+
+@pytest.mark.process
+def test_uninstall_refuses_a_damaged_manifest(staged: Path) -> None:
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        shutil.copytree(staged, destdir, symlinks=True, dirs_exist_ok=True)
+        lines = (destdir / MANIFEST).read_text().splitlines()
+        for number, damaged, fault in (
+            (2, "disk - /usr/local", "unknown kind 'disk'"),
+            (3, "file 1234 /usr/local/sbin/lacme", "not 'KIND SHA-256 /PATH'"),
+            (2, f"conf {'0' * 64} etc/lacme/lacme.conf", "not 'KIND SHA-256 /PATH'"),
+        ):
+            text = [*lines[: number - 1], damaged, *lines[number - 1 :]]
+            (destdir / MANIFEST).write_text("\n".join(text) + "\n")
+            assert_removes_nothing(destdir, f"{destdir / MANIFEST}, line {number}: {fault}")
 
 
 @pytest.mark.process
@@ -569,12 +749,48 @@ def test_install_issue_and_uninstall(real_install: RealInstall, pebble: PebbleSe
     assert sorted(names.get_values_for_type(x509.DNSName)) == ["example.test", "www.example.test"]
 
     install(f"PREFIX={prefix}", uninstall=True, wrap=inside)
-    assert [path for path in prefix.rglob("*") if not path.is_dir()] == []
+    assert [path for path in prefix.rglob("*") if not path.is_dir()] == [
+        prefix / "lib/lacme/installed"
+    ]
     assert {path.name for path in conf.iterdir()} >= {*CONFIG_FILES, *SNIPPETS}
     for user in USERS:  # they may still own files: left in place
         run([*inside, "getent", "passwd", user])
     install(f"PREFIX={prefix}", "PURGE=1", uninstall=True, wrap=inside)
-    assert {path.name for path in conf.iterdir()} == {"account.key", "lacme-certs.conf.d"}
+    # Edited, or Debian's lacme's and lacme-accountd's as dpkg sees them
+    # (see test_purge_keeps_what_a_debian_package_owns), the rest removed.
+    debian = {name for name in CONFIG_FILES + SNIPPETS if dpkg_owned(f"/etc/lacme/{name}")}
+    assert {path.name for path in conf.iterdir()} == {
+        "account.key",
+        "lacme-certs.conf.d",
+        "lacme.conf",
+        "lacme-accountd.conf",
+        *debian,
+    }
+    assert not prefix.exists()
+
+
+def dpkg_owned(path: str) -> bool:
+    result = subprocess.run(["dpkg-query", "--search", path], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("lacme", "lacme-accountd")
+def test_purge_keeps_what_a_debian_package_owns(real_install: RealInstall) -> None:
+    # The private /etc had no /etc/lacme: the install wrote every file there,
+    # each one a path Debian's lacme or lacme-accountd owns in dpkg's database.
+    prefix, etc, inside = real_install
+    conf = etc / "lacme"
+    written = {name: (conf / name).read_bytes() for name in CONFIG_FILES + SNIPPETS}
+    stderr = install(f"PREFIX={prefix}", "PURGE=1", uninstall=True, wrap=inside)
+    assert {name: (conf / name).read_bytes() for name in written} == written
+    for name in written:
+        package = "lacme-accountd" if name == "lacme-accountd.conf" else "lacme"
+        assert f"keeping /etc/lacme/{name}: it belongs to Debian's {package}\n" in stderr
+    # A directory Debian's lacme owns, though empty.
+    assert (conf / "lacme-certs.conf.d").is_dir()
+    assert not prefix.exists()
 
 
 @pytest.mark.process
