@@ -41,6 +41,7 @@ CONFIG_FILES = ("lacme.conf", "lacme-certs.conf", "lacme-accountd.conf")
 SNIPPETS = ("nginx.conf", "nginx-static.conf", "apache2.conf", "apache2-static.conf")
 MANUALS = ("man8/lacme.8", "man1/lacme-accountd.1")
 USERS = ("_lacme-client", "_lacme-www")
+COMPLETIONS = ("lacme", "lacme-accountd")
 MANIFEST = "usr/local/lib/lacme/installed"  # for PREFIX=/usr/local, under DESTDIR
 TIMEOUT = 300
 
@@ -307,6 +308,9 @@ def test_staged_file_list(staged: Path) -> None:
         "usr/local/share",
         "usr/local/share/man",
         *(f"usr/local/share/man/{Path(manual).parent}" for manual in MANUALS),
+        "usr/local/share/bash-completion",
+        "usr/local/share/bash-completion/completions",
+        *(f"usr/local/share/bash-completion/completions/{name}" for name in COMPLETIONS),
         *(f"usr/local/share/man/{manual}" for manual in MANUALS),
     }
     assert set(tree(staged)) == expected
@@ -346,6 +350,10 @@ def test_staged_commands(staged: Path) -> None:
     assert "ExecStart=/usr/local/sbin/lacme newOrder\n" in service
     conf = (staged / "etc/lacme/lacme.conf").read_text()
     assert f"#command = {VENV}/bin/python3 -I -m lacme.client\n" in conf
+    # Section names are read by the installed lacme.
+    for name in COMPLETIONS:
+        completion = (staged / "usr/local/share/bash-completion/completions" / name).read_text()
+        assert f'_LACME_PYTHON="{VENV}/bin/python3"\n' in completion
 
 
 @pytest.mark.process
@@ -791,6 +799,37 @@ def test_purge_keeps_what_a_debian_package_owns(real_install: RealInstall) -> No
     # A directory Debian's lacme owns, though empty.
     assert (conf / "lacme-certs.conf.d").is_dir()
     assert not prefix.exists()
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("bash-completion")
+def test_installed_completion(real_install: RealInstall) -> None:
+    # Loaded on first use by bash-completion, as in an interactive shell,
+    # from $PREFIX/share (in its XDG_DATA_DIRS, /usr/local/share by default),
+    # under either name; its sections read by the installed lacme.
+    prefix = real_install.prefix
+    with ExitStack() as stack:
+        directory = temporary_directory(stack, "lacme-completion-", mode=0o700)
+        (directory / "lacme.conf").write_text("[client]\n")
+        (directory / "lacme-certs.conf").write_text("[www]\n[mail]\n")
+        for command in ("lacme-accountd", "lacme"):
+            completed = run(
+                [
+                    "bash",
+                    "-c",
+                    "source /usr/share/bash-completion/bash_completion\n"
+                    '__load_completion "$0" && complete -p lacme lacme-accountd\n'
+                    'COMP_WORDS=(lacme --config="$1" newOrder ""); COMP_CWORD=3; _lacme\n'
+                    'printf "%s\\n" "${COMPREPLY[@]}"',
+                    command,
+                    str(directory / "lacme.conf"),
+                ],
+                env={**os.environ, "XDG_DATA_DIRS": str(prefix / "share")},
+            )
+            assert completed.stdout == (
+                "complete -F _lacme lacme\ncomplete -F _lacme_accountd lacme-accountd\nwww\nmail\n"
+            )
 
 
 @pytest.mark.process
