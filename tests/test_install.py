@@ -678,6 +678,7 @@ class RealInstall(NamedTuple):
     prefix: Path
     etc: Path  # the private /etc
     inside: list[str]  # a command prefix running with it as /etc
+    stderr: str  # what the install said
 
 
 @pytest.fixture
@@ -689,15 +690,14 @@ def real_install() -> Iterator[RealInstall]:
     with ExitStack() as stack:
         top = temporary_directory(stack, "lacme-install-")
         etc = private_etc(top)
-        installed = RealInstall(top / "usr", etc, namespace(etc))
-        install(f"PREFIX={installed.prefix}", wrap=installed.inside)
-        yield installed
+        prefix, inside = top / "usr", namespace(etc)
+        yield RealInstall(prefix, etc, inside, install(f"PREFIX={prefix}", wrap=inside))
 
 
 @pytest.mark.e2e
 @pytest.mark.root
 def test_install_issue_and_uninstall(real_install: RealInstall, pebble: PebbleServer) -> None:
-    prefix, etc, inside = real_install
+    prefix, etc, inside, _ = real_install
     for user in USERS:
         entry = run([*inside, "getent", "passwd", user]).stdout.strip().split(":")
         assert entry[3] == "65534"  # nogroup
@@ -788,7 +788,7 @@ def dpkg_owned(path: str) -> bool:
 def test_purge_keeps_what_a_debian_package_owns(real_install: RealInstall) -> None:
     # The private /etc had no /etc/lacme: the install wrote every file there,
     # each one a path Debian's lacme or lacme-accountd owns in dpkg's database.
-    prefix, etc, inside = real_install
+    prefix, etc, inside, _ = real_install
     conf = etc / "lacme"
     written = {name: (conf / name).read_bytes() for name in CONFIG_FILES + SNIPPETS}
     stderr = install(f"PREFIX={prefix}", "PURGE=1", uninstall=True, wrap=inside)
@@ -799,6 +799,27 @@ def test_purge_keeps_what_a_debian_package_owns(real_install: RealInstall) -> No
     # A directory Debian's lacme owns, though empty.
     assert (conf / "lacme-certs.conf.d").is_dir()
     assert not prefix.exists()
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("lacme")
+def test_install_says_debians_lacme_shares_the_configuration(real_install: RealInstall) -> None:
+    version = subprocess.run(
+        ["dpkg-query", "--show", "--showformat=${Version}", "lacme"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        f"Debian's lacme {version} is installed too: its /usr/sbin/lacme reads /etc/lacme"
+        " as well, and refuses some of this lacme's settings there (SSL_CAfile, profile, ...):"
+        ' see "Beside Debian\'s lacme" in README.md\n'
+    ) in real_install.stderr
+    # A staged installation is for another machine.
+    with ExitStack() as stack:
+        destdir = temporary_directory(stack, "lacme-destdir-")
+        assert "Debian's lacme" not in install(f"DESTDIR={destdir}")
 
 
 @pytest.mark.process
