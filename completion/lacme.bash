@@ -127,7 +127,7 @@ _lacme() {
                 --config) config=$value ;;
                 --config-certs) certs+=("$value") ;;
             esac
-        elif [[ $word != -* ]]; then
+        elif [[ -n $word && $word != -* ]]; then
             if [ -z "$command" ]; then
                 command=${_LACME_ALIASES[$word]:-$word}
             else

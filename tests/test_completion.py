@@ -92,6 +92,8 @@ def test_lacme_options_are_the_commands_options(script: Path) -> None:
 def test_lacme_commands(script: Path) -> None:
     assert set(complete(script, "lacme", "")) == set(master_command.COMMANDS)
     assert complete(script, "lacme", "--debug", "rev") == ["revokeCert", "revoke-cert"]
+    # An empty word (a quoted "") is no command.
+    assert complete(script, "lacme", "", "acc") == ["account"]
     # The word after a value option is its value, not the command.
     assert complete(script, "lacme", "--config", "/nonexistent", "new") == [
         "newOrder",
