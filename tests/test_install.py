@@ -536,10 +536,13 @@ def test_uninstall_records_what_purge_is_left_to_remove() -> None:
         assert tree(destdir) == {}
 
 
-def assert_removes_nothing(destdir: Path, line: str, *settings: str) -> None:
-    """Uninstalling with SETTINGS fails with LINE alone and leaves DESTDIR as it was."""
+def assert_removes_nothing(
+    destdir: Path, line: str, *settings: str, uninstall: bool = True
+) -> None:
+    """Uninstalling (or installing) with SETTINGS fails with LINE alone and
+    leaves DESTDIR as it was."""
     before = contents(destdir)
-    result = script(f"DESTDIR={destdir}", *settings, uninstall=True)
+    result = script(f"DESTDIR={destdir}", *settings, uninstall=uninstall)
     assert (result.returncode, result.stderr) == (1, f"{UNINSTALL.parent / 'install'}: {line}\n")
     assert contents(destdir) == before
 
@@ -573,6 +576,10 @@ def test_uninstall_refuses_a_damaged_manifest(staged: Path) -> None:
             text = [*lines[: number - 1], damaged, *lines[number - 1 :]]
             (destdir / MANIFEST).write_text("\n".join(text) + "\n")
             assert_removes_nothing(destdir, f"{destdir / MANIFEST}, line {number}: {fault}")
+        # Nor does an install over it go on: it would keep the damaged records.
+        assert_removes_nothing(
+            destdir, f"{destdir / MANIFEST}, line 2: not 'KIND SHA-256 /PATH'", uninstall=False
+        )
 
 
 @pytest.mark.process
