@@ -8,11 +8,12 @@
 
 _LACME_PYTHON="@PYTHON@"
 _LACME_OPTIONS=(--config= --socket= -q --quiet --debug -h --help --version)
-_LACME_COMMANDS=(account newOrder new-order new-cert revokeCert revoke-cert)
+_LACME_COMMANDS=(account newOrder new-order new-cert revokeCert revoke-cert status)
 declare -A _LACME_COMMAND_OPTIONS=(
     [account]="--register --tos-agreed --deactivate --json --rollover= --rollover-socket="
     [newOrder]="--config-certs= --min-days= --force"
     [revokeCert]="--reason="
+    [status]="--config-certs= --json"
 )
 declare -A _LACME_ALIASES=([new-order]=newOrder [new-cert]=newOrder [revoke-cert]=revokeCert)
 _LACME_REASONS=(unspecified keyCompromise cACompromise affiliationChanged superseded
@@ -158,7 +159,7 @@ _lacme() {
         _lacme_reply "${_LACME_OPTIONS[@]}" "${options[@]}"
     elif [ -z "$command" ]; then
         _lacme_reply "${_LACME_COMMANDS[@]}"
-    elif [ "$command" = newOrder ]; then
+    elif [ "$command" = newOrder ] || [ "$command" = status ]; then
         while IFS= read -r word; do
             # Each section once.
             [[ " ${seen[*]} " == *" $word "* ]] || names+=("$word")

@@ -72,7 +72,7 @@ def spelled(value_options: Sequence[str], flags: Sequence[str], short: Sequence[
 def test_lacme_options_are_the_commands_options(script: Path) -> None:
     common = set(complete(script, "lacme", "-"))
     offered = set(common)
-    for command in ("account", "newOrder", "revokeCert"):
+    for command in ("account", "newOrder", "revokeCert", "status"):
         with_command = set(complete(script, "lacme", command, "-"))
         assert common < with_command, command
         offered |= with_command
@@ -128,6 +128,7 @@ def test_lacme_sections_from_config(script: Path, configuration: Path) -> None:
     conf = str(configuration)
     sections = ["www", "mail", "db"]
     assert complete(script, "lacme", f"--config={conf}", "newOrder", "") == sections
+    assert complete(script, "lacme", f"--config={conf}", "status", "") == sections
     # As bash splits it.
     assert complete(script, "lacme", "--config", "=", conf, "newOrder", "") == sections
     assert complete(script, "lacme", "newOrder", "--config", conf, "") == sections
