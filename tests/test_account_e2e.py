@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lacme.acme import NO_ACCOUNT
 from support import requires
 from support.accountd import standalone_accountd
 from support.commands import ACCOUNTD, CONTACT, LACME, PERL_ACCOUNTD
@@ -51,7 +52,7 @@ def test_rollover_to_a_spawned_accountd(bench: Bench) -> None:
         # The old key is refused now...
         old = setup.run("account", check=False)
         assert old.returncode == 1
-        assert "accountDoesNotExist" in old.stderr, old.stderr
+        assert NO_ACCOUNT in old.stderr, old.stderr
         # ...and a second rollover from it too: the server no longer knows it.
         again, _ = accountd_config(setup, "again")
         assert setup.run("account", f"--rollover={again}", check=False).returncode == 1
@@ -79,7 +80,7 @@ def test_rollover_to_an_accountd_on_a_socket(bench: Bench, tmp_path: Path) -> No
             log = accountd.output()
             assert log.count("SIGNED") == 2, log
             assert '"oldKey"' in log
-        assert "accountDoesNotExist" in setup.run("account", check=False).stderr
+        assert NO_ACCOUNT in setup.run("account", check=False).stderr
 
 
 @pytest.mark.interop

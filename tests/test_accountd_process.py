@@ -199,7 +199,8 @@ def test_logfile_gets_requests_even_when_quiet(tmp_path: Path, rsa_key: Path) ->
     ("content", "message"),
     [
         ("privkey = file:/k\nsocket_path = /x\n", "c.conf: unknown key 'socket_path'"),
-        ("[accountd]\nprivkey = file:/k\n", "c.conf: unknown section [accountd]"),
+        ("[accountd]\nprivkey = file:/k\n", "c.conf: [accountd] is lacme.conf's section: "),
+        ("[webserver]\nprivkey = file:/k\n", "c.conf: unknown section [webserver]"),
         ("quiet = maybe\n", "c.conf: quiet: expected Yes or No, not 'maybe'"),
         ("privkey = file:/k\n  junk\n", "c.conf:2: syntax error"),
         ("privkey = pkcs11:slot0\n", "unsupported privkey 'pkcs11:slot0'"),

@@ -125,7 +125,7 @@ def test_empty_challenge_directory_is_unset(tmp_path: Path) -> None:
         ("[clients]\n", r"lacme\.conf: unknown section \[clients\]$"),
         ("[client]\nSSL_ca_file = x\n", r"lacme\.conf: unknown key 'SSL_ca_file' in \[client\]$"),
         ("[webserver]\nsocket = x\n", r"unknown key 'socket' in \[webserver\]$"),
-        ("[accountd]\nprivkey = file:/k\n", r"unknown key 'privkey' in \[accountd\]$"),
+        ("[accountd]\nprivkey = file:/k\n", r"\[accountd\] privkey: lacme 0\.8 moved it to "),
         ("server = x\n", r"unknown key 'server' in the default section$"),
         ("[client]\nno equals\n", r"lacme\.conf:2: syntax error"),
         (

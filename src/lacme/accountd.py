@@ -202,7 +202,13 @@ def load_settings(args: Options, log: Log) -> AccountdSettings:
             log.file = open(logfile, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as we do
         except OSError as e:
             raise AccountdError(f"can't open log file {logfile}: {e.strerror}") from None
-    for section in sections:
+    for section, keys in sections.items():
+        if section == "accountd":
+            # lacme.conf's section, copied over with the privkey lacme 0.8 moved here.
+            raise AccountdError(
+                f"{path}: [accountd] is lacme.conf's section: remove that line here, "
+                f"and these keys then come before any section ({', '.join(keys) or 'none'})"
+            )
         raise AccountdError(f"{path}: unknown section [{section}] (all keys go before any section)")
     for key in values:
         if key not in CONFIG_KEYS:

@@ -58,6 +58,9 @@ POLL_SOON = 0.01
 CERT_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Refusals of a newOrder's `replaces` that say nothing against `replaces`
 # itself: ordering again without it would be refused the same way.
+# The server knows no account of the key, and what to do then.
+ACCOUNT_DOES_NOT_EXIST = ERROR_NS + "accountDoesNotExist"
+NO_ACCOUNT = "no account for this key; register one with `lacme account --register`"
 KEEPS_REPLACES = frozenset({ERROR_NS + "rateLimited", ERROR_NS + "badNonce"})
 
 # provision(token, key authorization): publish an http-01 key authorization
@@ -219,7 +222,7 @@ class AcmeSession:
                 self.resource("newAccount"), {"onlyReturnExisting": True}, use_jwk=True
             )
             problem = response.problem()
-            if problem is not None and problem.type == ERROR_NS + "accountDoesNotExist":
+            if problem is not None and problem.type == ACCOUNT_DOES_NOT_EXIST:
                 return None
             response.check()
             self.kid = response.location
@@ -279,7 +282,7 @@ class AcmeSession:
     def account_kid(self) -> str:
         kid = self.find_account()
         if kid is None:
-            raise AcmeError("no account for this key; register one with `lacme account --register`")
+            raise AcmeError(NO_ACCOUNT)
         return kid
 
     def update_account(self, payload: dict[str, Any] | None) -> dict[str, Any]:

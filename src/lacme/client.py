@@ -53,7 +53,7 @@ from lacme.accountd_protocol import (
     parse_greeting,
     parse_signature,
 )
-from lacme.acme import AcmeSession
+from lacme.acme import ACCOUNT_DOES_NOT_EXIST, NO_ACCOUNT, AcmeSession
 from lacme.acme_http import ERROR_NS, AcmeError, AcmeUnreachable, Patience, Trace, Transport
 from lacme.client_contract import (
     ACCOUNT,
@@ -95,6 +95,7 @@ from lacme.client_contract import (
     parse_new_order_arguments,
     parse_renewal_info_arguments,
     parse_revoke_arguments,
+    tls_versions,
 )
 
 NAME = "lacme-client"
@@ -150,25 +151,12 @@ def read_settings(fd: int) -> ClientSettings:
 
 def tls_version_range(spec: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
     """The (minimum, maximum) TLS versions an IO::Socket::SSL `SSL_version`
-    allows, e.g. "TLSv1_2", "SSLv23:!TLSv1:!TLSv1_1"; SSLv2/3 are long gone."""
-    allowed: set[ssl.TLSVersion] = set()
-    tokens = [token.strip().lower() for token in spec.split(":") if token.strip()]
-    if all(token.startswith("!") for token in tokens):
-        allowed = set(TLS_VERSIONS.values())
-    for token in tokens:
-        name = token.removeprefix("!")
-        if name in ("sslv23", "tls", "all"):
-            versions = set(TLS_VERSIONS.values())
-        elif name in ("sslv2", "sslv3"):
-            versions = set()
-        elif name in TLS_VERSIONS:
-            versions = {TLS_VERSIONS[name]}
-        else:
-            raise Fatal(f"unknown SSL_version {token!r} in {spec!r}")
-        allowed = allowed - versions if token.startswith("!") else allowed | versions
-    if not allowed:
-        raise Fatal(f"SSL_version {spec!r} allows no TLS version")
-    return min(allowed), max(allowed)
+    allows (lacme.client_contract.tls_versions)."""
+    try:
+        low, high = tls_versions(spec)
+    except ValueError as e:
+        raise Fatal(f"SSL_version {spec!r}: {e}") from None
+    return TLS_VERSIONS[low], TLS_VERSIONS[high]
 
 
 def ssl_context(settings: ClientSettings) -> ssl.SSLContext:
@@ -176,14 +164,16 @@ def ssl_context(settings: ClientSettings) -> ssl.SSLContext:
     then the system store); SSL_verify = No turns verification off entirely."""
     try:
         context = ssl.create_default_context(cafile=settings.cafile)
-        if settings.tls_version is not None:
-            context.minimum_version, context.maximum_version = tls_version_range(
-                settings.tls_version
-            )
-        if settings.cipher_list is not None:
+    except OSError as e:  # ssl.SSLError included: no certificate in it
+        reason = str(e) if isinstance(e, ssl.SSLError) else e.strerror
+        raise Fatal(f"SSL_CAfile {settings.cafile}: {reason}") from None
+    if settings.tls_version is not None:
+        context.minimum_version, context.maximum_version = tls_version_range(settings.tls_version)
+    if settings.cipher_list is not None:
+        try:
             context.set_ciphers(settings.cipher_list)
-    except (OSError, ssl.SSLError) as e:
-        raise Fatal(f"TLS settings: {e}") from None
+        except ssl.SSLError as e:
+            raise Fatal(f"SSL_cipher_list {settings.cipher_list!r}: {e}") from None
     if not settings.verify:
         log.say("Warning: SSL_verify = No: the ACME server's certificate is not verified")
         context.check_hostname = False
@@ -243,7 +233,12 @@ def account(session: AcmeSession, args: list[str], settings: ClientSettings) -> 
         log.say(f"Requesting new registration for {', '.join(contacts) or 'no contact'}")
         obj, created = session.new_account(registration)
     elif session.kid is None:
-        obj, _ = session.new_account({"onlyReturnExisting": True})
+        try:
+            obj, _ = session.new_account({"onlyReturnExisting": True})
+        except AcmeError as e:
+            if e.problem is None or e.problem.type != ACCOUNT_DOES_NOT_EXIST:
+                raise
+            raise AcmeError(NO_ACCOUNT) from None
     if tos := session.terms_of_service():
         log.say(f"Terms of Service: {log.printable(tos)}")
     log.say(f"Key ID: {log.printable(session.account_kid())}")

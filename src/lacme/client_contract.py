@@ -58,8 +58,11 @@ And, for lacme's own client only (the master asks nothing of another one):
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
+
+from lacme.parsing import yes_no
 
 ACCOUNT = "account"
 NEW_ORDER = "newOrder"
@@ -275,11 +278,9 @@ def decode_settings(data: bytes) -> ClientSettings:
     if unknown:
         raise ContractError(f"unknown setting(s) in [client]: {', '.join(sorted(unknown))}")
     try:
-        timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
+        timeout = parse_timeout(values.get("timeout", DEFAULT_TIMEOUT))
     except ValueError:
         raise ContractError(f"timeout is not a number of seconds: {values['timeout']!r}") from None
-    if not timeout >= 0:
-        raise ContractError(f"timeout is not a number of seconds: {values['timeout']!r}")
 
     def text(key: str) -> str | None:
         return None if key not in values else str(values[key])
@@ -302,6 +303,80 @@ def decode_settings(data: bytes) -> ClientSettings:
             order_fd=_descriptor(values.get("order-fd")),
         ),
     )
+
+
+def parse_timeout(value: str | float) -> float:
+    """`timeout`: seconds, 0 or more; ValueError otherwise."""
+    try:
+        timeout = float(value)
+    except ValueError:
+        timeout = -1.0
+    if not timeout >= 0:
+        raise ValueError("not a number of seconds, such as 30 (without a unit)")
+    return timeout
+
+
+TLS_VERSIONS = ("tlsv1", "tlsv1_1", "tlsv1_2", "tlsv1_3")
+
+
+def tls_versions(spec: str) -> tuple[str, str]:
+    """The lowest and highest of TLS_VERSIONS an IO::Socket::SSL
+    `SSL_version` allows, e.g. "TLSv1_2", "SSLv23:!TLSv1:!TLSv1_1" (SSLv2
+    and SSLv3 are long gone); ValueError saying why SPEC allows none."""
+    tokens = [token.strip().lower() for token in spec.split(":") if token.strip()]
+    allowed = set(TLS_VERSIONS) if all(token.startswith("!") for token in tokens) else set()
+    for token in tokens:
+        name = token.removeprefix("!")
+        if name in ("sslv23", "tls", "all"):
+            versions = set(TLS_VERSIONS)
+        elif name in ("sslv2", "sslv3"):
+            versions = set()
+        elif name in TLS_VERSIONS:
+            versions = {name}
+        else:
+            raise ValueError(f"unknown TLS version {token!r} (one of {', '.join(TLS_VERSIONS)})")
+        allowed = allowed - versions if token.startswith("!") else allowed | versions
+    if not allowed:
+        raise ValueError("allows no TLS version")
+    ordered = [name for name in TLS_VERSIONS if name in allowed]
+    return ordered[0], ordered[-1]
+
+
+def check_server(url: str) -> None:
+    """`server`: ValueError unless an https:// URL with a host, as the
+    client takes it (RFC 8555 section 6.1)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - ValueError when not a number in range
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("not an https:// URL with a host (RFC 8555 section 6.1)")
+
+
+def check_verify(value: str) -> None:
+    """`SSL_verify`: Yes or No.  0.8.2 took anything but No for Yes, so
+    that `SSL_verify = false` verified after all."""
+    yes_no(value, True)
+
+
+def check_cafile(path: str) -> None:
+    """`SSL_CAfile`: absolute, as the client runs in `/` or in the challenge directory."""
+    if not path:
+        raise ValueError("empty: leave SSL_CAfile out to trust what OpenSSL trusts")
+    if not path.startswith("/"):
+        raise ValueError("not an absolute path (the client runs in another directory)")
+
+
+# The checks of the CLIENT_KEYS the client reads, for the master to make
+# before it starts anything; each raises ValueError saying why.
+CLIENT_CHECKS: dict[str, Callable[[str], object]] = {
+    "server": check_server,
+    "timeout": parse_timeout,
+    "SSL_verify": check_verify,
+    "SSL_version": tls_versions,
+    "SSL_CAfile": check_cafile,
+}
 
 
 def _descriptor(value: object) -> int | None:

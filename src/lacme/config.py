@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
 from lacme import inifile, log, strict
-from lacme.client_contract import CLIENT_KEYS, MASTER_KEYS
+from lacme.client_contract import CLIENT_CHECKS, CLIENT_KEYS, MASTER_KEYS
 from lacme.errors import ConfigError
 from lacme.parsing import is_ip_address, yes_no
 from lacme.specifiers import SpecifierError, expand
@@ -267,6 +267,46 @@ def _known_keys(
             raise ConfigError(f"{filename}: unknown key {key!r} in {_section_label(section)}")
 
 
+def _moved_keys(filename: str, sections: Mapping[str, Mapping[str, str]]) -> None:
+    """ConfigError for `[accountd] privkey`, which lacme 0.8 deprecated
+    (0.8.2 still passes it on as `--privkey=`, with a warning), saying where
+    it goes now: the account key is lacme-accountd's business alone."""
+    accountd = sections.get("accountd", {})
+    if "privkey" in accountd:
+        where = accountd.get("config") or "%E/lacme/lacme-accountd.conf"
+        raise ConfigError(
+            f"{filename}: [accountd] privkey: lacme 0.8 moved it to lacme-accountd.conf; "
+            f"write `privkey = {accountd['privkey']}` in {where} ([accountd] config), "
+            "before any section, and remove it here"
+        )
+
+
+def _check_client(filename: str, values: Mapping[str, str]) -> None:
+    """ConfigError naming the [client] key whose value the client would
+    refuse, so that the master says so before it starts anything."""
+    checks: dict[str, Callable[[str], object]] = {
+        **CLIENT_CHECKS,
+        "SSL_cipher_list": _cipher_list,
+    }
+    for key, check in checks.items():
+        value = values.get(key)
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as e:
+            raise ConfigError(f"{filename}: [client] {key} = {value}: {e}") from e
+
+
+def _cipher_list(value: str) -> None:
+    import ssl  # only for this setting: `lacme account` and --help do without
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).set_ciphers(value)
+    except ssl.SSLError:
+        raise ValueError("no cipher OpenSSL knows matches (see ciphers(1ssl))") from None
+
+
 def _section_label(section: str) -> str:
     return "the default section" if section == inifile.DEFAULT_SECTION else f"[{section}]"
 
@@ -296,6 +336,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
         raise ConfigError(f"can't read {filename}: {e.strerror}") from e
     except inifile.IniError as e:
         raise ConfigError(str(e)) from e
+    _moved_keys(filename, sections)
     tables = {"client": _CLIENT_KEYS, "webserver": _WEBSERVER_KEYS, "accountd": _ACCOUNTD_KEYS}
     for name, values in sections.items():
         if name == inifile.DEFAULT_SECTION:
@@ -308,6 +349,7 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
     def section_values(name: str) -> dict[str, str]:
         return {tables[name][k]: v for k, v in sections.get(name, {}).items()}
 
+    _check_client(filename, sections.get("client", {}))
     client = ClientConfig(**section_values("client"))
     if socket is not None:
         client = replace(client, socket=socket)
