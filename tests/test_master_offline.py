@@ -6,6 +6,7 @@ are in tests/test_red_team.py."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -18,6 +19,7 @@ from support.commands import ACCOUNTD
 from support.offline import OLD_CERT, Offline, alive, firewall, written
 from support.proc import descendants
 from support.system import free_ports
+from support.users import client_user
 
 pytestmark = [pytest.mark.process, pytest.mark.root]
 
@@ -134,6 +136,8 @@ def test_configuration_errors_are_one_line(
 def test_non_empty_challenge_directory(offline: Offline) -> None:
     challenges = offline.directory / "challenges"
     challenges.mkdir()
+    # The client's to write to, which only the stale file keeps from use.
+    os.chown(challenges, client_user().pw_uid, -1)
     (challenges / "stale").write_text("")
     offline.lacme_conf(
         "good", listen="", extra=f"[webserver]\nchallenge-directory = {challenges}\n"

@@ -1,16 +1,25 @@
 """Messages that point at the fix (issue 15, point 4), each refusal on its
 own: the [client] settings checked when the master reads lacme.conf
-(lacme.config), `[accountd] privkey` in lacme.conf."""
+(lacme.config), `[accountd] privkey` in lacme.conf, the files the client
+and webserver users must read, write or run, asked of the kernel as them
+(lacme.privdrop.access_errors, lacme.access), what needs root."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from lacme import config
-from lacme.client_contract import tls_versions
+from lacme import access, config, privdrop
+from lacme.client_contract import NEW_ORDER, tls_versions
 from lacme.errors import ConfigError
+from lacme.privdrop import Credentials
+from support.proc import children
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def write(path: Path, text: str) -> Path:
@@ -101,3 +110,148 @@ def test_perl_era_privkey_says_where_it_goes(tmp_path: Path) -> None:
     assert "in /srv/accountd.conf ([accountd] config)" in refusal(
         tmp_path, "[accountd]\nconfig = /srv/accountd.conf\nprivkey = gpg:/k.gpg\n"
     )
+
+
+# --- what needs root ---------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_dropping_privileges_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    with pytest.raises(ConfigError) as refused:
+        privdrop.resolve_credentials("_lacme-client", "nogroup", "client")
+    assert str(refused.value) == (
+        "[client] user = _lacme-client, group = nogroup: only root can start the client as "
+        "them, and lacme runs as nobody: run lacme as root, or set both empty to run the "
+        "client as nobody"
+    )
+    assert privdrop.resolve_credentials("", "", "client") is None
+
+
+# --- files, as the users who need them -------------------------------------------------
+
+
+def private_directory(shared_dir: Path) -> Path:
+    """A directory only root enters, holding a readable file."""
+    directory = shared_dir / "private"
+    directory.mkdir(mode=0o700)
+    write(directory / "ca.pem", "")
+    return directory
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_access_is_asked_as_the_user(client: Credentials, shared_dir: Path) -> None:
+    private = private_directory(shared_dir)
+    readable = write(shared_dir / "ca.pem", "")
+    readable.chmod(0o644)
+    challenges = shared_dir / "challenges"
+    challenges.mkdir(mode=0o755)
+    checks = [
+        (str(readable), os.R_OK),
+        (str(private / "ca.pem"), os.R_OK),
+        (str(shared_dir / "missing.pem"), os.R_OK),
+        (str(challenges), os.W_OK | os.X_OK),
+    ]
+    assert privdrop.access_errors(client, checks) == [
+        None,
+        "Permission denied",
+        "No such file or directory",
+        "Permission denied",
+    ]
+    # Root may do all of it but read what is missing.
+    assert privdrop.access_errors(None, checks)[1:] == [None, "No such file or directory", None]
+    assert children(os.getpid()) == []
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.debian("acl")
+def test_an_access_control_list_counts(client: Credentials, shared_dir: Path) -> None:
+    """What the mode bits deny, an ACL grants: only the kernel, asked as
+    the user, tells."""
+    challenges = shared_dir / "challenges"
+    challenges.mkdir(mode=0o755)
+    subprocess.run(["setfacl", "-m", "u:_lacme-client:rwx", str(challenges)], check=True)
+    assert privdrop.access_errors(client, [(str(challenges), os.W_OK | os.X_OK)]) == [None]
+    subprocess.run(["setfacl", "-m", "u:_lacme-client:r-x", str(challenges)], check=True)
+    assert privdrop.access_errors(client, [(str(challenges), os.W_OK)]) == ["Permission denied"]
+
+
+def master_config(shared_dir: Path, client: str = "", webserver: str = "") -> config.Config:
+    path = write(
+        shared_dir / "lacme.conf",
+        f"[client]\n{client}\n[webserver]\nlisten = 127.0.0.1:5002\n{webserver}\n",
+    )
+    return config.load(str(path))
+
+
+def access_refusal(conf: config.Config, client: Credentials, command: str = NEW_ORDER) -> str:
+    with pytest.raises(ConfigError) as refused:
+        access.check(conf, command, client)
+    return str(refused.value).removeprefix(f"{conf.path}: ")
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_the_client_must_read_ssl_cafile(client: Credentials, shared_dir: Path) -> None:
+    private = private_directory(shared_dir)
+    conf = master_config(shared_dir, f"SSL_CAfile = {private}/ca.pem")
+    assert access_refusal(conf, client, "account") == (
+        f"[client] SSL_CAfile = {private}/ca.pem: not readable by _lacme-client (Permission denied)"
+    )
+    conf = master_config(shared_dir, f"SSL_CAfile = {shared_dir}/none.pem")
+    assert access_refusal(conf, client, "account") == (
+        f"[client] SSL_CAfile = {shared_dir}/none.pem: not readable by _lacme-client "
+        "(No such file or directory)"
+    )
+    (shared_dir / "junk.pem").write_text("junk\n")
+    conf = master_config(shared_dir, f"SSL_CAfile = {shared_dir}/junk.pem")
+    assert access_refusal(conf, client, "account") == (
+        f"[client] SSL_CAfile = {shared_dir}/junk.pem: no CA certificate in PEM found in it "
+        "(NO_CERTIFICATE_OR_CRL_FOUND)"
+    )
+    access.check(master_config(shared_dir, f"SSL_CAfile = {CA_BUNDLE}"), "account", client)
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_the_client_must_write_the_challenge_directory(
+    client: Credentials, shared_dir: Path
+) -> None:
+    challenges = shared_dir / "challenges"
+    challenges.mkdir(mode=0o755)
+    conf = master_config(shared_dir, webserver=f"challenge-directory = {challenges}")
+    assert access_refusal(conf, client) == (
+        f"[webserver] challenge-directory = {challenges}: not writable by _lacme-client, "
+        "which writes the challenge files there (Permission denied)"
+    )
+    # Only newOrder writes there.
+    access.check(conf, "account", client)
+    os.chown(challenges, pwd_uid(client), -1)
+    access.check(conf, NEW_ORDER, client)
+
+
+def pwd_uid(credentials: Credentials) -> int:
+    assert credentials.uid is not None
+    return credentials.uid
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_each_user_must_run_its_program(client: Credentials, shared_dir: Path) -> None:
+    private = private_directory(shared_dir)
+    program = private / "python3"
+    program.symlink_to(sys.executable)
+    conf = master_config(shared_dir, f"command = {program} -I -m lacme.client")
+    assert access_refusal(conf, client, "account") == (
+        f"[client] command = {program} -I -m lacme.client: {program} not executable by "
+        "_lacme-client (Permission denied)"
+    )
+    conf = master_config(shared_dir, webserver=f"command = {program} -I -m lacme.webserver")
+    assert access_refusal(conf, client) == (
+        f"[webserver] command = {program} -I -m lacme.webserver: {program} not executable by "
+        "_lacme-www (Permission denied)"
+    )
+    # The webserver is started for newOrder alone.
+    access.check(conf, "account", client)

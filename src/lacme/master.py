@@ -7,8 +7,10 @@ sign CSRs) and the certificates it installs.  What it touches: the
 renewal information kept beside them (lacme.ari), the challenge directory
 and webserver sockets (lacme.challenges sets them up and removes them),
 iptables rules when asked to (restored on exit), and the `notify` commands
-it runs as root.  Everything that talks to the network or holds the account
-key runs elsewhere: the ACME client and the webservers unprivileged
+it runs as root.  Before it starts anything, it checks what the children
+need of the file system as the users they run as (lacme.access).
+Everything that talks to the network or holds the account key runs
+elsewhere: the ACME client and the webservers unprivileged
 (lacme.privdrop), lacme-accountd as configured (lacme.accountd_link).  What
 the client brings back is checked (lacme.certificate) before any file is
 written; what it looks up (the directory's profiles, renewal information)
@@ -41,6 +43,7 @@ from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lacme import (
+    access,
     accountd_link,
     ari,
     challenges,
@@ -1224,6 +1227,7 @@ def run(parsed: Arguments) -> int:
         if parsed.debug:
             log.say(f"Using configuration file: {conf.path}")
         master = Master(parsed, conf)
+        access.check(conf, parsed.command, master.client_credentials)
         commands: dict[str, Callable[[], int]] = {
             ACCOUNT: master.account,
             NEW_ORDER: master.new_order,

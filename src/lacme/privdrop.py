@@ -77,6 +77,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NamedTuple
 
 from lacme.errors import ConfigError
+from lacme.strict import user_name
 
 Stream = int | IO[Any] | None
 
@@ -122,7 +123,88 @@ def resolve_credentials(user: str, group: str, section: str) -> Credentials | No
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise ConfigError(f"[{section}] group: no such group {group!r}") from None
+    if os.geteuid() != 0:
+        # setgroups, which spawn calls whenever a group is set, and setuid
+        # to another user take root.
+        me = user_name(os.geteuid())
+        raise ConfigError(
+            f"[{section}] user = {user}, group = {group}: only root can start the {section} "
+            f"as them, and lacme runs as {me}: run lacme as root, or set both empty to run "
+            f"the {section} as {me}"
+        )
     return Credentials(uid, gid)
+
+
+def access_errors(
+    credentials: Credentials | None, checks: Sequence[tuple[str, int]]
+) -> list[str | None]:
+    """For each (PATH, MODE) of CHECKS, whether a child started with
+    CREDENTIALS could access(2) PATH for MODE (os.R_OK, W_OK, X_OK): None
+    if so, else the reason (strerror).
+
+    Asked of the kernel as that child, not guessed from mode bits (access
+    control lists, read-only mounts, each directory's search permission,
+    security modules all count): in a forked copy of this process that
+    drops to CREDENTIALS as spawn does, makes access(2) calls and nothing
+    else, and exits without unwinding anything of the master's (the stop
+    signals stay blocked there).  Seteuid in the master itself would do
+    too, but a master that failed to switch back would go on as the user."""
+    if not checks:
+        return []
+    access = _access()
+    if credentials is None:
+        return [_strerror(access(path, mode)) for path, mode in checks]
+    readable, writable = os.pipe()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            status = 1
+            try:
+                os.close(readable)
+                uid, gid = credentials
+                if gid is not None:
+                    os.setgroups([gid])
+                    os.setgid(gid)
+                if uid is not None:
+                    os.setuid(uid)
+                _check_dropped(credentials)
+                codes = " ".join(str(access(path, mode)) for path, mode in checks)
+                os.write(writable, codes.encode())
+                status = 0
+            finally:
+                os._exit(status)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        os.close(writable)
+    try:
+        with os.fdopen(readable, "rb") as answer:
+            data = answer.read(READ_SIZE)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    words = data.split()
+    if status != 0 or len(words) != len(checks) or not all(word.isdigit() for word in words):
+        raise SpawnError(f"can't check access as uid {child_ids(credentials)[0]}")
+    return [_strerror(int(word)) for word in words]
+
+
+def _strerror(code: int) -> str | None:
+    return None if code == 0 else os.strerror(code)
+
+
+@functools.cache
+def _access() -> Callable[[str, int], int]:
+    """access(2), returning 0 or the errno; os.access tells no errno."""
+    import ctypes
+
+    function = ctypes.CDLL(None, use_errno=True).access
+    function.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    function.restype = ctypes.c_int
+
+    def access(path: str, mode: int) -> int:
+        return 0 if function(os.fsencode(path), mode) == 0 else ctypes.get_errno()
+
+    return access
 
 
 def child_ids(credentials: Credentials | None) -> tuple[int, int]:

@@ -28,7 +28,7 @@ import stat
 MAX_LINKS = 40
 
 
-def _user(uid: int) -> str:
+def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -38,8 +38,8 @@ def _user(uid: int) -> str:
 def _entry_problems(status: os.stat_result, euid: int) -> list[str]:
     problems = []
     if status.st_uid not in (0, euid):
-        trusted = "root" if euid == 0 else f"root or {_user(euid)}"
-        problems.append(f"owned by {_user(status.st_uid)}, not {trusted}")
+        trusted = "root" if euid == 0 else f"root or {user_name(euid)}"
+        problems.append(f"owned by {user_name(status.st_uid)}, not {trusted}")
     mode = status.st_mode
     sticky_directory = stat.S_ISDIR(mode) and mode & stat.S_ISVTX
     # A link's own mode is always 0777 and means nothing; a character
