@@ -2,21 +2,28 @@
 own: the [client] settings checked when the master reads lacme.conf
 (lacme.config), `[accountd] privkey` in lacme.conf, the files the client
 and webserver users must read, write or run, asked of the kernel as them
-(lacme.privdrop.access_errors, lacme.access), what needs root."""
+(lacme.privdrop.access_errors, lacme.access), what needs root, a non-socket
+at `--socket=`, an accountd that fails (lacme.accountd_link).  End to end:
+tests/test_messages_e2e.py."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from lacme import access, config, privdrop
+from lacme.accountd_link import AccountdFailed, connect_accountd, running_accountd
 from lacme.client_contract import NEW_ORDER, tls_versions
 from lacme.errors import ConfigError
 from lacme.privdrop import Credentials
+from support.commands import ACCOUNTD
+from support.pki import new_key_file
 from support.proc import children
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -255,3 +262,80 @@ def test_each_user_must_run_its_program(client: Credentials, shared_dir: Path) -
     )
     # The webserver is started for newOrder alone.
     access.check(conf, "account", client)
+
+
+# --- lacme-accountd: what is not its socket, and failing once ---------------------------
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_a_directory_is_no_socket(shared_dir: Path) -> None:
+    (shared_dir / "run").mkdir(mode=0o700)
+    path = shared_dir / "run" / "S.lacme"
+    path.mkdir(mode=0o755)
+    with pytest.raises(privdrop.SpawnError) as refused:
+        connect_accountd(str(path))
+    assert str(refused.value) == (
+        f"{path}: a directory, not a socket (lacme-accountd --socket= makes one there)"
+    )
+
+
+@pytest.mark.process
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("script", "message", "reported"),
+    [
+        ("echo 'lacme-accountd: why' >&2; exit 3", "lacme-accountd exited with status 3", True),
+        ("exit 0", "lacme-accountd exited without a greeting", False),
+        ("kill -9 $$", "lacme-accountd was killed by SIGKILL", False),
+    ],
+)
+def test_an_accountd_that_fails_is_told_of_once(
+    shared_dir: Path, script: str, message: str, reported: bool
+) -> None:
+    command = write(shared_dir / "accountd", f"#!/bin/sh\n{script}\n")
+    command.chmod(0o755)
+    accountd = running_accountd(str(command), None, config="", quiet=True, debug=False)
+    with pytest.raises(AccountdFailed) as failed, accountd:
+        raise AssertionError("no conversation")
+    assert (str(failed.value), failed.value.reported) == (message, reported)
+    assert children(os.getpid()) == []
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_a_listener_that_hangs_up_at_once(shared_dir: Path) -> None:
+    directory = shared_dir / "run"
+    directory.mkdir(mode=0o700)
+    path = directory / "S.lacme"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        path.chmod(0o600)
+        listener.listen()
+
+        def hang_up() -> None:
+            conversation, _ = listener.accept()
+            conversation.close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        with pytest.raises(AccountdFailed) as failed:
+            connect_accountd(str(path))
+        thread.join()
+    assert str(failed.value) == f"lacme-accountd on {path} closed the connection without a greeting"
+    assert not failed.value.reported
+
+
+@pytest.mark.process
+@pytest.mark.root
+def test_a_greeting_nobody_read_is_no_reset(
+    shared_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client that fails before it reads the greeting leaves it unread:
+    the hang-up must not reach accountd as a lost conversation."""
+    new_key_file(shared_dir / "account.key", "p256")
+    command = f"{ACCOUNTD} --privkey=file:{shared_dir / 'account.key'}"
+    with running_accountd(command, None, config="/dev/null", quiet=True, debug=False) as sock:
+        assert sock.recv(1, socket.MSG_PEEK) == b"1"
+    assert children(os.getpid()) == []
+    assert capfd.readouterr().err == ""

@@ -3,7 +3,8 @@ accountd on a socketpair, or one already listening on a UNIX socket.
 
 Holds no key and touches nothing but that socket and the accountd process
 it starts (through lacme.privdrop); what is said on the socket is the
-client's business (lacme.accountd_protocol), never the master's.
+client's business (lacme.accountd_protocol), never the master's, which only
+waits for its first byte before lending it to a client.
 
     running_accountd(command, credentials, *, config, quiet, debug)
         -> socket                             (context manager)
@@ -18,13 +19,16 @@ would compute itself, without an extra interpreter in between, and with
 expansion errors reported before anything is started.
 
 Configuration mistakes raise errors.ConfigError (SpecifierError included), failures
-SpawnError; both carry a one-line message naming the culprit.
+SpawnError; both carry a one-line message naming the culprit.  An accountd
+that ends the conversation before its greeting raises AccountdFailed (a
+SpawnError), which says whether accountd told why itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -33,7 +37,15 @@ from contextlib import ExitStack, contextmanager
 
 from lacme import log, specifiers
 from lacme.errors import ConfigError
-from lacme.privdrop import Credentials, SpawnError, child_ids, clean_environment, spawn, stop
+from lacme.privdrop import (
+    READ_SIZE,
+    Credentials,
+    SpawnError,
+    child_ids,
+    clean_environment,
+    spawn,
+    stop,
+)
 from lacme.socket_directory import InsecureDirectory, check_socket_directory
 
 ACCOUNTD_GRACE = 5.0  # seconds accountd gets to exit once its conversation is over
@@ -94,7 +106,44 @@ def running_accountd(
         # Last in, first out: the conversation ends, then accountd exits.
         stack.callback(stop, proc, grace=ACCOUNTD_GRACE)
         stack.callback(_hang_up, sock, debug)
+        if not _greets(sock):
+            raise _failed(proc)
         yield sock
+
+
+class AccountdFailed(SpawnError):
+    """lacme-accountd ended the conversation before its greeting; REPORTED:
+    it has said why on the master's stderr already, and nothing more need be."""
+
+    def __init__(self, message: str, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
+
+
+def _greets(sock: socket.socket) -> bool:
+    """Whether accountd on SOCK starts the conversation, waiting for as long
+    as it takes (a passphrase to type, an ssh connection).  Only peeked at:
+    what it says is the client's to read.  The master waits rather than
+    the client so that an accountd which fails is told of once, not again
+    by the client that found no greeting and by the master that lost it."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except ConnectionResetError:
+        return False
+
+
+def _failed(proc: subprocess.Popen[bytes]) -> AccountdFailed:
+    """Why PROC, which closed its conversation without a greeting, failed."""
+    try:
+        status = proc.wait(ACCOUNTD_GRACE)
+    except subprocess.TimeoutExpired:
+        return AccountdFailed("lacme-accountd closed the conversation without a greeting")
+    if status > 0:
+        # Its own error line, or its command's (ssh's), is on stderr already.
+        return AccountdFailed(f"lacme-accountd exited with status {status}", reported=True)
+    if status < 0:
+        return AccountdFailed(f"lacme-accountd was killed by {signal.Signals(-status).name}")
+    return AccountdFailed("lacme-accountd exited without a greeting")
 
 
 def _hang_up(sock: socket.socket, debug: bool) -> None:
@@ -102,6 +151,12 @@ def _hang_up(sock: socket.socket, debug: bool) -> None:
         log.debug("Shutting down lacme-accountd")
     with contextlib.suppress(OSError):  # accountd is gone already
         sock.shutdown(socket.SHUT_RDWR)
+        # What nobody read (the greeting, when the client failed first)
+        # would reach accountd as a reset, which it reports as a failure of
+        # its own.  No more can come after the shutdown than its buffer holds.
+        sock.setblocking(False)
+        while sock.recv(READ_SIZE):
+            pass
     sock.close()
 
 
@@ -119,10 +174,13 @@ def connect_accountd(path: str) -> socket.socket:
         mode = os.stat(path).st_mode
     except OSError as e:
         raise SpawnError(f"can't stat {path}: {e.strerror} (is lacme-accountd running?)") from e
+    # Before the permissions: those of a file that is no socket mean nothing.
+    if not stat.S_ISSOCK(mode):
+        kind = "a regular file" if stat.S_ISREG(mode) else "a device or FIFO"
+        kind = "a directory" if stat.S_ISDIR(mode) else kind
+        raise SpawnError(f"{path}: {kind}, not a socket (lacme-accountd --socket= makes one there)")
     if mode & 0o066:
         raise SpawnError(f"insecure permissions on {path}: open to group or others")
-    if not stat.S_ISSOCK(mode):
-        raise SpawnError(f"{path} is not a socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -131,4 +189,7 @@ def connect_accountd(path: str) -> socket.socket:
         raise SpawnError(
             f"can't connect to {path}: {e.strerror} (is lacme-accountd running?)"
         ) from e
+    if not _greets(sock):
+        sock.close()
+        raise AccountdFailed(f"lacme-accountd on {path} closed the connection without a greeting")
     return sock

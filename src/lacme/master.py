@@ -1235,7 +1235,9 @@ def run(parsed: Arguments) -> int:
         }
         return commands[parsed.command]()
     except (ConfigError, SpawnError, CertificateError, OSError) as e:
-        log.say(f"Error: {e}")
+        # accountd has said why already, in one line.
+        if not isinstance(e, accountd_link.AccountdFailed) or not e.reported or parsed.debug:
+            log.say(f"Error: {e}")
         if parsed.debug:
             traceback.print_exception(e)
         return 1
