@@ -55,6 +55,7 @@ Interface:
     adopt_orphans()
     end_orphans(uid) -> int
     exchange(proc, data, limit) -> bytes
+    access_errors(credentials, [(path, mode), ...]) -> [None | strerror, ...]
 
 Configuration mistakes raise errors.ConfigError, failures to start a child
 SpawnError (which the master's other set-up code raises too); both carry a
