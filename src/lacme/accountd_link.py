@@ -8,6 +8,8 @@ waits for its first byte before lending it to a client.
 
     running_accountd(command, credentials, *, config, quiet, debug)
         -> socket                             (context manager)
+    started_accountd(...) -> Started          (context manager, not waiting)
+        .greeted() -> socket                  (waiting for the greeting)
     spawn_accountd(command, credentials, *, config, quiet, debug)
         -> (socket, Popen[bytes])
     connect_accountd(path) -> socket
@@ -34,6 +36,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import NamedTuple
 
 from lacme import log, specifiers
 from lacme.errors import ConfigError
@@ -101,14 +104,37 @@ def running_accountd(
     On the way out, whatever the way out, the conversation ends (accountd
     reads EOF), then accountd gets ACCOUNTD_GRACE seconds to exit.
     """
+    with started_accountd(command, credentials, config=config, quiet=quiet, debug=debug) as started:
+        yield started.greeted()
+
+
+class Started(NamedTuple):
+    """An accountd started, on the master's end SOCK of its conversation."""
+
+    sock: socket.socket
+    proc: subprocess.Popen[bytes]
+
+    def greeted(self) -> socket.socket:
+        """SOCK, once accountd has started the conversation; AccountdFailed
+        if it ended it first."""
+        if not _greets(self.sock):
+            raise _failed(self.proc)
+        return self.sock
+
+
+@contextmanager
+def started_accountd(
+    command: str, credentials: Credentials | None, *, config: str, quiet: bool, debug: bool
+) -> Iterator[Started]:
+    """As running_accountd, without waiting for the greeting: so that the
+    master goes on while accountd starts, and waits (Started.greeted) only
+    when the conversation is needed."""
     sock, proc = spawn_accountd(command, credentials, config=config, quiet=quiet, debug=debug)
     with ExitStack() as stack:
         # Last in, first out: the conversation ends, then accountd exits.
         stack.callback(stop, proc, grace=ACCOUNTD_GRACE)
         stack.callback(_hang_up, sock, debug)
-        if not _greets(sock):
-            raise _failed(proc)
-        yield sock
+        yield Started(sock, proc)
 
 
 class AccountdFailed(SpawnError):

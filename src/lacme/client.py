@@ -524,34 +524,37 @@ class Session:
         self.answer(request, 0, output, messages)
 
     def lend(self, kind: str, fd: int) -> None:
-        if kind == ACCOUNTD_FD and self.accountd is None:
-            # Lent when an order is coming, before the master has built its
-            # CSR: the directory is fetched while accountd may still be
-            # starting, then the account looked up.  What fails is the
-            # first order's error, as if it had asked itself.
-            lookups = self.lookups
-            lookups.warn = log.warn
-            try:
-                _ = lookups.directory
-            except (Fatal, AcmeError, ContractError) as e:
-                self.unready = e
+        # Both come when an order is coming, before its request: the
+        # challenge directory while accountd starts, accountd once it has
+        # greeted the master.  Meanwhile the session gets ready for the
+        # order, the directory on the first, the account on the second.
+        if kind == CHALLENGES_FD and self.watch is None:
+            os.fchdir(fd)
+            os.close(fd)
+            self.watch = token_reads.watch(".")
+            self.get_ready(lambda: self.lookups.directory)
+        elif kind == ACCOUNTD_FD and self.accountd is None:
             self.accountd = open_accountd(fd)
             greeting = self.accountd.greeting
             if self.trace:
                 self.trace(f"accountd greeting: {greeting}")
+            lookups = self.lookups
             lookups.alg, lookups.jwk = greeting.alg, greeting.jwk
             lookups.thumbprint, lookups.kid = greeting.jwk_thumbprint, greeting.kid
-            if self.unready is None:
-                try:
-                    lookups.account_kid()
-                except (Fatal, AcmeError, ContractError) as e:
-                    self.unready = e
-        elif kind == CHALLENGES_FD and self.watch is None:
-            os.fchdir(fd)
-            os.close(fd)
-            self.watch = token_reads.watch(".")
+            self.get_ready(lookups.account_kid)
         else:
             raise Fatal(f"a second {kind} descriptor on the control socket")
+
+    def get_ready(self, step: Callable[[], object]) -> None:
+        """STEP of what the first order needs, unless an earlier one failed;
+        what fails is that order's error, as if it had asked itself."""
+        if self.unready is not None:
+            return
+        self.lookups.warn = log.warn
+        try:
+            step()
+        except (Fatal, AcmeError, ContractError) as e:
+            self.unready = e
 
     def look_up(self, request: Request) -> bytes:
         if request.command == DIRECTORY:

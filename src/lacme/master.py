@@ -297,6 +297,8 @@ class Master:
         # (lacme.client_link); another (0.8.2's) is started for each request.
         self.own_client = config.client.command.split()[-2:] == ["-m", "lacme.client"]
         self.session: ClientSession | None = None
+        # The accountd started for the session, lent once an order needs it.
+        self._started: accountd_link.Started | None = None
         self._run: ExitStack | None = None  # what lives as long as the newOrder run
 
     def _orphans_uid(self) -> int | None:
@@ -397,23 +399,43 @@ class Master:
         # As lacme 0.8.2: the client's exit code, 1 when it was killed.
         return (status if status > 0 else 1 if status < 0 else 0), output
 
-    def _session(self, run: ExitStack, challenges: str | None = None) -> ClientSession:
+    def _session(
+        self, run: ExitStack, challenges: str | None = None, *, ordering: bool = True
+    ) -> ClientSession:
         """The client session of the newOrder RUN, started at its first
-        request (again if the last one broke), lent the accountd stream and
-        the challenge directory CHALLENGES when an order first needs them."""
+        request (again if the last one broke), lent the challenge directory
+        CHALLENGES and the accountd stream when an order first needs them.
+        Not yet ORDERING, accountd is started, not waited for nor lent."""
 
         if self.session is None or self.session.broken is not None:
             self.session = self._start_session(run)
+            self._started = None
         session = self.session
-        if challenges is not None and ACCOUNTD_FD not in session.lent:
-            sock = session.holding.enter_context(self._accountd())
-            session.lend(ACCOUNTD_FD, sock.fileno())
-        if challenges is not None and CHALLENGES_FD not in session.lent:
+        if challenges is None:
+            return session
+        if CHALLENGES_FD not in session.lent:
             fd = os.open(challenges, DIRECTORY_FLAGS)
             try:
                 session.lend(CHALLENGES_FD, fd)
             finally:
                 os.close(fd)
+        accountd = self.config.accountd
+        if accountd is not None and self._started is None:
+            self._started = session.holding.enter_context(
+                accountd_link.started_accountd(
+                    accountd.command,
+                    self.accountd_credentials,
+                    config=accountd.config,
+                    quiet=accountd.quiet,
+                    debug=self.args.debug,
+                )
+            )
+        if ordering and ACCOUNTD_FD not in session.lent:
+            if self._started is not None:
+                sock = self._started.greeted()
+            else:
+                sock = session.holding.enter_context(self._accountd())
+            session.lend(ACCOUNTD_FD, sock.fileno())
         return session
 
     def _start_session(self, stack: ExitStack) -> ClientSession:
@@ -561,7 +583,7 @@ class Master:
                 if self.session is not None and any(
                     self._surely_due(sources.get(name)) for name in names
                 ):
-                    self._session(stack, challenges.path())
+                    self._session(stack, challenges.path(), ordering=False)
             try:
                 for name in names:
                     while self._under_way(queue) >= self._parallel_orders():
