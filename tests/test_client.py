@@ -15,12 +15,15 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 
 import lacme
+from lacme.acme import Trial
 from lacme.acme_http import (
+    ERROR_NS,
     EXCHANGE_TIMEOUT,
     MAX_SERVER_WAIT,
     AcmeError,
@@ -30,8 +33,17 @@ from lacme.acme_http import (
     parse_retry_after,
     valid_nonce,
 )
-from lacme.client import Accountd, Fatal, read_settings, tls_version_range
-from lacme.client_contract import EXIT_UNREACHABLE
+from lacme.acme_resources import Authorization
+from lacme.client import Accountd, Fatal, read_settings, tls_version_range, validation_of
+from lacme.client_contract import (
+    EXIT_UNREACHABLE,
+    FAILED,
+    MAX_MESSAGE,
+    REUSED,
+    UNFINISHED,
+    VALIDATED,
+    Validation,
+)
 from support import requires
 from support.accountd import GREETING, fake_accountd, standalone_accountd
 from support.clock import FakeClock
@@ -785,3 +797,33 @@ def test_timeout_0_leaves_polling_unbounded_but_not_exchanges() -> None:
         wait.sleep(MAX_SERVER_WAIT + 1, server_asked=True, why="processing")
     assert patience.exchange == EXCHANGE_TIMEOUT
     assert Patience(5).exchange == 5
+
+
+def _trial(status: str, created: bool = True, **fields: Any) -> Trial:
+    challenge = {"type": "http-01", "url": "https://ca.test/c", "token": "t", **fields}
+    authz = {"identifier": {"type": "dns", "value": "a.test"}, "status": status}
+    return Trial(
+        "https://ca.test/a", Authorization.parse({**authz, "challenges": [challenge]}), created
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("trial", "validation"),
+    [
+        (_trial("valid"), Validation("dns:a.test", VALIDATED)),
+        (_trial("valid", created=False), Validation("dns:a.test", REUSED)),
+        (
+            _trial("invalid", error={"type": ERROR_NS + "connection", "detail": "refused"}),
+            Validation("dns:a.test", FAILED, "connection: refused"),
+        ),
+        (_trial("invalid"), Validation("dns:a.test", FAILED, "the authorization is invalid")),
+        (_trial("pending"), Validation("dns:a.test", UNFINISHED, "the authorization is pending")),
+        (
+            _trial("invalid", error={"detail": "\u00e9" * 5000}),
+            Validation("dns:a.test", FAILED, "\u00e9" * (MAX_MESSAGE - 3) + "..."),
+        ),
+    ],
+)
+def test_what_a_dry_run_says_of_each_authorization(trial: Trial, validation: Validation) -> None:
+    assert validation_of(trial) == validation

@@ -14,23 +14,27 @@ from lacme.client_contract import (
     DEFAULT_TIMEOUT,
     MASTER_KEYS,
     NEW_ORDER,
+    OUTCOMES,
     AccountChange,
     ClientSettings,
     ContractError,
     Invocation,
     OrderSettings,
     RenewalInfoAnswer,
+    Validation,
     client_argv,
     decode_object,
     decode_order_url,
     decode_rate_limit,
     decode_renewal_info,
     decode_settings,
+    decode_validations,
     encode_object,
     encode_order_url,
     encode_rate_limit,
     encode_renewal_info,
     encode_settings,
+    encode_validations,
     parse_account_arguments,
     parse_argv,
     parse_directory_arguments,
@@ -299,3 +303,43 @@ def test_order_url_round_trip() -> None:
 def test_order_url_refused(data: bytes) -> None:
     with pytest.raises(ContractError, match=r"^not an order URL line: "):
         decode_order_url(data)
+
+
+def test_validations_round_trip() -> None:
+    validations = tuple(
+        Validation(f"dns:{outcome}.example.test", outcome, "why" * (outcome != "validated"), True)
+        for outcome in OUTCOMES
+    )
+    assert decode_validations(encode_validations(validations)) == validations
+    assert decode_validations(encode_validations(())) == ()
+
+
+def _validations(*items: object) -> bytes:
+    return json.dumps({"validations": list(items)}).encode()
+
+
+GOOD = {"identifier": "dns:a.test", "outcome": "validated", "detail": "", "deactivated": True}
+
+
+@pytest.mark.parametrize(
+    ("output", "refusal"),
+    [
+        (b"", "not JSON"),
+        (b"[]", "no list of at most 100 validations"),
+        (json.dumps({"validations": {}}).encode(), "no list"),
+        (_validations(*[GOOD] * 101), "no list of at most 100"),
+        (_validations([]), "not an object of identifier, outcome, detail, deactivated"),
+        (_validations({**GOOD, "extra": 1}), "not an object of"),
+        (_validations({k: v for k, v in GOOD.items() if k != "detail"}), "not an object of"),
+        (_validations({**GOOD, "identifier": ""}), "an identifier is not a string"),
+        (_validations({**GOOD, "identifier": "d" * 301}), "an identifier is not a string"),
+        (_validations({**GOOD, "identifier": 1}), "an identifier is not a string"),
+        (_validations({**GOOD, "outcome": "issued"}), "unknown validation outcome: 'issued'"),
+        (_validations({**GOOD, "detail": None}), "a validation detail is not a string"),
+        (_validations({**GOOD, "detail": "x" * 4097}), "a validation detail is not a string"),
+        (_validations({**GOOD, "deactivated": 1}), "deactivated is not true or false"),
+    ],
+)
+def test_validations_refused(output: bytes, refusal: str) -> None:
+    with pytest.raises(ContractError, match=refusal):
+        decode_validations(output)

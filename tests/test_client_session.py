@@ -24,6 +24,7 @@ from lacme.client_contract import (
     MAX_REQUEST,
     MAX_SESSION_LINE,
     NEW_ORDER,
+    VALIDATE,
     Announce,
     Answer,
     ContractError,
@@ -52,6 +53,8 @@ def test_requests_and_answers_come_out_as_they_went_in() -> None:
     assert decode_request(encode_request(request)) == request
     lookup = Request(8, DIRECTORY)
     assert decode_request(encode_request(lookup)) == lookup
+    validate = Request(9, VALIDATE, ("a.example.test",), order=OrderSettings(profile="classic"))
+    assert decode_request(encode_request(validate)) == validate
     assert decode_request(encode_descriptor(ACCOUNTD_FD)) == ACCOUNTD_FD
     answer = Answer(7, 75, b'{"rateLimited": {"retryAfter": 60}}\n', ("Warning: x", "error"))
     assert decode_answer(encode_answer(answer)) == answer
@@ -223,6 +226,24 @@ def test_answers_in_any_order_with_the_announced_url(
     assert result.messages == ("Warning: \\x1b[2J",)
     assert session.wait({lookup}) == lookup
     assert session.result(lookup).output == b"{}"
+
+
+@pytest.mark.process
+def test_a_dry_run_announces_its_order_too(hostile_session: tuple[ClientSession, Path]) -> None:
+    session, script = hostile_session
+    stand_in(
+        script,
+        """\
+        read()
+        send({"id": 0, "orderUrl": "https://ca.test/order/1"})
+        send({"id": 0, "status": 1, "output": "", "messages": []})
+        """,
+    )
+    request = session.ask(VALIDATE, ["a.example.test"])
+    assert session.wait_or_placed({request}) is None
+    assert session.reached
+    assert session.wait({request}) == request
+    assert session.result(request).url == "https://ca.test/order/1"
 
 
 @pytest.mark.unit

@@ -10,6 +10,7 @@ import pytest
 
 from lacme import __version__
 from lacme.cli import UsageError
+from lacme.client_contract import NEW_ORDER
 from lacme.master_command import Arguments, parse_args
 
 LACME = Path(sys.executable).parent / "lacme"
@@ -95,6 +96,14 @@ def test_help_and_version_win() -> None:
 
 
 @pytest.mark.unit
+def test_dry_run() -> None:
+    assert parse_args(["new-cert", "--dry-run", "site"]) == Arguments(
+        NEW_ORDER, ("site",), dry_run=True
+    )
+    assert parse_args(["newOrder"]) == Arguments(NEW_ORDER, ())
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -112,6 +121,8 @@ def test_help_and_version_win() -> None:
         (["newOrder", "--min-days=x%"], "--min-days: not a percentage: 'x%'"),
         (["newOrder", "--min-days"], "option --min-days requires an argument"),
         (["account", "--quiet=yes"], "option --quiet does not take an argument"),
+        (["revokeCert", "--dry-run", "x.pem"], "--dry-run is for newOrder only, not revokeCert"),
+        (["--dry-run", "account"], "--dry-run is for newOrder only, not account"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str) -> None:

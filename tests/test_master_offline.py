@@ -33,6 +33,18 @@ def test_the_stand_in_client_works(offline: Offline) -> None:
     assert not (offline.directory / "www.sock").exists()
 
 
+def test_a_dry_run_with_another_client_is_refused(offline: Offline) -> None:
+    before = offline.files()
+    result = offline.run("newOrder", "--dry-run")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: --dry-run needs lacme's own client ([client] command = ... -m lacme.client), "
+        f"not {sys.executable}: lacme 0.8.2's can't stop an order before finalizing it"
+    ]
+    assert offline.files() == before
+    assert list(offline.tmp.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("mode", "message"),
     [

@@ -22,6 +22,7 @@ import json
 import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from lacme import jws
@@ -435,16 +436,77 @@ class AcmeSession:
                 raise AcmeError(
                     f"authorization for {authz.identifier} is {authz.status}", authz.problems()
                 )
-            challenge = authz.http_01()
-            token = text(challenge.token, f"http-01 token for {authz.identifier}")
-            if not valid_token(token):
-                raise AcmeError(
-                    f"refusing the http-01 token {token[:100]!r} for {authz.identifier}"
-                )
-            provision(token, f"{token}.{self.thumbprint}")
-            self.answer_challenge(text(challenge.url, f"challenge URL for {authz.identifier}"))
+            self._take_challenge(authz, provision)
         order = self.wait_for_order(url, order, csr_der, fetched)
         return self.certificate(order.certificate_url(), preferred_chain)
+
+    def _take_challenge(self, authz: Authorization, provision: Provision) -> None:
+        """Publish the pending AUTHZ's http-01 key authorization, and tell
+        the server to validate it."""
+        challenge = authz.http_01()
+        token = text(challenge.token, f"http-01 token for {authz.identifier}")
+        if not valid_token(token):
+            raise AcmeError(f"refusing the http-01 token {token[:100]!r} for {authz.identifier}")
+        provision(token, f"{token}.{self.thumbprint}")
+        self.answer_challenge(text(challenge.url, f"challenge URL for {authz.identifier}"))
+
+    def validate(
+        self,
+        names: Iterable[str],
+        provision: Provision,
+        *,
+        profile: str | None = None,
+        announce: Callable[[str], None] | None = None,
+        fetched: Fetched | None = None,
+    ) -> list[Trial]:
+        """Order NAMES (see `issue` for PROVISION, PROFILE, ANNOUNCE and
+        FETCHED) and have every pending authorization validated, but stop
+        before finalizing: no CSR is sent, nothing is issued.  Then
+        deactivate the authorizations this order created (RFC 8555 section
+        7.5.2), whatever happened, so that no later order reuses what this
+        one proved; one that was valid already is not this order's to end.
+        Each authorization as it ended."""
+        self.account_kid()
+        url, order = self.new_order(names, profile=profile)
+        if announce is not None:
+            announce(url)
+        trials: list[Trial] = []
+        try:
+            for authz_url in order.authorization_urls():
+                authz = self.authorization(authz_url)
+                trials.append(Trial(authz_url, authz, created=authz.status == "pending"))
+                if authz.status == "pending":
+                    self._take_challenge(authz, provision)
+            ended: AcmeError | None = None
+            if any(trial.created for trial in trials):
+                try:
+                    self.wait_for_order(url, order, None, fetched)
+                except AcmeError as e:  # invalid, or stalled: its authorizations say where
+                    ended = e
+            for trial in trials:
+                if trial.created:
+                    trial.authorization = self.authorization(trial.url)
+                    if trial.authorization.status == "pending" and ended is not None:
+                        trial.unfinished = str(ended).split("\n", 1)[0]
+        finally:
+            for trial in trials:
+                if trial.created and trial.authorization.status in ("pending", "valid"):
+                    trial.deactivated = self._deactivate(trial.url)
+        return trials
+
+    def _deactivate(self, url: str) -> bool:
+        """Deactivate the authorization at URL; whether the server says it is."""
+        try:
+            status = Authorization.parse(self.post(url, {"status": "deactivated"}).json()).status
+        except AcmeError as e:
+            self.warn(f"can't deactivate the authorization {printable(url)}: {e}")
+            return False
+        if status != "deactivated":
+            self.warn(
+                f"the authorization {printable(url)} is {printable(str(status))}, "
+                "not deactivated, after its deactivation"
+            )
+        return status == "deactivated"
 
     def _resumed(self, url: str) -> tuple[str, Order] | None:
         """The order at URL, placed by an earlier run cut short, if it can be
@@ -467,11 +529,12 @@ class AcmeSession:
         return url, order
 
     def wait_for_order(
-        self, url: str, order: Order, csr_der: bytes, fetched: Fetched | None = None
+        self, url: str, order: Order, csr_der: bytes | None, fetched: Fetched | None = None
     ) -> Order:
-        """Poll the order through pending, ready (finalizing it then),
-        processing, until valid; raise if it becomes invalid, or if it stays
-        in one state past `timeout` beyond the waits the server asked for.
+        """Poll the order through pending, ready (finalizing it then with
+        CSR_DER, or without one returning it), processing, until valid;
+        raise if it becomes invalid, or if it stays in one state past
+        `timeout` beyond the waits the server asked for.
 
         Without a Retry-After, the looks follow _poll_delays, plus one: as
         soon as FETCHED says the server has fetched every token, the answer
@@ -492,6 +555,8 @@ class AcmeSession:
             if status not in ("pending", "ready", "processing"):
                 raise AcmeError(f"order {url} has unknown status {status!r}")
             if status == "ready" and not finalized:
+                if csr_der is None:
+                    return order
                 if refusal is not None:  # and the order still says ready
                     wait.sleep(delay, server_asked=server_asked, why=refusal)
                 response = self.finalize(order, csr_der)
@@ -561,6 +626,20 @@ class AcmeSession:
                     if (sub.type, sub.detail) != (problem.type, problem.detail)
                 ]
         return AcmeError("the order is invalid", problem)
+
+
+@dataclass
+class Trial:
+    """An authorization of an order that `validate` placed: its URL, as
+    last fetched; whether this order CREATED it (pending when the order
+    came); why it is still pending, if it is (UNFINISHED); whether it was
+    DEACTIVATED."""
+
+    url: str
+    authorization: Authorization
+    created: bool
+    unfinished: str = ""
+    deactivated: bool = False
 
 
 def identifier_type(value: str) -> str:

@@ -53,7 +53,7 @@ from lacme.accountd_protocol import (
     parse_greeting,
     parse_signature,
 )
-from lacme.acme import ACCOUNT_DOES_NOT_EXIST, NO_ACCOUNT, AcmeSession
+from lacme.acme import ACCOUNT_DOES_NOT_EXIST, NO_ACCOUNT, AcmeSession, Fetched, Provision, Trial
 from lacme.acme_http import ERROR_NS, AcmeError, AcmeUnreachable, Patience, Trace, Transport
 from lacme.client_contract import (
     ACCOUNT,
@@ -62,17 +62,24 @@ from lacme.client_contract import (
     DIRECTORY,
     EXIT_RATE_LIMITED,
     EXIT_UNREACHABLE,
+    FAILED,
     KEY_CHANGE,
+    MAX_IDENTIFIER,
     MAX_INPUT,
     MAX_MESSAGE,
     MAX_MESSAGES,
     MAX_REQUEST,
     NEW_ORDER,
+    ORDERING,
     RENEWAL_INFO,
+    REUSED,
     REVOCATION_REASONS,
     REVOKE_CERT,
     SESSION,
+    UNFINISHED,
     UNSIGNED,
+    VALIDATE,
+    VALIDATED,
     Announce,
     Answer,
     ClientSettings,
@@ -80,6 +87,7 @@ from lacme.client_contract import (
     OrderSettings,
     RenewalInfoAnswer,
     Request,
+    Validation,
     decode_request,
     decode_settings,
     encode_announce,
@@ -88,6 +96,7 @@ from lacme.client_contract import (
     encode_order_url,
     encode_rate_limit,
     encode_renewal_info,
+    encode_validations,
     parse_account_arguments,
     parse_argv,
     parse_directory_arguments,
@@ -295,6 +304,59 @@ def write_key_authorization(
         file.write(key_authorization)
 
 
+def provisioning(
+    watch: token_reads.Watch | None, say: Callable[[str], None]
+) -> tuple[Provision, Fetched | None]:
+    """What publishes a key authorization in the working directory (which
+    WATCH, if any, watches; SAY tells of one there already), and what says
+    when the server has fetched them all."""
+    tokens = None if watch is None else watch.tokens()
+
+    def provision(token: str, key_authorization: str) -> None:
+        write_key_authorization(token, key_authorization, say)
+        if tokens is not None:
+            tokens.publish(token)
+
+    return provision, None if tokens is None else tokens.wait
+
+
+def validations(
+    session: AcmeSession,
+    identifiers: list[str],
+    order: OrderSettings,
+    watch: token_reads.Watch | None,
+    say: Callable[[str], None],
+    announce: Callable[[str], None] | None,
+) -> tuple[int, bytes]:
+    """`validate`: IDENTIFIERS ordered and validated but not finalized
+    (AcmeSession.validate); the exit status (0 when each is valid) and the
+    output, what came of each authorization."""
+    provision, fetched = provisioning(watch, say)
+    trials = session.validate(
+        identifiers, provision, profile=order.profile, announce=announce, fetched=fetched
+    )
+    results = [validation_of(trial) for trial in trials]
+    ok = all(result.outcome in (VALIDATED, REUSED) for result in results)
+    return 0 if ok else 1, encode_validations(results)
+
+
+def validation_of(trial: Trial) -> Validation:
+    """The TRIAL of a `validate` order for the master (lacme.client_contract),
+    within the contract's bounds."""
+    authz = trial.authorization
+    status = str(authz.status)
+    if status == "valid":
+        outcome, detail = (VALIDATED if trial.created else REUSED), ""
+    elif status == "invalid":
+        errors = [str(c.error) for c in authz.challenges or () if c.error is not None]
+        outcome, detail = FAILED, "; ".join(errors) or "the authorization is invalid"
+    else:
+        outcome, detail = UNFINISHED, trial.unfinished or f"the authorization is {status}"
+    if len(detail) > MAX_MESSAGE:
+        detail = detail[: MAX_MESSAGE - 3] + "..."
+    return Validation(authz.identifier[:MAX_IDENTIFIER], outcome, detail, trial.deactivated)
+
+
 def order_chain(
     session: AcmeSession,
     identifiers: list[str],
@@ -307,13 +369,7 @@ def order_chain(
     """The chain issued for IDENTIFIERS and CSR, the key authorizations
     written in the working directory (which WATCH, if any, watches);
     RateLimited if a rate limit says when to try again."""
-    tokens = None if watch is None else watch.tokens()
-
-    def provision(token: str, key_authorization: str) -> None:
-        write_key_authorization(token, key_authorization, say)
-        if tokens is not None:
-            tokens.publish(token)
-
+    provision, fetched = provisioning(watch, say)
     try:
         return session.issue(
             identifiers,
@@ -324,7 +380,7 @@ def order_chain(
             replaces=order.replaces,
             resume=order.resume,
             announce=announce,
-            fetched=None if tokens is None else tokens.wait,
+            fetched=fetched,
         )
     except AcmeError as e:
         problem = e.problem
@@ -513,7 +569,7 @@ class Session:
         messages: list[str] = []
         self.lookups.warn = lambda message: say(messages, f"Warning: {message}")
         try:
-            if request.command == NEW_ORDER:
+            if request.command in ORDERING:
                 self.start_order(request)
                 return
             output = self.look_up(request)
@@ -608,17 +664,24 @@ class Session:
         messages: list[str] = []
         session.warn = lambda message: say(messages, f"Warning: {message}")
         status, output = 0, b""
+        identifiers = list(request.arguments)
+
+        def tell(message: str) -> None:
+            say(messages, message)
+
+        def announce(url: str) -> None:
+            self.send(encode_announce(Announce(request.id, url)))
+
         try:
-            chain = order_chain(
-                session,
-                list(request.arguments),
-                request.stdin,
-                request.order,
-                self.watch,
-                lambda message: say(messages, message),
-                lambda url: self.send(encode_announce(Announce(request.id, url))),
-            )
-            output = chain.encode("ascii")
+            if request.command == VALIDATE:
+                status, output = validations(
+                    session, identifiers, request.order, self.watch, tell, announce
+                )
+            else:
+                chain = order_chain(
+                    session, identifiers, request.stdin, request.order, self.watch, tell, announce
+                )
+                output = chain.encode("ascii")
         except (Fatal, AcmeError, ContractError) as e:
             status = exit_status(e)
             if isinstance(e, RateLimited):

@@ -53,6 +53,14 @@ And, for lacme's own client only (the master asks nothing of another one):
   on stdout, and the lines it would have printed on stderr; before, for a
   newOrder, the order's URL (encode_announce) instead of on an order-fd.
   When the master closes its end, the client finishes and exits.
+- `validate` (`newOrder --dry-run`), a session request as newOrder but
+  with no CSR, and only `profile` of the order settings: the client orders,
+  has every identifier validated through the challenge directory, stops
+  before finalizing, and deactivates the authorizations it had validated
+  (RFC 8555 section 7.5.2), so that no later order reuses them.  It
+  announces the order's URL as for newOrder; its answer's output is what
+  came of each authorization (encode_validations), its status 0 when every
+  identifier is valid.
 """
 
 import base64
@@ -71,9 +79,12 @@ KEY_CHANGE = "keyChange"
 DIRECTORY = "directory"
 RENEWAL_INFO = "renewalInfo"
 SESSION = "session"
+VALIDATE = "validate"
 COMMANDS = (ACCOUNT, NEW_ORDER, REVOKE_CERT, KEY_CHANGE, DIRECTORY, RENEWAL_INFO, SESSION)
 # What a session is asked; the first two sign nothing.
-SESSION_REQUESTS = (DIRECTORY, RENEWAL_INFO, NEW_ORDER)
+SESSION_REQUESTS = (DIRECTORY, RENEWAL_INFO, NEW_ORDER, VALIDATE)
+# The requests that place an order, and announce its URL.
+ORDERING = frozenset({NEW_ORDER, VALIDATE})
 UNSIGNED = frozenset({DIRECTORY, RENEWAL_INFO})
 
 ACCOUNT_REGISTER = 1
@@ -670,3 +681,64 @@ def decode_answer(line: bytes) -> Answer | Announce:
     if any(len(message) > MAX_MESSAGE for message in messages):
         raise ContractError(f"a message over {MAX_MESSAGE} characters")
     return Answer(request, status, data, messages)
+
+
+# --- validate's output ------------------------------------------------------------
+
+# What came of an authorization of a `validate` order: validated by the
+# CA in this run, valid before it (the CA reused an earlier validation and
+# checked nothing), refused by the CA's validation, or neither when the
+# order ended (another identifier failed first, or the client gave up).
+VALIDATED = "validated"
+REUSED = "reused"
+FAILED = "failed"
+UNFINISHED = "unfinished"
+OUTCOMES = (VALIDATED, REUSED, FAILED, UNFINISHED)
+# An order has at most 100 identifiers (lacme.acme_resources), each a DNS
+# name or an IP address.
+MAX_VALIDATIONS = 100
+MAX_IDENTIFIER = 300
+
+
+class Validation(NamedTuple):
+    """An authorization of a `validate` order: its IDENTIFIER, as
+    "TYPE:VALUE"; its OUTCOME (OUTCOMES); DETAIL, the CA's word on a
+    failure, or why it is unfinished; whether it was DEACTIVATED."""
+
+    identifier: str
+    outcome: str
+    detail: str = ""
+    deactivated: bool = False
+
+
+def encode_validations(validations: Sequence[Validation]) -> bytes:
+    return json.dumps({"validations": [v._asdict() for v in validations]}).encode() + b"\n"
+
+
+def decode_validations(output: bytes) -> tuple[Validation, ...]:
+    """The master's side of encode_validations(); ContractError for
+    anything else, or beyond the bounds (MAX_VALIDATIONS of them, an
+    identifier over MAX_IDENTIFIER characters, a detail over MAX_MESSAGE)."""
+    try:
+        answer = json.loads(output)
+    except ValueError as e:
+        raise ContractError(f"not JSON: {e}") from None
+    items = answer.get("validations") if isinstance(answer, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_VALIDATIONS:
+        raise ContractError(f"no list of at most {MAX_VALIDATIONS} validations")
+    validations = []
+    for item in items:
+        if not isinstance(item, dict) or item.keys() != set(Validation._fields):
+            raise ContractError(f"a validation is not an object of {', '.join(Validation._fields)}")
+        identifier, outcome = item["identifier"], item["outcome"]
+        detail, deactivated = item["detail"], item["deactivated"]
+        if not isinstance(identifier, str) or not 0 < len(identifier) <= MAX_IDENTIFIER:
+            raise ContractError(f"an identifier is not a string of at most {MAX_IDENTIFIER}")
+        if outcome not in OUTCOMES:
+            raise ContractError(f"unknown validation outcome: {str(outcome)[:100]!r}")
+        if not isinstance(detail, str) or len(detail) > MAX_MESSAGE:
+            raise ContractError(f"a validation detail is not a string of at most {MAX_MESSAGE}")
+        if not isinstance(deactivated, bool):
+            raise ContractError("deactivated is not true or false")
+        validations.append(Validation(identifier, str(outcome), detail, deactivated))
+    return tuple(validations)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 from lacme import log
 from lacme.client_contract import (
     MAX_SESSION_LINE,
-    NEW_ORDER,
+    ORDERING,
     Announce,
     Answer,
     ContractError,
@@ -162,7 +162,7 @@ class ClientSession:
         if command is None:
             self._break(f"it answered request {message.id}, which is not under way")
         elif isinstance(message, Announce):
-            if command != NEW_ORDER or message.id in self._urls:
+            if command not in ORDERING or message.id in self._urls:
                 self._break(f"it sent an order URL for request {message.id}")
             else:
                 self._urls[message.id] = message.url

@@ -63,24 +63,31 @@ from lacme.client_contract import (
     DIRECTORY,
     EXIT_RATE_LIMITED,
     EXIT_UNREACHABLE,
+    FAILED,
     KEY_CHANGE,
     MAX_CHAIN_OUTPUT,
     MAX_ORDER_URL,
     MAX_OUTPUT,
     NEW_ORDER,
     RENEWAL_INFO,
+    REUSED,
     REVOCATION_REASONS,
     REVOKE_CERT,
     SESSION,
+    UNFINISHED,
+    VALIDATE,
+    VALIDATED,
     AccountChange,
     ContractError,
     Invocation,
     OrderSettings,
+    Validation,
     client_argv,
     decode_object,
     decode_order_url,
     decode_rate_limit,
     decode_renewal_info,
+    decode_validations,
     encode_settings,
     revoke_arguments,
 )
@@ -562,6 +569,13 @@ class Master:
         once in one client session, each section's messages kept together
         and the sections ended in the order they were asked for."""
 
+        if self.args.dry_run and not self.own_client:
+            log.say(
+                f"Error: --dry-run needs lacme's own client ([client] command = ... -m "
+                f"lacme.client), not {self.config.client.command.split()[0]}: lacme 0.8.2's "
+                "can't stop an order before finalizing it"
+            )
+            return 1
         files = config.certificate_files(self.config, self.args.config_certs)
         for filename in files:
             self.debug(f"Reading {filename}")
@@ -643,7 +657,11 @@ class Master:
         settings = OrderSettings(
             section.preferred_chain, section.profile, prepared.replaces, prepared.resume
         )
-        if self.own_client:
+        if self.args.dry_run:
+            work.request = self._session(run, directory).ask(
+                VALIDATE, section.identifiers, order=OrderSettings(profile=section.profile)
+            )
+        elif self.own_client:
             work.request = self._session(run, directory).ask(
                 NEW_ORDER, section.identifiers, csr, settings
             )
@@ -658,12 +676,17 @@ class Master:
             section = self._section(source)
             now = datetime.datetime.now(datetime.UTC)
             key = certificate.load_key(section.certificate_key)
-            kept = self._install_kept(section, key, now)
+            # A dry run validates every section, due or not, and changes
+            # nothing: no kept certificate installed, no renewal
+            # information saved.
+            kept = None if self.args.dry_run else self._install_kept(section, key, now)
             if kept is not None:
                 return kept
-            reason = self._mismatch(section, key)
+            reason = None if self.args.dry_run else self._mismatch(section, key)
             if reason is not None:
                 self.info(f"[{source.name}] Renewing: {reason}")
+                due, replaces = True, None
+            elif self.args.dry_run:
                 due, replaces = True, None
             else:
                 due, replaces = self._renewal_due(section, now)
@@ -696,7 +719,7 @@ class Master:
         name = section.name
         self.debug(f"[{name}] Will request authorization for: {', '.join(section.identifiers)}")
         state = installed.order_path(section.certificate_paths()[0])
-        resume = installed.load_order(state, section.identifiers)
+        resume = None if self.args.dry_run else installed.load_order(state, section.identifiers)
         if resume is not None:
             self.info(f"[{name}] Resuming the order an earlier run left: {resume}")
         return Ordering(section, key, csr, replaces, resume, state)
@@ -739,8 +762,13 @@ class Master:
             log.release(work.lines)
             ok = work.ok
             if work.ordering is not None and work.result is not None:
-                ok = self._end_order(work.ordering, work.result)
-            if work.source is not None and not self._notify_pending(work.source):
+                end = self._end_validation if self.args.dry_run else self._end_order
+                ok = end(work.ordering, work.result)
+            if (
+                work.source is not None
+                and not self.args.dry_run
+                and not self._notify_pending(work.source)
+            ):
                 ok = False
             failed |= not ok
         return failed
@@ -751,7 +779,7 @@ class Master:
 
         for work in queue:
             log.release(work.lines)
-            if work.ordering is None or work.result is not None:
+            if work.ordering is None or work.result is not None or self.args.dry_run:
                 continue
             url = work.url
             if work.request is not None and self.session is not None:
@@ -791,6 +819,47 @@ class Master:
             self._keep(section, chain, key, e)
             return False
         return self._notify(section)
+
+    def _end_validation(self, ordering: Ordering, result: Result) -> bool:
+        """What the dry run of ORDERING's section came to: a line per
+        identifier and one for the section on stdout, the client's messages
+        on stderr; whether every identifier is valid at the CA."""
+
+        section, name = ordering.section, ordering.section.name
+        for message in result.messages:
+            log.say(message)
+        validations: tuple[Validation, ...] = ()
+        if result.output:
+            try:
+                validations = decode_validations(result.output)
+            except ContractError as e:
+                log.say(f"[{name}] Warning: what the client says it validated is refused: {e}")
+        asked = [identifier.lower() for identifier in section.identifiers]
+
+        def position(validation: Validation) -> int:
+            value = validation.identifier.partition(":")[2].lower()
+            return asked.index(value) if value in asked else len(asked)
+
+        validations = tuple(sorted(validations, key=position))
+        lines = [f"[{name}] {dry_run_line(validation)}" for validation in validations]
+        reported = {v.identifier.partition(":")[2].lower() for v in validations}
+        failed = [
+            *(v.identifier for v in validations if v.outcome not in (VALIDATED, REUSED)),
+            *(n for n in section.identifiers if n.lower() not in reported),
+        ]
+        ok = result.status == 0 and not failed
+        nothing = "nothing issued, nothing installed"
+        if ok:
+            lines.append(f"[{name}] Dry run: {len(validations)} name(s) valid at the CA; {nothing}")
+        elif not validations:  # the client said why
+            lines.append(f"[{name}] Dry run failed before any validation; {nothing}")
+        else:
+            names = ", ".join(log.printable(identifier) for identifier in failed)
+            lines.append(f"[{name}] Dry run failed: not valid: {names or 'unknown'}; {nothing}")
+            log.say(f"[{name}] Error: the dry run found what would fail renewal: {names}")
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+        return ok
 
     def _stale(self, section: CertSection, leaf: Certificate) -> str | None:
         """Why LEAF, just issued for SECTION, must not replace what is
@@ -1212,6 +1281,19 @@ class Master:
             except OSError as e:
                 log.say(f"Warning: can't save {installed.revoked_path(filename)}: {e.strerror}")
         return status
+
+
+def dry_run_line(validation: Validation) -> str:
+    """VALIDATION, which the client reported, for a human."""
+    outcome = {
+        VALIDATED: "validated by the CA",
+        REUSED: "valid already: the CA reused an earlier validation and checked nothing now",
+        FAILED: "validation failed",
+        UNFINISHED: "not validated",
+    }[validation.outcome]
+    detail = f": {validation.detail}" if validation.detail else ""
+    deactivated = ", authorization deactivated" if validation.deactivated else ""
+    return log.printable(f"{validation.identifier}: {outcome}{detail}{deactivated}")
 
 
 def _read_order_url(fd: int) -> str | None:

@@ -6,7 +6,7 @@
     account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
     account --rollover=FILE|--rollover-socket=PATH [--json]
     newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|PCT%|--force]
-             [SECTION ...]
+             [--dry-run] [SECTION ...]
     revokeCert (revoke-cert) [--reason=NAME|CODE] FILE [FILE ...]
     status [--config-certs=FILE]... [--json] [SECTION ...]
 
@@ -51,8 +51,10 @@ Commands:
   account --rollover=FILE|--rollover-socket=PATH [--json]
                          move the account to the key of a second lacme-accountd,
                          spawned with configuration FILE or listening on PATH
-  newOrder [--config-certs=FILE]... [--min-days=INT|PCT%|--force] [SECTION ...]
-                         (aliases: new-order, new-cert)
+  newOrder [--config-certs=FILE]... [--min-days=INT|PCT%|--force] [--dry-run]
+           [SECTION ...] (aliases: new-order, new-cert)
+                         --dry-run: validate every name with the CA, due or not,
+                         and stop before issuing: nothing installed or changed
   revokeCert [--reason=NAME|CODE] FILE [FILE ...]  (alias: revoke-cert)
   status [--config-certs=FILE]... [--json] [SECTION ...]
                          each certificate, its expiry and its next renewal,
@@ -88,7 +90,18 @@ VALUE_OPTIONS = frozenset(
 
 
 FLAG_OPTIONS = frozenset(
-    {"register", "tos-agreed", "deactivate", "force", "quiet", "debug", "help", "version", "json"}
+    {
+        "register",
+        "tos-agreed",
+        "deactivate",
+        "force",
+        "quiet",
+        "debug",
+        "help",
+        "version",
+        "json",
+        "dry-run",
+    }
 )
 
 
@@ -111,6 +124,7 @@ class Arguments(NamedTuple):
     rollover_socket: str | None = None  # or its socket
     reason: str | None = None  # RFC 5280 reason name or code
     json: bool = False
+    dry_run: bool = False  # newOrder: validate, issue nothing
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -152,6 +166,9 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         raise UsageError("--rollover and --rollover-socket exclude each other")
     if rollover == "" or rollover_socket == "":
         raise UsageError("--rollover and --rollover-socket need the new key's accountd")
+    # Not ignored elsewhere: a revocation thought a dry run would be done.
+    if "dry-run" in flags and command != NEW_ORDER:
+        raise UsageError(f"--dry-run is for newOrder only, not {positional[0]}")
     if (rollover is not None or rollover_socket is not None) and (
         flags & {"register", "tos-agreed", "deactivate"} or len(positional) > 1
     ):
@@ -172,6 +189,7 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         rollover_socket=rollover_socket,
         reason=scanned.last("reason"),
         json="json" in flags,
+        dry_run="dry-run" in flags,
     )
 
 
