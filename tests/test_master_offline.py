@@ -28,7 +28,10 @@ def test_the_stand_in_client_works(offline: Offline) -> None:
     result = offline.run("newOrder")
     assert result.returncode == 0, result.stderr
     assert offline.files()["s.crt"] != OLD_CERT
-    assert "SHA256 Fingerprint=" in result.stdout
+    fingerprint, summary = result.stdout.splitlines()
+    assert fingerprint.startswith("SHA256 Fingerprint=")
+    # Which section it is: its CN says nothing of the section's name.
+    assert summary.startswith("[s] subject CN=s.example.test (s.example.test, t.example.test), ")
     assert list(offline.tmp.iterdir()) == []
     assert not (offline.directory / "www.sock").exists()
 

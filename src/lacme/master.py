@@ -1225,7 +1225,8 @@ class Master:
             installed.save_ordered(paths[0], section)
         except OSError as e:
             log.say(f"[{section.name}] Warning: can't save {installed.ordered_path(paths[0])}: {e}")
-        sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n{certificate.summary(chain[0])}\n")
+        summary = certificate.summary(chain[0])
+        sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n[{section.name}] {summary}\n")
         sys.stdout.flush()
 
     def _notify(self, section: CertSection) -> bool:
