@@ -25,19 +25,22 @@ from lacme.client_contract import (
     MAX_SESSION_LINE,
     NEW_ORDER,
     VALIDATE,
+    VALIDATING,
     Announce,
     Answer,
     ContractError,
     OrderSettings,
     Request,
+    Step,
     decode_answer,
     decode_request,
     encode_announce,
     encode_answer,
     encode_descriptor,
     encode_request,
+    encode_step,
 )
-from lacme.client_link import ClientSession
+from lacme.client_link import ORDERED, ClientSession
 from lacme.errors import ConfigError
 
 
@@ -60,6 +63,8 @@ def test_requests_and_answers_come_out_as_they_went_in() -> None:
     assert decode_answer(encode_answer(answer)) == answer
     announce = Announce(7, "https://ca.test/order/1")
     assert decode_answer(encode_announce(announce)) == announce
+    step = Step(7, VALIDATING)
+    assert decode_answer(encode_step(step)) == step
 
 
 def line(obj: object) -> bytes:
@@ -112,6 +117,8 @@ def test_the_client_refuses_what_is_no_request(data: bytes, refusal: str) -> Non
         (line({"id": 1, "orderUrl": "ftp://ca.test/order"}), "not an order URL"),
         (line({"id": 1, "orderUrl": "https://ca.test/\u00e9"}), "not an order URL"),
         (line({"id": 1, "orderUrl": "https://ca.test/o", "status": 0}), "not a string"),
+        (line({"id": 1, "step": "issuing"}), "unknown step: 'issuing'"),
+        (line({"id": 1, "step": "validating", "status": 0}), "unknown step"),
     ],
 )
 def test_the_master_refuses_what_is_no_answer(data: bytes, refusal: str) -> None:
@@ -180,6 +187,10 @@ def ask_two(session: ClientSession) -> tuple[int, int]:
             "it sent an order URL for request 0",
         ),
         (
+            'send({"id": 1, "step": "validating"})\ntime.sleep(60)\n',
+            "it sent a step for request 1, which placed no order",
+        ),
+        (
             f'control.sendall(b"x" * {MAX_SESSION_LINE + 1})\ntime.sleep(60)\n',
             f"it sent a line over {MAX_SESSION_LINE} bytes",
         ),
@@ -236,14 +247,18 @@ def test_a_dry_run_announces_its_order_too(hostile_session: tuple[ClientSession,
         """\
         read()
         send({"id": 0, "orderUrl": "https://ca.test/order/1"})
+        send({"id": 0, "step": "validating"})
         send({"id": 0, "status": 1, "output": "", "messages": []})
         """,
     )
+    steps: list[tuple[int, str]] = []
+    session.on_step = lambda request, step: steps.append((request, step))
     request = session.ask(VALIDATE, ["a.example.test"])
     assert session.wait_or_placed({request}) is None
     assert session.reached
     assert session.wait({request}) == request
     assert session.result(request).url == "https://ca.test/order/1"
+    assert steps == [(request, ORDERED), (request, VALIDATING)]
 
 
 @pytest.mark.unit

@@ -104,6 +104,15 @@ def test_dry_run() -> None:
 
 
 @pytest.mark.unit
+def test_verbose_is_not_debug() -> None:
+    assert parse_args(["-v", "newOrder"]) == Arguments(NEW_ORDER, (), verbose=True)
+    assert parse_args(["newOrder", "--verbose", "-q"]) == Arguments(
+        NEW_ORDER, (), quiet=True, verbose=True
+    )
+    assert parse_args(["--debug", "newOrder"]) == Arguments(NEW_ORDER, (), debug=True)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -5,11 +5,16 @@ in the order of the configuration."""
 
 from __future__ import annotations
 
+import errno
+import os
+import pty
 import re
+import subprocess
 
 import pytest
 
 from lacme.acme_http import ERROR_NS
+from support.commands import LACME, TIMEOUT
 from support.faults import Answer, FaultProxy, Request, problem
 from support.masters import MasterSetup, leaf_of, master_setup, names_of
 from support.pebble import PebbleServer
@@ -153,3 +158,72 @@ def test_one_certificate_takes_one_connection(fault_proxy: FaultProxy) -> None:
         before = fault_proxy.connections
         setup.run("newOrder")
     assert fault_proxy.connections - before == 1
+
+
+def at_a_terminal(setup: MasterSetup, *args: str) -> tuple[int, str]:
+    """`lacme ARGS` with stderr on a pty (stdout a pipe): its exit status
+    and what it wrote on the terminal."""
+    master, slave = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [LACME, f"--config={setup.config}", *args], stdout=subprocess.PIPE, stderr=slave
+        )
+        os.close(slave)
+        slave = -1
+        written = b""
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError as e:  # the last slave descriptor closed
+                if e.errno != errno.EIO:
+                    raise
+                break
+            if not data:
+                break
+            written += data
+        assert process.stdout is not None
+        process.stdout.read()
+        process.stdout.close()
+        return process.wait(TIMEOUT), written.decode().replace("\r\n", "\n")
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+
+
+def steps(text: str) -> list[str]:
+    """The progress lines of TEXT, without their seconds."""
+    return [
+        re.sub(r" \(\d+\.\d s\)$", "", line)
+        for line in text.splitlines()
+        if re.search(r" \(\d+\.\d s\)$", line)
+    ]
+
+
+def test_progress_at_a_terminal_nothing_more_elsewhere(pebble: PebbleServer) -> None:
+    with master_setup(pebble) as setup:
+        setup.register()
+        setup.one_section("site", subject="/CN=a.example.test", subjectAltName="DNS:b.example.test")
+        status, terminal = at_a_terminal(setup, "newOrder")
+        assert status == 0, terminal
+        assert steps(terminal) == [
+            "[site] validating 2 names...",
+            "[site] finalizing...",
+            "[site] installed",
+        ], terminal
+        # Not at a terminal: what it always wrote, no progress.
+        piped = setup.run("newOrder", "--force")
+        assert steps(piped.stderr) == [], piped.stderr
+        # -v: every step, terminal or not.
+        verbose = setup.run("newOrder", "--force", "-v")
+        assert steps(verbose.stderr) == [
+            "[site] ordering 2 names",
+            "[site] order placed",
+            "[site] validating 2 names...",
+            "[site] finalizing...",
+            "[site] issued: verifying",
+            "[site] installed",
+        ], verbose.stderr
+        status, dry = at_a_terminal(setup, "newOrder", "--dry-run")
+        assert status == 0, dry
+        assert steps(dry) == ["[site] validating 2 names...", "[site] validated"], dry

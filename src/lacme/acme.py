@@ -42,6 +42,7 @@ from lacme.acme_http import (
     Transport,
 )
 from lacme.acme_resources import MAX_IDENTIFIERS, Authorization, Directory, Order, text
+from lacme.client_contract import FINALIZING, VALIDATING
 from lacme.jws import Signer
 from lacme.log import printable
 from lacme.parsing import is_ip_address
@@ -66,6 +67,8 @@ KEEPS_REPLACES = frozenset({ERROR_NS + "rateLimited", ERROR_NS + "badNonce"})
 
 # provision(token, key authorization): publish an http-01 key authorization
 Provision = Callable[[str, str], None]
+# progress(step): the order waits at STEP (lacme.client_contract STEPS)
+Progress = Callable[[str], None]
 # fetched(seconds): wait up to SECONDS for the server to fetch every key
 # authorization published; whether it has.
 Fetched = Callable[[float], bool]
@@ -413,6 +416,7 @@ class AcmeSession:
         resume: str | None = None,
         announce: Callable[[str], None] | None = None,
         fetched: Fetched | None = None,
+        progress: Progress | None = None,
     ) -> str:
         """Order a certificate for NAMES (DNS names, IP addresses) with the CSR, having `provision`
         publish each pending http-01 key authorization; the PEM chain
@@ -420,7 +424,8 @@ class AcmeSession:
         REPLACES).  RESUME is the URL of an order an earlier run placed, to
         carry on unless the server has it invalid; ANNOUNCE is told the URL
         of the order as soon as it is known; FETCHED, if given, says when the
-        server has fetched what `provision` published (see wait_for_order)."""
+        server has fetched what `provision` published (see wait_for_order);
+        PROGRESS is told each step it then waits at (see wait_for_order)."""
         self.account_kid()  # the resumed order is fetched with it
         resumed = None if resume is None else self._resumed(resume)
         if resumed is None:
@@ -428,6 +433,7 @@ class AcmeSession:
         url, order = resumed
         if announce is not None:
             announce(url)
+        validating = False
         for authz_url in order.authorization_urls():
             authz = self.authorization(authz_url)
             if authz.status == "valid":
@@ -437,7 +443,10 @@ class AcmeSession:
                     f"authorization for {authz.identifier} is {authz.status}", authz.problems()
                 )
             self._take_challenge(authz, provision)
-        order = self.wait_for_order(url, order, csr_der, fetched)
+            validating = True
+        if validating and progress is not None:
+            progress(VALIDATING)
+        order = self.wait_for_order(url, order, csr_der, fetched, progress)
         return self.certificate(order.certificate_url(), preferred_chain)
 
     def _take_challenge(self, authz: Authorization, provision: Provision) -> None:
@@ -458,9 +467,10 @@ class AcmeSession:
         profile: str | None = None,
         announce: Callable[[str], None] | None = None,
         fetched: Fetched | None = None,
+        progress: Progress | None = None,
     ) -> list[Trial]:
-        """Order NAMES (see `issue` for PROVISION, PROFILE, ANNOUNCE and
-        FETCHED) and have every pending authorization validated, but stop
+        """Order NAMES (see `issue` for PROVISION, PROFILE, ANNOUNCE,
+        FETCHED and PROGRESS) and have every pending authorization validated, but stop
         before finalizing: no CSR is sent, nothing is issued.  Then
         deactivate the authorizations this order created (RFC 8555 section
         7.5.2), whatever happened, so that no later order reuses what this
@@ -479,6 +489,8 @@ class AcmeSession:
                     self._take_challenge(authz, provision)
             ended: AcmeError | None = None
             if any(trial.created for trial in trials):
+                if progress is not None:
+                    progress(VALIDATING)
                 try:
                     self.wait_for_order(url, order, None, fetched)
                 except AcmeError as e:  # invalid, or stalled: its authorizations say where
@@ -529,7 +541,12 @@ class AcmeSession:
         return url, order
 
     def wait_for_order(
-        self, url: str, order: Order, csr_der: bytes | None, fetched: Fetched | None = None
+        self,
+        url: str,
+        order: Order,
+        csr_der: bytes | None,
+        fetched: Fetched | None = None,
+        progress: Progress | None = None,
     ) -> Order:
         """Poll the order through pending, ready (finalizing it then with
         CSR_DER, or without one returning it), processing, until valid;
@@ -538,7 +555,8 @@ class AcmeSession:
 
         Without a Retry-After, the looks follow _poll_delays, plus one: as
         soon as FETCHED says the server has fetched every token, the answer
-        of a pending order can be there, and it is looked at then."""
+        of a pending order can be there, and it is looked at then.
+        PROGRESS is told FINALIZING when the CSR is first sent."""
         wait = self.patience.wait(f"polling order {url}")
         delays = _poll_delays(order.status)
         delay = next(delays)
@@ -559,6 +577,8 @@ class AcmeSession:
                     return order
                 if refusal is not None:  # and the order still says ready
                     wait.sleep(delay, server_asked=server_asked, why=refusal)
+                if refusal is None and progress is not None:
+                    progress(FINALIZING)
                 response = self.finalize(order, csr_der)
                 problem = response.problem()
                 if problem is not None and problem.type == ERROR_NS + "orderNotReady":

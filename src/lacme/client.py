@@ -53,7 +53,15 @@ from lacme.accountd_protocol import (
     parse_greeting,
     parse_signature,
 )
-from lacme.acme import ACCOUNT_DOES_NOT_EXIST, NO_ACCOUNT, AcmeSession, Fetched, Provision, Trial
+from lacme.acme import (
+    ACCOUNT_DOES_NOT_EXIST,
+    NO_ACCOUNT,
+    AcmeSession,
+    Fetched,
+    Progress,
+    Provision,
+    Trial,
+)
 from lacme.acme_http import ERROR_NS, AcmeError, AcmeUnreachable, Patience, Trace, Transport
 from lacme.client_contract import (
     ACCOUNT,
@@ -87,6 +95,7 @@ from lacme.client_contract import (
     OrderSettings,
     RenewalInfoAnswer,
     Request,
+    Step,
     Validation,
     decode_request,
     decode_settings,
@@ -96,6 +105,7 @@ from lacme.client_contract import (
     encode_order_url,
     encode_rate_limit,
     encode_renewal_info,
+    encode_step,
     encode_validations,
     parse_account_arguments,
     parse_argv,
@@ -327,13 +337,19 @@ def validations(
     watch: token_reads.Watch | None,
     say: Callable[[str], None],
     announce: Callable[[str], None] | None,
+    progress: Progress | None = None,
 ) -> tuple[int, bytes]:
     """`validate`: IDENTIFIERS ordered and validated but not finalized
     (AcmeSession.validate); the exit status (0 when each is valid) and the
     output, what came of each authorization."""
     provision, fetched = provisioning(watch, say)
     trials = session.validate(
-        identifiers, provision, profile=order.profile, announce=announce, fetched=fetched
+        identifiers,
+        provision,
+        profile=order.profile,
+        announce=announce,
+        fetched=fetched,
+        progress=progress,
     )
     results = [validation_of(trial) for trial in trials]
     ok = all(result.outcome in (VALIDATED, REUSED) for result in results)
@@ -365,6 +381,7 @@ def order_chain(
     watch: token_reads.Watch | None,
     say: Callable[[str], None],
     announce: Callable[[str], None] | None,
+    progress: Progress | None = None,
 ) -> str:
     """The chain issued for IDENTIFIERS and CSR, the key authorizations
     written in the working directory (which WATCH, if any, watches);
@@ -381,6 +398,7 @@ def order_chain(
             resume=order.resume,
             announce=announce,
             fetched=fetched,
+            progress=progress,
         )
     except AcmeError as e:
         problem = e.problem
@@ -672,14 +690,24 @@ class Session:
         def announce(url: str) -> None:
             self.send(encode_announce(Announce(request.id, url)))
 
+        def progress(step: str) -> None:
+            self.send(encode_step(Step(request.id, step)))
+
         try:
             if request.command == VALIDATE:
                 status, output = validations(
-                    session, identifiers, request.order, self.watch, tell, announce
+                    session, identifiers, request.order, self.watch, tell, announce, progress
                 )
             else:
                 chain = order_chain(
-                    session, identifiers, request.stdin, request.order, self.watch, tell, announce
+                    session,
+                    identifiers,
+                    request.stdin,
+                    request.order,
+                    self.watch,
+                    tell,
+                    announce,
+                    progress,
                 )
                 output = chain.encode("ascii")
         except (Fatal, AcmeError, ContractError) as e:

@@ -61,6 +61,9 @@ And, for lacme's own client only (the master asks nothing of another one):
   announces the order's URL as for newOrder; its answer's output is what
   came of each authorization (encode_validations), its status 0 when every
   identifier is valid.
+- While an order (newOrder or validate) waits on the server, the client
+  says which step it is at (encode_step): `validating`, its challenges
+  answered, then `finalizing`, the CSR sent; the master shows it.
 """
 
 import base64
@@ -545,6 +548,19 @@ class Announce(NamedTuple):
     url: str
 
 
+# The steps an order waits on the server at (Step).
+VALIDATING = "validating"
+FINALIZING = "finalizing"
+STEPS = (VALIDATING, FINALIZING)
+
+
+class Step(NamedTuple):
+    """The step (STEPS) that the order of request ID waits at."""
+
+    id: int
+    step: str
+
+
 def _line(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
@@ -653,8 +669,12 @@ def encode_announce(announce: Announce) -> bytes:
     return _line({"id": announce.id, "orderUrl": announce.url})
 
 
-def decode_answer(line: bytes) -> Answer | Announce:
-    """The master's side of encode_answer() and encode_announce();
+def encode_step(step: Step) -> bytes:
+    return _line({"id": step.id, "step": step.step})
+
+
+def decode_answer(line: bytes) -> Answer | Announce | Step:
+    """The master's side of encode_answer(), encode_announce() and encode_step();
     ContractError for anything else, or anything beyond the bounds: output
     over MAX_CHAIN_OUTPUT bytes, more than MAX_MESSAGES messages or one over
     MAX_MESSAGE characters, an order URL decode_order_url refuses."""
@@ -669,6 +689,11 @@ def decode_answer(line: bytes) -> Answer | Announce:
         except UnicodeEncodeError:
             raise ContractError(f"not an order URL: {url[:100]!r}") from None
         return Announce(request, decode_order_url(encoded))
+    if "step" in obj:
+        step = obj["step"]
+        if step not in STEPS or len(obj) != 2:
+            raise ContractError(f"unknown step: {str(step)[:100]!r}")
+        return Step(request, str(step))
     status, output = obj.get("status"), obj.get("output")
     if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status < 256:
         raise ContractError(f"no exit status: {str(status)[:100]!r}")

@@ -2,7 +2,7 @@
 lacme's own client, started once for a run, asked for lookups and orders
 on its control socket, several orders under way at once.
 
-    ClientSession(process, control, name)
+    ClientSession(process, control, name, on_step)
         .lend(kind, fd)                  the accountd stream, the challenge directory
         .holding                         what those were lent from, ended after the client
         .ask(command, arguments, stdin, order) -> id
@@ -10,6 +10,9 @@ on its control socket, several orders under way at once.
         .wait_or_placed(ids) -> id | None  or an order placed
         .result(id) -> Result            and forget it
         .close()                         ask nothing more, let it finish
+
+ON_STEP(id, step) is told, as it comes, each step an order reaches:
+ORDERED when its URL is announced, then those of the client (STEPS).
 
 What the client sends is checked line by line (decode_answer) and read no
 further than MAX_SESSION_LINE a line; a client that breaks the contract,
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import NamedTuple
 
@@ -36,6 +39,7 @@ from lacme.client_contract import (
     ContractError,
     OrderSettings,
     Request,
+    Step,
     decode_answer,
     encode_descriptor,
     encode_request,
@@ -46,6 +50,8 @@ READ_SIZE = 1 << 16
 # A client that closes the session as it exits takes no longer than this.
 EXIT_GRACE = 1.0
 NO_ORDER_SETTINGS = OrderSettings()
+# The step of an order whose URL the client announced: the server has it.
+ORDERED = "ordered"
 
 
 class Result(NamedTuple):
@@ -59,12 +65,20 @@ class Result(NamedTuple):
 
 
 class ClientSession:
-    """The client PROCESS (NAME, its program), its end of the control socket CONTROL."""
+    """The client PROCESS (NAME, its program), its end of the control
+    socket CONTROL; ON_STEP told of each order's steps."""
 
-    def __init__(self, process: subprocess.Popen[bytes], control: socket.socket, name: str) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        control: socket.socket,
+        name: str,
+        on_step: Callable[[int, str], None] = lambda request_id, step: None,
+    ) -> None:
         self.process = process
         self.control = control
         self.name = name
+        self.on_step = on_step
         self.broken: str | None = None
         self.lent: set[str] = set()  # the kinds of descriptor lent, each once
         # What the master lent it from (the accountd conversation), to end
@@ -167,6 +181,12 @@ class ClientSession:
             else:
                 self._urls[message.id] = message.url
                 self.reached = True
+                self.on_step(message.id, ORDERED)
+        elif isinstance(message, Step):
+            if message.id not in self._urls:
+                self._break(f"it sent a step for request {message.id}, which placed no order")
+            else:
+                self.on_step(message.id, message.step)
         else:
             self._answered(message)
 

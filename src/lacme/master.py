@@ -77,6 +77,7 @@ from lacme.client_contract import (
     UNFINISHED,
     VALIDATE,
     VALIDATED,
+    VALIDATING,
     AccountChange,
     ContractError,
     Invocation,
@@ -91,12 +92,13 @@ from lacme.client_contract import (
     encode_settings,
     revoke_arguments,
 )
-from lacme.client_link import ClientSession, Result
+from lacme.client_link import ORDERED, ClientSession, Result
 from lacme.config import AccountdConfig, CertSection, CertSource, Config, Percent
 from lacme.errors import CertificateError, ConfigError
 from lacme.master_command import NAME, Arguments
 from lacme.parsing import is_ip_address
 from lacme.privdrop import Credentials, SpawnError
+from lacme.progress import Progress
 
 
 def _lazy(name: str) -> ModuleType:
@@ -307,6 +309,9 @@ class Master:
         # The accountd started for the session, lent once an order needs it.
         self._started: accountd_link.Started | None = None
         self._run: ExitStack | None = None  # what lives as long as the newOrder run
+        self.progress = Progress(sys.stderr, verbose=args.verbose, quiet=args.quiet)
+        # The section, and how many names, of each order asked of the session.
+        self._asked: dict[int, tuple[str, int]] = {}
 
     def _orphans_uid(self) -> int | None:
         """The client's uid if no other child of the master runs as that uid,
@@ -461,10 +466,9 @@ class Master:
                 env={"DEBUG": "1" if self.args.debug else "0"},
             )
         self.debug(f"Forking {argv[0]} for the run's session, child PID {client.pid}")
-        session = ClientSession(client, control, argv[0])
-        # Unwound once the client has stopped: a client asked nothing yet
-        # may still be waiting for accountd's greeting, and would report it
-        # missing.
+        session = ClientSession(client, control, argv[0], self._on_step)
+        # Unwound once the client has stopped: the accountd conversation it
+        # was lent, or was to be lent, ends after it.
         stack.enter_context(session.holding)
 
         def end(exc_type: type[BaseException] | None, *_: object) -> None:
@@ -476,6 +480,18 @@ class Master:
 
         stack.push(end)
         return session
+
+    def _on_step(self, request: int, step: str) -> None:
+        """The order of REQUEST is at STEP (lacme.client_link)."""
+        if request not in self._asked:
+            return
+        name, count = self._asked[request]
+        if step == ORDERED:
+            self.progress.step(name, "order placed", detail=True)
+        elif step == VALIDATING:
+            self.progress.step(name, f"validating {count} name{'s' * (count > 1)}...")
+        else:
+            self.progress.step(name, "finalizing...")
 
     def _accountd(self) -> contextlib.AbstractContextManager[socket.socket]:
         """A conversation with lacme-accountd: one started for it, or the socket's."""
@@ -657,6 +673,9 @@ class Master:
         settings = OrderSettings(
             section.preferred_chain, section.profile, prepared.replaces, prepared.resume
         )
+        count = len(section.identifiers)
+        what = "dry run: ordering" if self.args.dry_run else "ordering"
+        self.progress.begin(work.name, f"{what} {count} name{'s' * (count > 1)}")
         if self.args.dry_run:
             work.request = self._session(run, directory).ask(
                 VALIDATE, section.identifiers, order=OrderSettings(profile=section.profile)
@@ -667,6 +686,8 @@ class Master:
             )
         else:
             self._order_once(work, section.identifiers, csr, settings, directory)
+        if work.request is not None:
+            self._asked[work.request] = (work.name, count)
 
     def _prepare(self, source: CertSource) -> Ordering | bool:
         """Is the section of SOURCE due: its order, or the section's outcome
@@ -764,6 +785,8 @@ class Master:
             if work.ordering is not None and work.result is not None:
                 end = self._end_validation if self.args.dry_run else self._end_order
                 ok = end(work.ordering, work.result)
+                if not ok:
+                    self.progress.step(work.name, "failed")
             if (
                 work.source is not None
                 and not self.args.dry_run
@@ -803,6 +826,7 @@ class Master:
             return False
         with contextlib.suppress(FileNotFoundError):
             os.unlink(ordering.state)
+        self.progress.step(name, "issued: verifying", detail=True)
         try:
             chain = certificate.parse_chain(result.output)
         except CertificateError as e:  # what came back is no chain
@@ -818,7 +842,11 @@ class Master:
         except CertificateError as e:
             self._keep(section, chain, key, e)
             return False
-        return self._notify(section)
+        self.progress.step(name, "installed")
+        notified = self._notify(section)
+        if notified and section.notify is not None:
+            self.progress.step(name, "notified", detail=True)
+        return notified
 
     def _end_validation(self, ordering: Ordering, result: Result) -> bool:
         """What the dry run of ORDERING's section came to: a line per
@@ -850,6 +878,7 @@ class Master:
         ok = result.status == 0 and not failed
         nothing = "nothing issued, nothing installed"
         if ok:
+            self.progress.step(name, "validated")
             lines.append(f"[{name}] Dry run: {len(validations)} name(s) valid at the CA; {nothing}")
         elif not validations:  # the client said why
             lines.append(f"[{name}] Dry run failed before any validation; {nothing}")

@@ -1,6 +1,7 @@
 """The `lacme` command line, as lacme 0.8.2's:
 
-    lacme [--config=FILE] [--socket=PATH] [-q|--quiet] [--debug] [-h|--help] [--version]
+    lacme [--config=FILE] [--socket=PATH] [-q|--quiet] [-v|--verbose] [--debug] [-h|--help]
+          [--version]
           COMMAND [ARGUMENT ...]
 
     account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
@@ -64,6 +65,8 @@ Options:
   --config=FILE          configuration file (default %E/lacme/lacme.conf)
   --socket=PATH          connect to this lacme-accountd socket (ignores [accountd])
   -q, --quiet            be quiet
+  -v, --verbose          show each step of newOrder with its time (at a terminal,
+                         the main ones are shown anyway)
   --debug                turn on debug mode
   -h, --help             show this help and exit
   --version              show the version and exit
@@ -101,11 +104,12 @@ FLAG_OPTIONS = frozenset(
         "version",
         "json",
         "dry-run",
+        "verbose",
     }
 )
 
 
-SHORT_OPTIONS = {"q": "quiet", "h": "help"}
+SHORT_OPTIONS = {"q": "quiet", "h": "help", "v": "verbose"}
 
 
 class Arguments(NamedTuple):
@@ -125,6 +129,7 @@ class Arguments(NamedTuple):
     reason: str | None = None  # RFC 5280 reason name or code
     json: bool = False
     dry_run: bool = False  # newOrder: validate, issue nothing
+    verbose: bool = False  # every step with its time (lacme.progress)
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -190,6 +195,7 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         reason=scanned.last("reason"),
         json="json" in flags,
         dry_run="dry-run" in flags,
+        verbose="verbose" in flags,
     )
 
 
