@@ -6,6 +6,7 @@ can't validate fails the run, named; a real run afterwards still issues."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import ssl
 from pathlib import Path
@@ -170,3 +171,12 @@ def test_a_name_the_ca_cannot_validate_fails_the_dry_run(fault_proxy: FaultProxy
                 session.authorization(u).status or "" for u in authorizations(fault_proxy)
             )
         assert statuses == ["deactivated", "deactivated", "invalid"]
+        as_json = setup.run("newOrder", "--dry-run", "--json", "two", check=False)
+        assert as_json.returncode == 1, as_json.stderr
+        report = json.loads(as_json.stdout)
+        assert (report["section"], report["ok"], report["outcome"]) == ("two", False, "failed")
+        [validation] = report["validations"]
+        assert validation["identifier"] == "dns:unreachable.example.test"
+        assert validation["outcome"] == "failed"
+        assert "127.0.0.2" in validation["detail"]
+        assert validation["deactivated"] is False

@@ -132,6 +132,10 @@ def test_verbose_is_not_debug() -> None:
         (["account", "--quiet=yes"], "option --quiet does not take an argument"),
         (["revokeCert", "--dry-run", "x.pem"], "--dry-run is for newOrder only, not revokeCert"),
         (["--dry-run", "account"], "--dry-run is for newOrder only, not account"),
+        (
+            ["revoke-cert", "--json", "x.pem"],
+            "--json is for account and newOrder only, not revoke-cert",
+        ),
     ],
 )
 def test_usage_errors(argv: list[str], message: str) -> None:

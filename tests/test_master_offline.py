@@ -6,6 +6,7 @@ are in tests/test_red_team.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,8 @@ import subprocess
 import sys
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from support.commands import ACCOUNTD
 from support.offline import OLD_CERT, Offline, alive, firewall, written
@@ -34,6 +37,33 @@ def test_the_stand_in_client_works(offline: Offline) -> None:
     assert summary.startswith("[s] subject CN=s.example.test (s.example.test, t.example.test), ")
     assert list(offline.tmp.iterdir()) == []
     assert not (offline.directory / "www.sock").exists()
+
+
+def test_json_says_what_came_of_each_section(offline: Offline) -> None:
+    result = offline.run("newOrder", "--json", "s", "nosuch")
+    assert result.returncode == 1, result.stderr
+    installed, unknown = map(json.loads, result.stdout.splitlines())
+    leaf = x509.load_pem_x509_certificate(offline.files()["s.crt"])
+    assert installed == {
+        "section": "s",
+        "ok": True,
+        "outcome": "installed",
+        "certificate": {
+            "certificate": str(offline.directory / "s.crt"),
+            "certificateChain": str(offline.directory / "s.chain"),
+            "names": ["s.example.test", "t.example.test"],
+            "subject": "CN=s.example.test",
+            "issuer": leaf.issuer.rfc4514_string(),
+            "serial": f"{leaf.serial_number:x}",
+            "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
+            "notBefore": leaf.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "notAfter": leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    }
+    assert unknown == {"section": "nosuch", "ok": False, "outcome": "failed"}
+    again = offline.run("newOrder", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"section": "s", "ok": True, "outcome": "skipped"}
 
 
 def test_a_dry_run_with_another_client_is_refused(offline: Offline) -> None:

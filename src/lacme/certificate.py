@@ -379,9 +379,13 @@ def install(written: Sequence[tuple[str, bytes]], mode: int | None, owner: str |
     files.sync_directories(path for path, _ in written)
 
 
+def sha256_hex(certificate: x509.Certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
 def fingerprint(certificate: x509.Certificate) -> str:
     """As `openssl x509 -fingerprint -sha256` prints it."""
-    digest = certificate.fingerprint(hashes.SHA256()).hex().upper()
+    digest = sha256_hex(certificate).upper()
     return "SHA256 Fingerprint=" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 

@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import functools
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -312,6 +313,8 @@ class Master:
         self.progress = Progress(sys.stderr, verbose=args.verbose, quiet=args.quiet)
         # The section, and how many names, of each order asked of the session.
         self._asked: dict[int, tuple[str, int]] = {}
+        # For newOrder --json: what each section ended with, by its name.
+        self._outcomes: dict[str, dict[str, Any]] = {}
 
     def _orphans_uid(self) -> int | None:
         """The client's uid if no other child of the master runs as that uid,
@@ -793,8 +796,25 @@ class Master:
                 and not self._notify_pending(work.source)
             ):
                 ok = False
+            if self.args.json:
+                self._report(work, bool(ok))
             failed |= not ok
         return failed
+
+    def _report(self, work: Work, ok: bool) -> None:
+        """WORK's section as it ended, one JSON object on a line of stdout
+        (newOrder --json): OK, whether it counts as a success; its outcome,
+        with the certificate installed or the dry run's validations."""
+        report: dict[str, Any] = {"section": work.name, "ok": ok}
+        outcome = self._outcomes.pop(work.name, None)
+        if outcome is not None:
+            report.update(outcome)
+        elif work.ordering is not None or not ok:
+            report["outcome"] = "failed"
+        else:
+            report["outcome"] = "skipped"
+        sys.stdout.write(json.dumps(report) + "\n")
+        sys.stdout.flush()
 
     def _abandon(self, queue: deque[Work]) -> None:
         """What is left of QUEUE when the run stops short: the messages
@@ -886,8 +906,14 @@ class Master:
             names = ", ".join(log.printable(identifier) for identifier in failed)
             lines.append(f"[{name}] Dry run failed: not valid: {names or 'unknown'}; {nothing}")
             log.say(f"[{name}] Error: the dry run found what would fail renewal: {names}")
-        sys.stdout.write("".join(f"{line}\n" for line in lines))
-        sys.stdout.flush()
+        if self.args.json:
+            self._outcomes[name] = {
+                "outcome": "validated" if ok else "failed",
+                "validations": [v._asdict() for v in validations],
+            }
+        else:
+            sys.stdout.write("".join(f"{line}\n" for line in lines))
+            sys.stdout.flush()
         return ok
 
     def _stale(self, section: CertSection, leaf: Certificate) -> str | None:
@@ -1254,6 +1280,12 @@ class Master:
             installed.save_ordered(paths[0], section)
         except OSError as e:
             log.say(f"[{section.name}] Warning: can't save {installed.ordered_path(paths[0])}: {e}")
+        if self.args.json:
+            self._outcomes[section.name] = {
+                "outcome": "installed",
+                "certificate": installed_json(section, chain[0]),
+            }
+            return
         summary = certificate.summary(chain[0])
         sys.stdout.write(f"{certificate.fingerprint(chain[0])}\n[{section.name}] {summary}\n")
         sys.stdout.flush()
@@ -1311,6 +1343,22 @@ class Master:
             except OSError as e:
                 log.say(f"Warning: can't save {installed.revoked_path(filename)}: {e.strerror}")
         return status
+
+
+def installed_json(section: CertSection, leaf: Certificate) -> dict[str, Any]:
+    """What newOrder --json says of LEAF, just installed for SECTION."""
+    when = "%Y-%m-%dT%H:%M:%SZ"
+    return {
+        "certificate": section.certificate,
+        "certificateChain": section.certificate_chain,
+        "names": list(section.identifiers),
+        "subject": leaf.subject.rfc4514_string(),
+        "issuer": leaf.issuer.rfc4514_string(),
+        "serial": f"{leaf.serial_number:x}",
+        "sha256": certificate.sha256_hex(leaf),
+        "notBefore": leaf.not_valid_before_utc.strftime(when),
+        "notAfter": leaf.not_valid_after_utc.strftime(when),
+    }
 
 
 def dry_run_line(validation: Validation) -> str:

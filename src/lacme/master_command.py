@@ -7,13 +7,14 @@
     account [--register] [--tos-agreed] [--deactivate] [--json] [CONTACT ...]
     account --rollover=FILE|--rollover-socket=PATH [--json]
     newOrder (new-order, new-cert) [--config-certs=FILE]... [--min-days=INT|PCT%|--force]
-             [--dry-run] [SECTION ...]
+             [--dry-run] [--json] [SECTION ...]
     revokeCert (revoke-cert) [--reason=NAME|CODE] FILE [FILE ...]
     status [--config-certs=FILE]... [--json] [SECTION ...]
 
 Options go before or after the command, as with lacme 0.8.2's Getopt::Long
 (every option is accepted with every command, and ignored where it means
-nothing).  This module is the thin entry point: `--help`, `--version` and
+nothing, but --dry-run and --json, refused where a script would count on
+them).  This module is the thin entry point: `--help`, `--version` and
 usage errors import nothing beyond the standard library's core; the master
 itself (lacme.master: configuration, cryptography, processes) is imported
 once the command line is good, or for `status` lacme.status, which starts
@@ -53,9 +54,10 @@ Commands:
                          move the account to the key of a second lacme-accountd,
                          spawned with configuration FILE or listening on PATH
   newOrder [--config-certs=FILE]... [--min-days=INT|PCT%|--force] [--dry-run]
-           [SECTION ...] (aliases: new-order, new-cert)
+           [--json] [SECTION ...] (aliases: new-order, new-cert)
                          --dry-run: validate every name with the CA, due or not,
                          and stop before issuing: nothing installed or changed
+                         --json: a JSON object per section on stdout
   revokeCert [--reason=NAME|CODE] FILE [FILE ...]  (alias: revoke-cert)
   status [--config-certs=FILE]... [--json] [SECTION ...]
                          each certificate, its expiry and its next renewal,
@@ -171,9 +173,12 @@ def parse_args(argv: Sequence[str]) -> Arguments | str:
         raise UsageError("--rollover and --rollover-socket exclude each other")
     if rollover == "" or rollover_socket == "":
         raise UsageError("--rollover and --rollover-socket need the new key's accountd")
-    # Not ignored elsewhere: a revocation thought a dry run would be done.
+    # Not ignored elsewhere: a revocation thought a dry run would be done,
+    # a script would read what is not JSON.
     if "dry-run" in flags and command != NEW_ORDER:
         raise UsageError(f"--dry-run is for newOrder only, not {positional[0]}")
+    if "json" in flags and command == REVOKE_CERT:
+        raise UsageError(f"--json is for account and newOrder only, not {positional[0]}")
     if (rollover is not None or rollover_socket is not None) and (
         flags & {"register", "tos-agreed", "deactivate"} or len(positional) > 1
     ):
