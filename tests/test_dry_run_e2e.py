@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import ssl
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lacme.accountd_protocol import b64url_encode, canonical_json
 from lacme.acme import AcmeSession
 from lacme.acme_http import Patience
-from support.faults import FaultProxy, running_fault_proxy
+from support.faults import Answer, FaultProxy, Request, problem, running_fault_proxy
 from support.masters import MasterSetup, leaf_of, master_setup, names_of
 from support.pebble import PebbleFactory
 from support.pki import public_jwk
@@ -180,3 +181,29 @@ def test_a_name_the_ca_cannot_validate_fails_the_dry_run(fault_proxy: FaultProxy
         assert validation["outcome"] == "failed"
         assert "127.0.0.2" in validation["detail"]
         assert validation["deactivated"] is False
+
+
+def test_an_authorization_the_ca_will_not_deactivate_is_said_so(fault_proxy: FaultProxy) -> None:
+    """The CA refuses the deactivation: the name still counts as validated
+    (the dry run's question), without `authorization deactivated`, and a
+    warning names the authorization."""
+
+    def refuse(request: Request) -> Answer | None:
+        if request.path.startswith(AUTHZ) and request.payload == {"status": "deactivated"}:
+            return problem(403, "unauthorized", "not today")
+        return None
+
+    fault_proxy.hooks.append(refuse)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        setup.one_section("site", subject="/CN=a.example.test")
+        result = setup.run("newOrder", "--dry-run")
+    assert result.stdout.splitlines() == [
+        "[site] dns:a.example.test: validated by the CA",
+        "[site] Dry run: 1 name(s) valid at the CA; nothing issued, nothing installed",
+    ]
+    assert re.search(
+        r"^Warning: can't deactivate the authorization https://\S+/authZ/\S+: .*not today",
+        result.stderr,
+        re.MULTILINE,
+    ), result.stderr
