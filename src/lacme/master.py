@@ -65,6 +65,7 @@ from lacme.client_contract import (
     EXIT_RATE_LIMITED,
     EXIT_UNREACHABLE,
     FAILED,
+    FINALIZING,
     KEY_CHANGE,
     MAX_CHAIN_OUTPUT,
     MAX_ORDER_URL,
@@ -493,7 +494,7 @@ class Master:
             self.progress.step(name, "order placed", detail=True)
         elif step == VALIDATING:
             self.progress.step(name, f"validating {count} name{'s' * (count > 1)}...")
-        else:
+        elif step == FINALIZING:
             self.progress.step(name, "finalizing...")
 
     def _accountd(self) -> contextlib.AbstractContextManager[socket.socket]:
