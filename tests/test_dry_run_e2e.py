@@ -207,3 +207,21 @@ def test_an_authorization_the_ca_will_not_deactivate_is_said_so(fault_proxy: Fau
         result.stderr,
         re.MULTILINE,
     ), result.stderr
+
+
+def test_an_order_the_ca_refuses_fails_before_any_validation(fault_proxy: FaultProxy) -> None:
+    def refuse(request: Request) -> Answer | None:
+        if request.path == fault_proxy.path("newOrder"):
+            return problem(400, "rejectedIdentifier", "not that name")
+        return None
+
+    fault_proxy.hooks.append(refuse)
+    with master_setup(fault_proxy) as setup:
+        setup.register()
+        setup.one_section("site", subject="/CN=a.example.test")
+        result = setup.run("newOrder", "--dry-run", check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "[site] Dry run failed before any validation; nothing issued, nothing installed"
+    ]
+    assert "rejectedIdentifier: not that name" in result.stderr
