@@ -10,6 +10,8 @@ import json
 import os
 import re
 import ssl
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -183,6 +185,18 @@ def test_a_name_the_ca_cannot_validate_fails_the_dry_run(fault_proxy: FaultProxy
         assert validation["deactivated"] is False
 
 
+def dry_run_of_one_name(
+    proxy: FaultProxy, hook: Callable[[Request], Answer | None]
+) -> subprocess.CompletedProcess[str]:
+    """`newOrder --dry-run` of a section for a.example.test, HOOK shaping
+    what the CA answers."""
+    proxy.hooks.append(hook)
+    with master_setup(proxy) as setup:
+        setup.register()
+        setup.one_section("site", subject="/CN=a.example.test")
+        return setup.run("newOrder", "--dry-run", check=False)
+
+
 def test_an_authorization_the_ca_will_not_deactivate_is_said_so(fault_proxy: FaultProxy) -> None:
     """The CA refuses the deactivation: the name still counts as validated
     (the dry run's question), without `authorization deactivated`, and a
@@ -193,11 +207,8 @@ def test_an_authorization_the_ca_will_not_deactivate_is_said_so(fault_proxy: Fau
             return problem(403, "unauthorized", "not today")
         return None
 
-    fault_proxy.hooks.append(refuse)
-    with master_setup(fault_proxy) as setup:
-        setup.register()
-        setup.one_section("site", subject="/CN=a.example.test")
-        result = setup.run("newOrder", "--dry-run")
+    result = dry_run_of_one_name(fault_proxy, refuse)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "[site] dns:a.example.test: validated by the CA",
         "[site] Dry run: 1 name(s) valid at the CA; nothing issued, nothing installed",
@@ -215,11 +226,7 @@ def test_an_order_the_ca_refuses_fails_before_any_validation(fault_proxy: FaultP
             return problem(400, "rejectedIdentifier", "not that name")
         return None
 
-    fault_proxy.hooks.append(refuse)
-    with master_setup(fault_proxy) as setup:
-        setup.register()
-        setup.one_section("site", subject="/CN=a.example.test")
-        result = setup.run("newOrder", "--dry-run", check=False)
+    result = dry_run_of_one_name(fault_proxy, refuse)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "[site] Dry run failed before any validation; nothing issued, nothing installed"
