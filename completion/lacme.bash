@@ -7,11 +7,11 @@
 # shellcheck shell=bash
 
 _LACME_PYTHON="@PYTHON@"
-_LACME_OPTIONS=(--config= --socket= -q --quiet --debug -h --help --version)
+_LACME_OPTIONS=(--config= --socket= -q --quiet -v --verbose --debug -h --help --version)
 _LACME_COMMANDS=(account newOrder new-order new-cert revokeCert revoke-cert status)
 declare -A _LACME_COMMAND_OPTIONS=(
     [account]="--register --tos-agreed --deactivate --json --rollover= --rollover-socket="
-    [newOrder]="--config-certs= --min-days= --force"
+    [newOrder]="--config-certs= --min-days= --force --dry-run --json"
     [revokeCert]="--reason="
     [status]="--config-certs= --json"
 )

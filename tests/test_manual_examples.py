@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import io
 import json
 import os
 import re
@@ -38,8 +39,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lacme import config, status
+from lacme import config, master, status
+from lacme.client_contract import FAILED, VALIDATED, Validation
 from lacme.master_command import Arguments, parse_args
+from lacme.progress import Progress
+from support.clock import FakeClock
 from support.commands import ACCOUNTD
 from support.masters import check_issued, leaf_of
 from support.openssh import Sshd, View, make_view, running_sshd, ssh_keygen
@@ -113,6 +117,8 @@ RUN_BY = {
     (LACME_8, "PATH="): "test_lacme_8_with_a_remote_accountd",
     (LACME_8, "systemctl enable"): "test_timer",
     (LACME_8, "[mail] ok\n"): "test_status_sample",
+    (LACME_8, "[one] dns:a.example.test"): "test_dry_run_sample",
+    (LACME_8, "[www] validating 2 names"): "test_progress_sample",
     (LACME_8, "[accountd]"): "test_lacme_8_with_a_remote_accountd",
     (LACME_8, "restrict,command="): "test_lacme_8_with_a_remote_accountd",
     (LACME_8, "lacme-accountd --privkey"): "test_lacme_accountd_1_sockets",
@@ -127,6 +133,51 @@ RUN_BY = {
     (ACCOUNTD_1, "restrict,command="): "test_lacme_accountd_1_sockets",
 }
 REGISTER = "lacme account --register"
+
+
+@pytest.mark.unit
+def test_dry_run_sample() -> None:
+    """lacme(8)'s `newOrder --dry-run` lines are what the master prints of
+    such a report from the client, the manual's folding of long lines aside."""
+    detail = (
+        'connection: Get "http://unreachable.example.test:37693/.well-known/acme-challenge/'
+        'BQa5ZctFSTOBtfuvJzg8FwVUP7RG7IlR-nlq2fOW4pY": dial tcp 127.0.0.2:37693: '
+        "connect: connection refused"
+    )
+    names = ["a.example.test", "www.a.example.test"]
+    one = [Validation(f"dns:{name}", VALIDATED, "", True) for name in names]
+    two = [Validation("dns:unreachable.example.test", FAILED, detail)]
+    lines = [
+        *master.dry_run_report("one", names, one, 0)[0],
+        *master.dry_run_report("two", ["unreachable.example.test"], two, 0)[0],
+    ]
+
+    def words(text: str) -> list[str]:
+        return "".join(text.split()).split("[")
+
+    assert words("\n".join(lines)) == words(example(LACME_8, "[one] dns:a.example.test"))
+
+
+@pytest.mark.unit
+def test_progress_sample() -> None:
+    """lacme(8)'s progress lines at a terminal, as lacme.progress writes
+    them on a clock of the test's, with the line the installation says."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    clock = FakeClock()
+    stream = Terminal()
+    progress = Progress(stream, verbose=False, quiet=False, clock=clock)
+    progress.begin("www", "ordering 2 names")
+    clock.sleep(0.1)
+    progress.step("www", "validating 2 names...")
+    clock.sleep(3.1)
+    progress.step("www", "finalizing...")
+    stream.write("Installing X.509 certificate chain /etc/ssl/certs/www.pem\n")
+    progress.step("www", "installed")
+    assert stream.getvalue() == example(LACME_8, "[www] validating 2 names")
 
 
 @pytest.mark.unit

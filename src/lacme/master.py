@@ -890,23 +890,12 @@ class Master:
             return asked.index(value) if value in asked else len(asked)
 
         validations = tuple(sorted(validations, key=position))
-        lines = [f"[{name}] {dry_run_line(validation)}" for validation in validations]
-        reported = {v.identifier.partition(":")[2].lower() for v in validations}
-        failed = [
-            *(v.identifier for v in validations if v.outcome not in (VALIDATED, REUSED)),
-            *(n for n in section.identifiers if n.lower() not in reported),
-        ]
-        ok = result.status == 0 and not failed
-        nothing = "nothing issued, nothing installed"
+        lines, failed = dry_run_report(name, section.identifiers, validations, result.status)
+        ok = failed is None
         if ok:
             self.progress.step(name, "validated")
-            lines.append(f"[{name}] Dry run: {len(validations)} name(s) valid at the CA; {nothing}")
-        elif not validations:  # the client said why
-            lines.append(f"[{name}] Dry run failed before any validation; {nothing}")
-        else:
-            names = ", ".join(log.printable(identifier) for identifier in failed)
-            lines.append(f"[{name}] Dry run failed: not valid: {names or 'unknown'}; {nothing}")
-            log.say(f"[{name}] Error: the dry run found what would fail renewal: {names}")
+        elif failed:
+            log.say(f"[{name}] Error: the dry run found what would fail renewal: {failed}")
         if self.args.json:
             self._outcomes[name] = {
                 "outcome": "validated" if ok else "failed",
@@ -1360,6 +1349,30 @@ def installed_json(section: CertSection, leaf: Certificate) -> dict[str, Any]:
         "notBefore": leaf.not_valid_before_utc.strftime(when),
         "notAfter": leaf.not_valid_after_utc.strftime(when),
     }
+
+
+def dry_run_report(
+    name: str, identifiers: Sequence[str], validations: Sequence[Validation], status: int
+) -> tuple[list[str], str | None]:
+    """The stdout lines of section NAME's dry run, which the client reported
+    as VALIDATIONS of the section's IDENTIFIERS with exit STATUS; and the
+    identifiers not valid, None if all are ('' if the client said why)."""
+    lines = [f"[{name}] {dry_run_line(validation)}" for validation in validations]
+    reported = {v.identifier.partition(":")[2].lower() for v in validations}
+    failed = [
+        *(v.identifier for v in validations if v.outcome not in (VALIDATED, REUSED)),
+        *(n for n in identifiers if n.lower() not in reported),
+    ]
+    nothing = "nothing issued, nothing installed"
+    if status == 0 and not failed:
+        lines.append(f"[{name}] Dry run: {len(validations)} name(s) valid at the CA; {nothing}")
+        return lines, None
+    if not validations:  # the client said why
+        lines.append(f"[{name}] Dry run failed before any validation; {nothing}")
+        return lines, ""
+    names = ", ".join(log.printable(identifier) for identifier in failed) or "unknown"
+    lines.append(f"[{name}] Dry run failed: not valid: {names}; {nothing}")
+    return lines, names
 
 
 def dry_run_line(validation: Validation) -> str:

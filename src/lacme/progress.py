@@ -4,8 +4,9 @@ line per step, with the seconds since the section's order began.
 At a terminal (the master's stderr), the main steps (validating,
 finalizing, and how the section ended), and nothing when stderr is no
 terminal, so that a cron mail or a journal gets what it always got; with
-`-v` (or `--debug`) every step, terminal or not.  Written at once, not
-held with the section's messages (lacme.log.held): it is about now.
+`-v` every step, terminal or not (`--debug` does not imply it, so that its
+lines stay together by section).  Written at once, not held with the
+section's messages (lacme.log.held): it is about now.
 """
 
 from __future__ import annotations
