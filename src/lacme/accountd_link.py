@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import socket
 import stat
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import NamedTuple
 
 from lacme import log, specifiers
 from lacme.errors import ConfigError
@@ -108,18 +108,30 @@ def running_accountd(
         yield started.greeted()
 
 
-class Started(NamedTuple):
+class Started:
     """An accountd started, on the master's end SOCK of its conversation."""
 
-    sock: socket.socket
-    proc: subprocess.Popen[bytes]
+    def __init__(self, sock: socket.socket, proc: subprocess.Popen[bytes]) -> None:
+        self.sock = sock
+        self.proc = proc
+        self.waited = False
 
     def greeted(self) -> socket.socket:
         """SOCK, once accountd has started the conversation; AccountdFailed
         if it ended it first."""
+        self.waited = True
         if not _greets(self.sock):
             raise _failed(self.proc)
         return self.sock
+
+    def settle(self) -> None:
+        """Before the hang-up of an accountd never waited for: give it
+        ACCOUNTD_GRACE seconds to greet, which it would otherwise find it
+        can't (a broken pipe), and report as a failure of its own."""
+        if not self.waited:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.sock, selectors.EVENT_READ)
+                selector.select(ACCOUNTD_GRACE)
 
 
 @contextmanager
@@ -134,7 +146,9 @@ def started_accountd(
         # Last in, first out: the conversation ends, then accountd exits.
         stack.callback(stop, proc, grace=ACCOUNTD_GRACE)
         stack.callback(_hang_up, sock, debug)
-        yield Started(sock, proc)
+        started = Started(sock, proc)
+        stack.callback(started.settle)
+        yield started
 
 
 class AccountdFailed(SpawnError):

@@ -600,13 +600,13 @@ class Session:
     def lend(self, kind: str, fd: int) -> None:
         # Both come when an order is coming, before its request: the
         # challenge directory while accountd starts, accountd once it has
-        # greeted the master.  Meanwhile the session gets ready for the
-        # order, the directory on the first, the account on the second.
+        # greeted the master.  The session then gets ready for the order:
+        # the directory and the account, before the request arrives.  Not
+        # sooner: an accountd that fails leaves the server unasked.
         if kind == CHALLENGES_FD and self.watch is None:
             os.fchdir(fd)
             os.close(fd)
             self.watch = token_reads.watch(".")
-            self.get_ready(lambda: self.lookups.directory)
         elif kind == ACCOUNTD_FD and self.accountd is None:
             self.accountd = open_accountd(fd)
             greeting = self.accountd.greeting
@@ -615,6 +615,7 @@ class Session:
             lookups = self.lookups
             lookups.alg, lookups.jwk = greeting.alg, greeting.jwk
             lookups.thumbprint, lookups.kid = greeting.jwk_thumbprint, greeting.kid
+            self.get_ready(lambda: lookups.directory)
             self.get_ready(lookups.account_kid)
         else:
             raise Fatal(f"a second {kind} descriptor on the control socket")
