@@ -145,9 +145,18 @@ def test_settings_round_trip() -> None:
     )
 
 
+def test_confinement_setting_is_yes_or_no() -> None:
+    assert decode_settings(b'{"confinement": "No"}').confinement is False
+    assert decode_settings(b'{"confinement": "yes"}').confinement is True
+    assert decode_settings(b"{}").confinement is True
+    with pytest.raises(ContractError, match="confinement = off: expected Yes or No"):
+        decode_settings(b'{"confinement": "off"}')
+
+
 def test_settings_unset_are_null_but_no_unset_cafile_as_lacme_0_8_2() -> None:
     encoded = json.loads(encode_settings(dict.fromkeys((*MASTER_KEYS, *CLIENT_KEYS), None)))
-    assert encoded == dict.fromkeys((*MASTER_KEYS, *CLIENT_KEYS[:-1]), None)
+    left_out = ("SSL_CAfile", "confinement")
+    assert encoded == dict.fromkeys((*MASTER_KEYS, *set(CLIENT_KEYS) - set(left_out)), None)
     assert decode_settings(json.dumps(encoded).encode()) == ClientSettings(
         server=DEFAULT_SERVER, timeout=DEFAULT_TIMEOUT, verify=True
     )

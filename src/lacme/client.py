@@ -41,10 +41,11 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from lacme import __version__, log, token_reads
+from lacme import __version__, confinement, log, token_reads
 from lacme.accountd_protocol import (
     MAX_LINE,
     Greeting,
@@ -198,6 +199,71 @@ def ssl_context(settings: ClientSettings) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def trust_store(settings: ClientSettings) -> Iterator[str]:
+    """The files and directories OpenSSL may read certificates from while
+    verifying: a CA directory is looked up lazily, and its entries are
+    symbolic links, whose targets' directories Landlock checks."""
+    if settings.cafile is not None:
+        yield settings.cafile
+        return
+    defaults = ssl.get_default_verify_paths()
+    files = (defaults.cafile, defaults.openssl_cafile, os.environ.get("SSL_CERT_FILE"))
+    directories = (defaults.capath, defaults.openssl_capath, os.environ.get("SSL_CERT_DIR"))
+    yield from (path for path in files if path)
+    targets: set[str] = set()
+    for directory in directories:
+        if not directory or not os.path.isdir(directory):
+            continue
+        yield directory
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    targets.add(os.path.dirname(os.path.realpath(entry.path)))
+    yield from sorted(targets)
+
+
+def server_port(server: str) -> int | None:
+    """The TCP port of the ACME server's URL; None if it has none."""
+    try:
+        url = urllib.parse.urlsplit(server)
+        return url.port or {"https": 443, "http": 80}.get(url.scheme)
+    except ValueError:  # the session reports the URL when it uses it
+        return None
+
+
+def confine(
+    settings: ClientSettings,
+    trace: Trace | None,
+    write: tuple[str, ...] = (),
+    keep_writing: bool = False,
+) -> None:
+    """Confine the client (lacme.confinement) to reading its interpreter,
+    its trust store and the resolver's files, writing in WRITE, and
+    connecting to the ACME server's port (and DNS's, for an answer too big
+    for UDP); KEEP_WRITING leaves file creation for a later layer."""
+    port = server_port(settings.server)
+    policy = confinement.Policy(
+        read=(
+            *confinement.interpreter_paths(),
+            *trust_store(settings),
+            *confinement.RESOLVER_FILES,
+        ),
+        write=write,
+        connect=(confinement.DNS_PORT,) if port is None else (port, confinement.DNS_PORT),
+        keep_writing=keep_writing,
+    )
+    try:
+        report = confinement.confine(
+            NAME, policy, settings.confinement, "[client] confinement = No"
+        )
+    except confinement.ConfinementError as e:
+        raise Fatal(
+            f"can't confine the client: {e} (see [client] confinement in lacme(8))"
+        ) from None
+    if trace:
+        trace(f"confined: {report}")
 
 
 class Accountd:
@@ -524,6 +590,13 @@ class Session:
         self.settings = settings
         self.trace = trace
         self.context = ssl_context(settings)
+        # Confined now, before the first byte from the server: the challenge
+        # directory comes later, when an order is due (the master makes it
+        # only then), and a Landlock layer only ever takes rights away.  So
+        # this layer leaves the creation and writing of regular files alone
+        # and restricts all else; the layer added in lend() restricts those
+        # two to the challenge directory, before the first order starts.
+        confine(settings, trace, keep_writing=True)
         self.patience = Patience(settings.timeout)
         self.accountd: Accountd | None = None
         # Why getting ready for the first order failed (see lend).
@@ -606,6 +679,7 @@ class Session:
         if kind == CHALLENGES_FD and self.watch is None:
             os.fchdir(fd)
             os.close(fd)
+            self.confine_writing()
             self.watch = token_reads.watch(".")
         elif kind == ACCOUNTD_FD and self.accountd is None:
             self.accountd = open_accountd(fd)
@@ -630,6 +704,20 @@ class Session:
             step()
         except (Fatal, AcmeError, ContractError) as e:
             self.unready = e
+
+    def confine_writing(self) -> None:
+        """The second layer: regular files are created and written in the
+        working directory, the challenge directory, only.  Still in the one
+        thread: no order has started without it."""
+        if not self.settings.confinement:
+            return
+        policy = confinement.Policy(write=(".",), only_writing=True)
+        try:
+            report = confinement.confine(NAME, policy, filter_calls=False)
+        except confinement.ConfinementError as e:
+            raise Fatal(f"can't confine the client's writes: {e}") from None
+        if self.trace:
+            self.trace(f"confined to the challenge directory: {report}")
 
     def look_up(self, request: Request) -> bytes:
         if request.command == DIRECTORY:
@@ -786,6 +874,9 @@ def run(argv: list[str]) -> None:
             trace(f"accountd greeting: {accountd.greeting}")
 
     context = ssl_context(settings)
+    # As lacme 0.8.2's master starts it: newOrder in the challenge
+    # directory, the only one it writes to; everything is at hand.
+    confine(settings, trace, write=(".",) if command == NEW_ORDER else ())
     if accountd is None:
         with AcmeSession(
             settings.server,

@@ -9,7 +9,8 @@ CONFIG_FD, what comes back on stdout):
   writes each key authorization there, named after its token), `/` otherwise;
 - CONFIG_FD is a readable descriptor holding the [client] settings as one
   JSON object: every key of MASTER_KEYS and CLIENT_KEYS, null when unset
-  (but SSL_CAfile, left out when unset); the client ignores MASTER_KEYS;
+  (but SSL_CAfile and confinement, left out when unset); the client
+  ignores MASTER_KEYS;
 - SOCKET_FD is a stream connected to lacme-accountd (accountd_protocol);
 - stdin: the CSR (DER) for newOrder, the certificate (DER) for revokeCert;
 - stdout: the account object (JSON, indented, keys sorted) for account, the
@@ -112,7 +113,15 @@ REVOCATION_REASONS = {
 # [client] keys of lacme.conf, in lacme 0.8.2's spelling: the master keeps
 # MASTER_KEYS for itself and, as 0.8.2's, passes them along anyway.
 MASTER_KEYS = ("socket", "user", "group", "command")
-CLIENT_KEYS = ("server", "timeout", "SSL_verify", "SSL_version", "SSL_cipher_list", "SSL_CAfile")
+CLIENT_KEYS = (
+    "server",
+    "timeout",
+    "SSL_verify",
+    "SSL_version",
+    "SSL_cipher_list",
+    "SSL_CAfile",
+    "confinement",
+)
 # Beyond 0.8.2, per order, for newOrder only.
 ORDER_KEYS = ("preferred-chain", "profile", "replaces", "resume", "order-fd")
 DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
@@ -255,6 +264,8 @@ class ClientSettings(NamedTuple):
     tls_version: str | None = None
     cipher_list: str | None = None
     order: OrderSettings = OrderSettings()
+    # `confinement = No` turns Landlock and seccomp off (lacme.confinement).
+    confinement: bool = True
 
 
 def encode_settings(client: Mapping[str, str | None], order: OrderSettings | None = None) -> bytes:
@@ -269,6 +280,9 @@ def encode_settings(client: Mapping[str, str | None], order: OrderSettings | Non
         # Perl's client hands every SSL_* key to IO::Socket::SSL, where an
         # explicit undef CA file is not the same as none given.
         settings.pop("SSL_CAfile", None)
+    if settings.get("confinement") is None:
+        # Beyond 0.8.2: a client of 0.8.2 never sees it unless it is set.
+        settings.pop("confinement", None)
     for key, value in zip(ORDER_KEYS, order or OrderSettings(), strict=True):
         if value is not None:
             settings[key] = value
@@ -316,6 +330,7 @@ def decode_settings(data: bytes) -> ClientSettings:
             resume=text("resume"),
             order_fd=_descriptor(values.get("order-fd")),
         ),
+        confinement=_confinement(text("confinement")),
     )
 
 
@@ -369,8 +384,8 @@ def check_server(url: str) -> None:
 
 
 def check_verify(value: str) -> None:
-    """`SSL_verify`: Yes or No.  0.8.2 took anything but No for Yes, so
-    that `SSL_verify = false` verified after all."""
+    """`SSL_verify` (or `confinement`): Yes or No.  0.8.2 took anything but
+    No for Yes, so that `SSL_verify = false` verified after all."""
     yes_no(value, True)
 
 
@@ -390,7 +405,15 @@ CLIENT_CHECKS: dict[str, Callable[[str], object]] = {
     "SSL_verify": check_verify,
     "SSL_version": tls_versions,
     "SSL_CAfile": check_cafile,
+    "confinement": check_verify,
 }
+
+
+def _confinement(value: str | None) -> bool:
+    try:
+        return yes_no(value or "", True)
+    except ValueError as e:
+        raise ContractError(f"confinement = {value}: {e}") from None
 
 
 def _descriptor(value: object) -> int | None:

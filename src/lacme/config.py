@@ -197,6 +197,7 @@ class ClientConfig:
     ssl_version: str | None = None
     ssl_cipher_list: str | None = None
     ssl_cafile: str | None = None
+    confinement: str | None = None
 
     def settings(self) -> dict[str, str | None]:
         """The section by the keys of lacme.conf (lacme.client_contract
@@ -351,6 +352,8 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
 
     _check_client(filename, sections.get("client", {}))
     client = ClientConfig(**section_values("client"))
+    # Checked here, to name the file: the client takes it as it comes.
+    _yes_no(filename, "client", "confinement", client.confinement, True)
     if socket is not None:
         client = replace(client, socket=socket)
     web = section_values("webserver")
