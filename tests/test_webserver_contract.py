@@ -26,12 +26,22 @@ def test_argv_round_trip(command: list[str], fd: int) -> None:
     argv = webserver_contract.argv(command, fd)
     # What Perl lacme 0.8.2's master and webserver expect: FD last, in decimal.
     assert argv == [*command, str(fd)]
-    assert webserver_contract.parse_argv(argv[len(command) :]) == fd
+    assert webserver_contract.parse_argv(argv[len(command) :]) == (fd, True)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_argv_round_trip_unconfined(command: list[str]) -> None:
+    argv = webserver_contract.argv(command, 5, confined=False)
+    assert argv == [*command, "--unconfined", "5"]
+    assert webserver_contract.parse_argv(argv[len(command) :]) == (5, False)
 
 
 @pytest.mark.parametrize(
     "args",
-    [[], [""], ["x"], ["3", "4"], ["-1"], ["+3"], [" 3"], ["3\n"], ["0x3"], ["3.0"], ["\u0663"]],
+    [
+        *([], [""], ["x"], ["3", "4"], ["-1"], ["+3"], [" 3"], ["3\n"], ["0x3"], ["3.0"]),
+        *(["\u0663"], ["--unconfined"], ["3", "--unconfined"], ["--unconfined", "--unconfined"]),
+    ],
 )
 def test_parse_argv_refusals(args: list[str]) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(USAGE)}$"):
@@ -49,7 +59,7 @@ def test_listener_round_trip(family: socket.AddressFamily, address: str | tuple[
         listening.listen()
         fd = os.dup(listening.fileno())  # what the webserver inherits
         [fd_arg] = webserver_contract.argv([], fd)
-        with webserver_contract.listener(webserver_contract.parse_argv([fd_arg])) as decoded:
+        with webserver_contract.listener(webserver_contract.parse_argv([fd_arg])[0]) as decoded:
             assert decoded.fileno() == fd
             assert decoded.family == family
             assert decoded.getsockname() == listening.getsockname()

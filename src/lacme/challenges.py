@@ -124,6 +124,8 @@ class WebserverSettings(Protocol):
     def command(self) -> str: ...
     @property
     def iptables(self) -> bool: ...
+    @property
+    def confinement(self) -> bool: ...
 
 
 @contextmanager
@@ -395,7 +397,7 @@ def _serve(
             _bind(stack, sock, address)
             fd = sock.fileno()
             proc = spawn(
-                webserver_contract.argv(argv, fd),
+                webserver_contract.argv(argv, fd, webserver.confinement),
                 www,
                 cwd=directory,
                 pass_fds=(fd,),

@@ -213,6 +213,7 @@ class WebserverConfig:
     group: str = "nogroup"
     command: str = field(default_factory=_default_webserver_command)
     iptables: bool = False
+    confinement: bool = True
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ _WEBSERVER_KEYS = {
     "group": "group",
     "command": "command",
     "iptables": "iptables",
+    "confinement": "confinement",
 }
 _ACCOUNTD_KEYS = {
     "user": "user",
@@ -358,8 +360,13 @@ def load(path: str | None = None, socket: str | None = None) -> Config:
         client = replace(client, socket=socket)
     web = section_values("webserver")
     webserver = WebserverConfig(
-        **{k: v for k, v in web.items() if k not in ("iptables", "challenge_directory")},
+        **{
+            k: v
+            for k, v in web.items()
+            if k not in ("iptables", "challenge_directory", "confinement")
+        },
         iptables=_yes_no(filename, "webserver", "iptables", web.get("iptables"), False),
+        confinement=_yes_no(filename, "webserver", "confinement", web.get("confinement"), True),
         # An empty value is as good as none: the man page requires it when
         # `listen` is empty, where it must name a directory.
         challenge_directory=web.get("challenge_directory") or None,

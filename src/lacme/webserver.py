@@ -43,7 +43,7 @@ import stat
 import sys
 import time
 
-from lacme import webserver_contract
+from lacme import confinement, webserver_contract
 from lacme.log import printable as printable_text
 from lacme.log import say
 
@@ -337,11 +337,21 @@ class Server:
         connection.sock.close()
 
 
+def confine(confined: bool) -> None:
+    """Once it holds its listening socket: reading its interpreter and the
+    challenge directory (its working directory) only, no TCP connect or
+    bind, no signal or abstract socket outside, no execve (lacme.confinement)."""
+    policy = confinement.Policy(read=(*confinement.interpreter_paths(), "."))
+    report = confinement.confine(NAME, policy, confined, f"{webserver_contract.UNCONFINED} given")
+    if DEBUG:
+        log(f"confined: {report}")
+
+
 def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
     try:
-        fd = webserver_contract.parse_argv(sys.argv[1:])
+        fd, confined = webserver_contract.parse_argv(sys.argv[1:])
     except ValueError as e:
         log(str(e))
         return 2
@@ -350,6 +360,13 @@ def main() -> int:
             listener = webserver_contract.listener(fd)
         except ValueError as e:
             log(f"error: {e}")
+            return 1
+        try:
+            confine(confined)
+        except confinement.ConfinementError as e:
+            log(
+                f"error: can't confine the webserver: {e} (see [webserver] confinement in lacme(8))"
+            )
             return 1
         # accept() must not block when a peer gives up between select() and it.
         listener.setblocking(False)

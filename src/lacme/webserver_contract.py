@@ -1,10 +1,13 @@
 """The contract between the master and the http-01 webserver process, as
 lacme 0.8.2's, so that either side can be the Perl one:
 
-    COMMAND... FD
+    COMMAND... [--unconfined] FD
 
 - FD, the last argument, in decimal: a listening stream socket (TCP over
   IPv4 or IPv6, or UNIX) that the master bound, left open across exec;
+- `--unconfined`, beyond 0.8.2 (whose master never passes it, but which a
+  [webserver] command may end with): no Landlock or seccomp confinement
+  (lacme.confinement), with a warning;
 - the working directory is the challenge directory: the client writes each
   key authorization there, in a file named after its token, for the
   webserver to serve;
@@ -35,7 +38,8 @@ if TYPE_CHECKING:
 TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"  # noqa: S105 - not a secret
 _TOKEN_CHARACTERS = frozenset(TOKEN_ALPHABET)
 _TOKEN_BYTES = frozenset(TOKEN_ALPHABET.encode("ascii"))
-USAGE = "usage: python -m lacme.webserver FD (a listening socket)"
+USAGE = "usage: python -m lacme.webserver [--unconfined] FD (a listening socket)"
+UNCONFINED = "--unconfined"
 
 
 def valid_token(token: str | bytes) -> bool:
@@ -45,17 +49,21 @@ def valid_token(token: str | bytes) -> bool:
     return bool(token) and _TOKEN_CHARACTERS.issuperset(token)
 
 
-def argv(command: Sequence[str], fd: int) -> list[str]:
-    """The webserver's command line: the words of COMMAND, then FD."""
-    return [*command, str(fd)]
+def argv(command: Sequence[str], fd: int, confined: bool = True) -> list[str]:
+    """The webserver's command line: the words of COMMAND, UNCONFINED
+    unless CONFINED, then FD."""
+    return [*command, *(() if confined else (UNCONFINED,)), str(fd)]
 
 
-def parse_argv(args: Sequence[str]) -> int:
-    """FD, from the webserver's arguments (its argv after the command);
-    ValueError(USAGE) unless they are one decimal number."""
-    if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()):
+def parse_argv(args: Sequence[str]) -> tuple[int, bool]:
+    """FD, and whether to confine, from the webserver's arguments (its argv
+    after the command); ValueError(USAGE) unless they are one decimal
+    number, UNCONFINED before it or not."""
+    confined = not args or args[0] != UNCONFINED
+    number = args[0 if confined else 1 :]
+    if len(number) != 1 or not (number[0].isascii() and number[0].isdigit()):
         raise ValueError(USAGE)
-    return int(args[0])
+    return int(number[0]), confined
 
 
 def listener(fd: int) -> socket.socket:
