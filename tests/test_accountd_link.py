@@ -48,8 +48,11 @@ def test_spawn_accountd_as_another_user(client: Credentials, shared_dir: Path) -
         # Its end of the socketpair as stdin and stdout, nothing else.
         assert open_fds(proc.pid) - {0, 1, 2} == set()
         assert os.readlink(f"/proc/{proc.pid}/fd/0") == os.readlink(f"/proc/{proc.pid}/fd/1")
-        # It may need the terminal (passphrase) and setuid helpers (ssh).
-        assert status_fields(proc.pid)["NoNewPrivs"] == "0"
+        # Spawned without no_new_privs, for it may need the terminal
+        # (passphrase) and setuid helpers (ssh); once its key is loaded it
+        # confines itself (lacme.confinement), which sets it.
+        assert status_fields(proc.pid)["NoNewPrivs"] == "1"
+        assert status_fields(proc.pid)["Seccomp"] == "2"
         connection.close()
         assert stop(proc, grace=10) == 0
     finally:

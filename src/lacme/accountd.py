@@ -4,10 +4,13 @@ Holds the account's private key, and the CA's external account binding
 HMAC key if configured, and nothing else of value.  It reads its
 configuration file and the key files (or what gpg(1) decrypts for it),
 appends to its log file, and talks on one UNIX-domain socket it binds, or on
-stdin/stdout when lacme spawns it (locally or through `ssh -T`).  It never
-touches the network: it signs the JWS signing inputs an ACME client sends
-it, after checking that each is an RFC 8555 request for its key, and logs
-every request.  The key never leaves this process.
+stdin/stdout when lacme spawns it (locally or through `ssh -T`).  Once the
+key is loaded and the socket listening, it confines itself
+(lacme.confinement): it reads nothing but its interpreter's files, opens no
+other file (but removes its socket's on the way out), connects and binds no
+TCP port and starts no program.  It never touches the network: it signs the
+JWS signing inputs an ACME client sends it, after checking that each is an
+RFC 8555 request for its key, and logs every request.  The key never leaves this process.
 """
 
 import errno
@@ -54,6 +57,7 @@ CONFIG_KEYS = (
     "eab-kid",
     "eab-hmac-key",
     "eab-alg",
+    "confinement",
 )
 DEFAULT_EAB_ALG = "HS256"
 
@@ -166,11 +170,12 @@ class AccountdSettings(NamedTuple):
     quiet: bool
     # External account binding: (HS256/384/512, key identifier, HMAC key file).
     eab: tuple[str, str, str] | None = None
+    confinement: bool = True
 
 
-def _yes_no(value: str, where: str) -> bool:
+def _yes_no(value: str, where: str, default: bool = False) -> bool:
     try:
-        return yes_no(value, False)
+        return yes_no(value, default)
     except ValueError as e:
         raise AccountdError(f"{where}: {e}, not {value!r}") from None
 
@@ -233,6 +238,7 @@ def load_settings(args: Options, log: Log) -> AccountdSettings:
         keyid=values.get("keyid") or None,
         quiet=quiet,
         eab=eab,
+        confinement=_yes_no(values.get("confinement", ""), f"{path}: confinement", True),
     )
 
 
@@ -364,9 +370,11 @@ class _Conversation:
         del self.unsent[:sent]
 
 
-def serve_socket(path: str, signer: RequestSigner) -> None:
-    """Serve clients on a UNIX-domain socket until a signal; the socket file
-    is removed on the way out.  One thread multiplexes every connection:
+def serve_socket(
+    path: str, signer: RequestSigner, listening: Callable[[], None] = lambda: None
+) -> None:
+    """Serve clients on a UNIX-domain socket until a signal, once LISTENING
+    is called; the socket file is removed on the way out.  One thread multiplexes every connection:
     signing holds the interpreter lock anyway, and no client can hold up
     another since no socket operation blocks."""
     log = signer.log
@@ -387,6 +395,7 @@ def serve_socket(path: str, signer: RequestSigner) -> None:
         listener.setblocking(False)
         selector.register(listener, selectors.EVENT_READ)
         log.verbose(f"Starting lacme Account Key Manager at {path}")
+        listening()
         _Server(selector, listener, signer).run()
     except Stopped:
         pass
@@ -562,9 +571,29 @@ def run(args: Options, log: Log) -> None:
         None if settings.eab is None else load_eab(*settings.eab),
     )
     if args.stdio:
+        confine(settings, log)
         serve_stdio(signer)
     else:
-        serve_socket(specifiers.expand(settings.socket or DEFAULT_SOCKET), signer)
+        path = specifiers.expand(settings.socket or DEFAULT_SOCKET)
+        serve_socket(path, signer, lambda: confine(settings, log, os.path.dirname(path)))
+
+
+def confine(settings: AccountdSettings, log: Log, socket_directory: str | None = None) -> None:
+    """From here on (lacme.confinement): reading the interpreter's files
+    only, for a late import; removing files in SOCKET_DIRECTORY only (its
+    socket, on the way out); no TCP, no signal or abstract socket outside,
+    no execve."""
+    from lacme import confinement
+
+    policy = confinement.Policy(
+        read=confinement.interpreter_paths(),
+        remove=() if socket_directory is None else (socket_directory,),
+    )
+    try:
+        report = confinement.confine(NAME, policy, settings.confinement, "confinement = No")
+    except confinement.ConfinementError as e:
+        raise AccountdError(f"can't confine lacme-accountd: {e} (see confinement)") from None
+    log.debug(f"confined: {report}")
 
 
 def main(argv: list[str] | None = None) -> int:

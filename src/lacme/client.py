@@ -266,6 +266,21 @@ def confine(
         trace(f"confined: {report}")
 
 
+def confine_writing(settings: ClientSettings, trace: Trace | None) -> None:
+    """The session's second layer (Session.__init__ says why): regular
+    files are created and written in the working directory, the challenge
+    directory, only."""
+    if not settings.confinement:
+        return
+    policy = confinement.Policy(write=(".",), only_writing=True)
+    try:
+        report = confinement.confine(NAME, policy, filter_calls=False)
+    except confinement.ConfinementError as e:
+        raise Fatal(f"can't confine the client's writes: {e}") from None
+    if trace:
+        trace(f"confined to the challenge directory: {report}")
+
+
 class Accountd:
     """The connection to lacme-accountd: its greeting, then one signature per line."""
 
@@ -679,7 +694,8 @@ class Session:
         if kind == CHALLENGES_FD and self.watch is None:
             os.fchdir(fd)
             os.close(fd)
-            self.confine_writing()
+            # Still in the one thread: no order has started without it.
+            confine_writing(self.settings, self.trace)
             self.watch = token_reads.watch(".")
         elif kind == ACCOUNTD_FD and self.accountd is None:
             self.accountd = open_accountd(fd)
@@ -704,20 +720,6 @@ class Session:
             step()
         except (Fatal, AcmeError, ContractError) as e:
             self.unready = e
-
-    def confine_writing(self) -> None:
-        """The second layer: regular files are created and written in the
-        working directory, the challenge directory, only.  Still in the one
-        thread: no order has started without it."""
-        if not self.settings.confinement:
-            return
-        policy = confinement.Policy(write=(".",), only_writing=True)
-        try:
-            report = confinement.confine(NAME, policy, filter_calls=False)
-        except confinement.ConfinementError as e:
-            raise Fatal(f"can't confine the client's writes: {e}") from None
-        if self.trace:
-            self.trace(f"confined to the challenge directory: {report}")
 
     def look_up(self, request: Request) -> bytes:
         if request.command == DIRECTORY:
