@@ -10,7 +10,8 @@ confined, to show that the same user could otherwise).  SETTINGS: the
 client settings (JSON), whose server is https://127.0.0.1:PORT; SECRET: a
 world-readable file outside what the role reads; OUTSIDE: a world-writable
 directory outside the working directory (the challenge directory); PORT and
-OTHER_PORT: loopback TCP ports listened on; PID: a process of the same user,
+OTHER_PORT: loopback TCP ports listened on (and OUTSIDE/socket, a UNIX
+socket anyone may connect to); PID: a process of the same user,
 not confined.  On stdout, one JSON object: each action, and the errno it
 failed with, 0 when it succeeded.
 """
@@ -49,6 +50,12 @@ def create(path: str) -> None:
 def connect(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
+
+
+def connect_unix(path: str) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
 
 
 def bind() -> None:
@@ -98,6 +105,7 @@ def main() -> int:
         "connect to the server's port": outcome(lambda: connect(int(port))),
         "connect to another port": outcome(lambda: connect(int(other_port))),
         "bind a port": outcome(bind),
+        "connect to a UNIX socket": outcome(lambda: connect_unix(os.path.join(outside, "socket"))),
         "execve /bin/true": outcome(execute),
         "signal another process": outcome(lambda: os.kill(int(pid), signal.SIGCONT)),
         # Last: unconfined, it makes this process a tracee.

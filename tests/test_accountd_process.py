@@ -202,6 +202,10 @@ def test_logfile_gets_requests_even_when_quiet(tmp_path: Path, rsa_key: Path) ->
         ("[accountd]\nprivkey = file:/k\n", "c.conf: [accountd] is lacme.conf's section: "),
         ("[webserver]\nprivkey = file:/k\n", "c.conf: unknown section [webserver]"),
         ("quiet = maybe\n", "c.conf: quiet: expected Yes or No, not 'maybe'"),
+        (
+            "privkey = file:/k\nconfinement = off\n",
+            "c.conf: confinement: expected Yes or No, not 'off'",
+        ),
         ("privkey = file:/k\n  junk\n", "c.conf:2: syntax error"),
         ("privkey = pkcs11:slot0\n", "unsupported privkey 'pkcs11:slot0'"),
         ("privkey = file:\n", "unsupported privkey 'file:'"),

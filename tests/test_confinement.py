@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from lacme.confinement import (
     Policy,
     handled,
 )
+from support.commands import run_client
 from support.system import temporary_directory
 from support.users import client_credentials, www_credentials
 
@@ -52,13 +54,14 @@ EVERYTHING_ALLOWED = {
     "connect to the server's port": 0,
     "connect to another port": 0,
     "bind a port": 0,
+    "connect to a UNIX socket": 0,
     "execve /bin/true": 0,
     "signal another process": 0,
     "ptrace": 0,
     "late import": 0,
 }
 # Landlock refuses files and TCP with EACCES; the scoping of signals and
-# the seccomp filter with EPERM.
+# the seccomp filter (UNIX sockets included) with EPERM.
 CLIENT_REFUSALS = {
     **EVERYTHING_ALLOWED,
     "read /etc/passwd": EACCES,
@@ -66,6 +69,7 @@ CLIENT_REFUSALS = {
     "write outside": EACCES,
     "connect to another port": EACCES,
     "bind a port": EACCES,
+    "connect to a UNIX socket": EPERM,
     "execve /bin/true": EPERM,
     "signal another process": EPERM,
     "ptrace": EPERM,
@@ -232,6 +236,10 @@ class Setting:
         self.secret.chmod(0o644)
         self.server = stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=8))
         self.other = stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=8))
+        self.unix = stack.enter_context(socket.socket(socket.AF_UNIX))
+        self.unix.bind(str(self.outside / "socket"))
+        (self.outside / "socket").chmod(0o777)
+        self.unix.listen(8)
 
 
 @pytest.fixture
@@ -297,3 +305,85 @@ def test_the_kernel_refuses_the_webserver(
     stack: ExitStack, role: str, expected: dict[str, int]
 ) -> None:
     assert probe(stack, role, www_credentials()) == expected
+
+
+def _seccomp_mode(pid: int) -> str:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(line.split()[1] for line in status if line.startswith("Seccomp:"))
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("args", "mode", "message"),
+    [
+        ((), "2", ""),
+        (
+            ("--unconfined",),
+            "0",
+            "Warning: lacme-webserver: --unconfined given:"
+            " not confined (Landlock and seccomp off)\n",
+        ),
+    ],
+)
+def test_the_webserver_confines_itself_unless_told(
+    stack: ExitStack, args: tuple[str, ...], mode: str, message: str
+) -> None:
+    listener = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+    directory = temporary_directory(stack, "lacme-probe-challenges-")
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "lacme.webserver", *args, str(listener.fileno())],
+        pass_fds=[listener.fileno()],
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"PATH": os.environ["PATH"], "DEBUG": "0"},
+    )
+    stack.callback(proc.wait)
+    stack.callback(proc.terminate)
+    (directory / "tok").write_text("key authorization")
+    # It serves once confined, and what it serves is still readable.
+    with socket.create_connection(listener.getsockname(), timeout=10) as sock:
+        sock.sendall(b"GET /.well-known/acme-challenge/tok HTTP/1.0\r\n\r\n")
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 200 ") or answer.startswith(b"HTTP/1.0 200 "), answer
+    assert answer.endswith(b"key authorization")
+    assert _seccomp_mode(proc.pid) == mode
+    proc.terminate()
+    assert proc.wait(10) == 0
+    assert proc.stderr is not None
+    assert proc.stderr.read().decode() == message
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("confinement", "warning"),
+    [
+        (None, None),
+        ("Yes", None),
+        ("No", "Warning: lacme-client: [client] confinement = No: not confined"),
+    ],
+)
+def test_the_client_confines_itself_unless_told(
+    stack: ExitStack, confinement: str | None, warning: str | None
+) -> None:
+    """`directory` from a server that is not there: the client confines
+    itself before its first connection, and says so with --debug."""
+    port = stack.enter_context(socket.create_server(("127.0.0.1", 0))).getsockname()[1]
+    settings: dict[str, Any] = {"server": f"https://127.0.0.1:{port}/dir", "timeout": 1}
+    if confinement is not None:
+        settings["confinement"] = confinement
+    unused, accountd = socket.socketpair()
+    stack.enter_context(unused)
+    stack.enter_context(accountd)
+    result = run_client("directory", settings=settings, accountd=accountd, env={"DEBUG": "1"})
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 69, lines  # unreachable: the listener never answers TLS
+    reports = [line for line in lines if re.fullmatch(r"\[\d+\] confinement: .*", line)]
+    assert len(reports) == 1, lines
+    if warning is None:
+        assert re.fullmatch(
+            r"\[\d+\] confinement: Landlock ABI \d+: fs\S*; seccomp: on", reports[0]
+        )
+    else:
+        assert lines[0].startswith(warning), lines
+        assert reports[0].endswith("] confinement: Landlock: off; seccomp: off")

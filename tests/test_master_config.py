@@ -133,6 +133,14 @@ def test_empty_challenge_directory_is_unset(tmp_path: Path) -> None:
             r"lacme\.conf: \[webserver\] iptables = true: expected Yes or No$",
         ),
         ("[accountd]\nquiet = 0\n", r"lacme\.conf: \[accountd\] quiet = 0: expected Yes or No$"),
+        (
+            "[client]\nconfinement = off\n",
+            r"lacme\.conf: \[client\] confinement = off: expected Yes or No$",
+        ),
+        (
+            "[webserver]\nconfinement = 0\n",
+            r"lacme\.conf: \[webserver\] confinement = 0: expected Yes or No$",
+        ),
     ],
 )
 def test_lacme_conf_refusals(tmp_path: Path, text: str, message: str) -> None:

@@ -65,6 +65,16 @@ def test_one_session_serves_a_run_of_parallel_orders(pebble: PebbleServer) -> No
     assert blocks(result.stderr) == SECTIONS, result.stderr
     installs = re.findall(r"Installing X.509 certificate chain .*/(s\d)\.chain", result.stderr)
     assert installs == SECTIONS
+    # The session confined before its first request, its writes to the
+    # challenge directory once lent it; the webserver and accountd once
+    # they listen (lacme.confinement; what ABI is the kernel's).
+    layers = re.findall(
+        r"^(?:\[\d+\] |lacme-webserver\[\d+\]: )?(confinement.*)$", result.stderr, re.MULTILINE
+    )
+    assert sorted(re.sub(r"ABI \d+", "ABI N", layer) for layer in layers) == [
+        "confinement of writes to the challenge directory: Landlock ABI N: fs; seccomp: unchanged",
+        *["confinement: Landlock ABI N: fs+net+scope; seccomp: on"] * 3,
+    ], result.stderr
 
 
 def test_a_failing_order_fails_its_section_alone(fault_proxy: FaultProxy) -> None:

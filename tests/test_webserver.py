@@ -472,7 +472,7 @@ def test_debug_log(challenges: Path) -> None:
         report, *lines = server.log().splitlines()
         # What the kernel offers is the kernel's (tests/test_confinement.py).
         assert re.fullmatch(
-            rf"lacme-webserver\[{pid}\]: confined: Landlock ABI \d+: fs\S*; seccomp: on", report
+            rf"lacme-webserver\[{pid}\]: confinement: Landlock ABI \d+: fs\S*; seccomp: on", report
         )
         assert lines == [
             f"lacme-webserver[{pid}]: 127.0.0.1: GET {PREFIX}tok_1 -> 200",

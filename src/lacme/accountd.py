@@ -593,7 +593,7 @@ def confine(settings: AccountdSettings, log: Log, socket_directory: str | None =
         report = confinement.confine(NAME, policy, settings.confinement, "confinement = No")
     except confinement.ConfinementError as e:
         raise AccountdError(f"can't confine lacme-accountd: {e} (see confinement)") from None
-    log.debug(f"confined: {report}")
+    log.debug(f"confinement: {report}")
 
 
 def main(argv: list[str] | None = None) -> int:

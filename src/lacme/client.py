@@ -263,7 +263,7 @@ def confine(
             f"can't confine the client: {e} (see [client] confinement in lacme(8))"
         ) from None
     if trace:
-        trace(f"confined: {report}")
+        trace(f"confinement: {report}")
 
 
 def confine_writing(settings: ClientSettings, trace: Trace | None) -> None:
@@ -278,7 +278,7 @@ def confine_writing(settings: ClientSettings, trace: Trace | None) -> None:
     except confinement.ConfinementError as e:
         raise Fatal(f"can't confine the client's writes: {e}") from None
     if trace:
-        trace(f"confined to the challenge directory: {report}")
+        trace(f"confinement of writes to the challenge directory: {report}")
 
 
 class Accountd:

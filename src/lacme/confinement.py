@@ -13,7 +13,8 @@ on the kernel refuses the rest:
   has them, so that an older kernel gets every rule it can enforce (the
   "best effort" of the kernel's documentation); a kernel without Landlock
   (ENOSYS, or EOPNOTSUPP when it is off at boot) gets none, with a warning.
-- seccomp: the system calls of DENIED fail with EPERM.  Through libseccomp
+- seccomp: the system calls of DENIED, and the creation of UNIX sockets,
+  fail with EPERM.  Through libseccomp
   (libseccomp.so.2, in every Debian since apt depends on it) rather than a
   BPF program of our own: it knows each architecture's system call numbers
   and the checks of the audit architecture and of the x32 ABI, which a
@@ -44,6 +45,7 @@ from __future__ import annotations
 import ctypes
 import errno as errnos
 import os
+import socket
 import sys
 import time
 
@@ -129,6 +131,13 @@ DENIED = (
     "unshare",
     "setns",
 )
+# Landlock (through ABI 7) leaves connect(2) to a UNIX socket by its path
+# alone: a confined process makes no new UNIX socket, so reaches none of
+# the system's daemons (D-Bus, a container runtime's socket).  Those it
+# works with (accountd's, the master's) it was given already.
+DENIED_SOCKET_CALLS = ("socket", "socketpair")
+SCMP_CMP_MASKED_EQ = 7  # enum scmp_compare: (argument & datum_a) == datum_b
+INT_MASK = 0xFFFFFFFF  # the family is an int: the register's upper half is not its
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_ACT_ERRNO = 0x00050000
 LIBSECCOMP = "libseccomp.so.2"
@@ -169,6 +178,21 @@ class PathBeneathAttr(ctypes.Structure):
 # };
 class NetPortAttr(ctypes.Structure):
     _fields_ = (("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64))
+
+
+# struct scmp_arg_cmp {
+#     unsigned int arg;            /* which argument, from 0 */
+#     enum scmp_compare op;
+#     scmp_datum_t datum_a;        /* uint64_t */
+#     scmp_datum_t datum_b;
+# };
+class ArgCmp(ctypes.Structure):
+    _fields_ = (
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    )
 
 
 class Policy:
@@ -327,7 +351,8 @@ def _landlock(abi: int, policy: Policy) -> str:
 
 
 def _seccomp() -> None:
-    """The system calls of DENIED fail with EPERM, in this thread and what
+    """The system calls of DENIED, and those of DENIED_SOCKET_CALLS for a
+    UNIX socket, fail with EPERM, in this thread and what
     it starts; ConfinementError if that can't be done."""
     try:
         library = ctypes.CDLL(LIBSECCOMP, use_errno=True)
@@ -342,6 +367,13 @@ def _seccomp() -> None:
         ctypes.c_int,
         ctypes.c_uint,
     )
+    library.seccomp_rule_add_array.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(ArgCmp),
+    )
     library.seccomp_load.argtypes = (ctypes.c_void_p,)
     library.seccomp_release.argtypes = (ctypes.c_void_p,)
     context = library.seccomp_init(SCMP_ACT_ALLOW)
@@ -353,6 +385,14 @@ def _seccomp() -> None:
             if number < 0:  # not a system call of this architecture
                 continue
             status = library.seccomp_rule_add(context, SCMP_ACT_ERRNO | errnos.EPERM, number, 0)
+            if status < 0:
+                raise ConfinementError(f"seccomp: rule for {name}: {os.strerror(-status)}")
+        unix = ArgCmp(arg=0, op=SCMP_CMP_MASKED_EQ, datum_a=INT_MASK, datum_b=socket.AF_UNIX)
+        for name in DENIED_SOCKET_CALLS:
+            number = library.seccomp_syscall_resolve_name(name.encode())
+            status = library.seccomp_rule_add_array(
+                context, SCMP_ACT_ERRNO | errnos.EPERM, number, 1, ctypes.byref(unix)
+            )
             if status < 0:
                 raise ConfinementError(f"seccomp: rule for {name}: {os.strerror(-status)}")
         status = library.seccomp_load(context)

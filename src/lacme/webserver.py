@@ -344,7 +344,7 @@ def confine(confined: bool) -> None:
     policy = confinement.Policy(read=(*confinement.interpreter_paths(), "."))
     report = confinement.confine(NAME, policy, confined, f"{webserver_contract.UNCONFINED} given")
     if DEBUG:
-        log(f"confined: {report}")
+        log(f"confinement: {report}")
 
 
 def main() -> int:
