@@ -8,7 +8,11 @@ with the account key, and one HTTPS connection to the ACME server.  Its
 input is a CSR or a certificate (DER) on stdin; its output the account
 object (JSON) or the certificate chain (PEM) on stdout, messages on stderr.
 The only files it writes are the http-01 key authorizations, each created
-(never overwritten) in the working directory under its token's name.
+(never overwritten) in the working directory under its token's name.  Once
+its TLS context is made it confines itself (`confine`, lacme.confinement):
+from then on it reads only its interpreter, trust store and resolver files,
+writes only in the challenge directory, connects over TCP only to the ACME
+server's port (and DNS's), and starts, traces and signals nothing.
 
 Commands, as lacme 0.8.2's internal client:
 
@@ -212,16 +216,21 @@ def trust_store(settings: ClientSettings) -> Iterator[str]:
     files = (defaults.cafile, defaults.openssl_cafile, os.environ.get("SSL_CERT_FILE"))
     directories = (defaults.capath, defaults.openssl_capath, os.environ.get("SSL_CERT_DIR"))
     yield from (path for path in files if path)
+    seen: set[str] = set()
     targets: set[str] = set()
     for directory in directories:
-        if not directory or not os.path.isdir(directory):
+        if not directory or not os.path.isdir(directory) or os.path.realpath(directory) in seen:
             continue
+        seen.add(os.path.realpath(directory))
         yield directory
+        # One link at a time, not realpath() (ten times slower here): a
+        # link to a link in the directory is an entry of it too.
         with os.scandir(directory) as entries:
             for entry in entries:
                 if entry.is_symlink():
-                    targets.add(os.path.dirname(os.path.realpath(entry.path)))
-    yield from sorted(targets)
+                    target = os.path.dirname(os.readlink(entry.path))
+                    targets.add(os.path.join(directory, target) if target else directory)
+    yield from sorted(target for target in targets if os.path.realpath(target) not in seen)
 
 
 def server_port(server: str) -> int | None:

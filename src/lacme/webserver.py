@@ -1,4 +1,4 @@
-"""The http-01 challenge webserver: `python -m lacme.webserver FD`.
+"""The http-01 challenge webserver: `python -m lacme.webserver [--unconfined] FD`.
 
 Holds nothing secret.  It runs unprivileged, started by the master as
 lacme.webserver_contract says: its working directory the challenge
@@ -6,6 +6,9 @@ directory, FD a listening stream socket (TCP over IPv4 or IPv6, or UNIX)
 that the master bound.  The only files it touches are the token files in
 that directory, opened read-only relative to it, never following a symbolic
 link and never blocking on a FIFO.  It writes no file, and nothing to stdout.
+Once it holds the socket it confines itself (`confine`, lacme.confinement):
+the kernel then refuses it any other file, any TCP connect or bind, and
+starting, tracing or signalling anything.
 
 Every connection carries one request and gets one response, with
 `Content-Type: text/plain`, `Content-Length` and `Connection: close`:
