@@ -187,6 +187,26 @@ def free_port() -> int:
 
 @pytest.mark.process
 @pytest.mark.root
+@pytest.mark.parametrize(("confinement", "seccomp"), [(True, "2"), (False, "0")])
+def test_webserver_confinement_setting(
+    client: Credentials, www: Credentials, confinement: bool, seccomp: str
+) -> None:
+    """[webserver] confinement = No: the master passes --unconfined."""
+    port = free_port()
+    settings = WebserverConfig(listen=f"127.0.0.1:{port}", confinement=confinement)
+    with challenge_setup(settings, client, www, debug=False) as directory:
+        (Path(directory) / "tok").write_text("served")
+        # Served, so started and, when it is to be, confined.
+        assert http_get(socket.AF_INET, ("127.0.0.1", port), CHALLENGE + "tok").endswith(b"served")
+        (webserver,) = children(os.getpid())
+        assert status_fields(webserver)["Seccomp"] == seccomp
+        with open(f"/proc/{webserver}/cmdline", "rb") as cmdline:
+            unconfined = b"--unconfined" in cmdline.read().split(b"\0")
+        assert unconfined is not confinement
+
+
+@pytest.mark.process
+@pytest.mark.root
 @pytest.mark.interop
 @pytest.mark.debian("lacme")
 def test_perl_webserver_command(client: Credentials, www: Credentials, scratch_tmp: Path) -> None:

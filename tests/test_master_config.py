@@ -64,9 +64,9 @@ def test_every_documented_key(tmp_path: Path) -> None:
         "config-certs = a.conf  b.d/ \n"
         "[client]\nsocket = /s\nuser = u\ngroup = g\ncommand = c -x\nserver = https://x/dir\n"
         "timeout = 5\nSSL_verify = No\nSSL_version = TLSv1_2\nSSL_cipher_list = HIGH\n"
-        "SSL_CAfile = /ca.pem\n"
+        "SSL_CAfile = /ca.pem\nconfinement = No\n"
         "[webserver]\nlisten = 127.0.0.1:80\nchallenge-directory = /var/www/acme\nuser = w\n"
-        "group = wg\ncommand = wc\niptables = YES\n"
+        "group = wg\ncommand = wc\niptables = YES\nconfinement = no\n"
         "[accountd]\nuser = a\ngroup = ag\ncommand = ssh -T host lacme-accountd\n"
         "config = /c.conf\nquiet = no\n",
     )
@@ -75,6 +75,7 @@ def test_every_documented_key(tmp_path: Path) -> None:
     assert conf.client.ssl_cafile == "/ca.pem"
     assert conf.client.timeout == "5"
     assert conf.webserver.iptables is True
+    assert conf.webserver.confinement is False
     assert conf.webserver.challenge_directory == "/var/www/acme"
     assert conf.accountd == config.AccountdConfig(
         "a", "ag", "ssh -T host lacme-accountd", "/c.conf", False
@@ -90,6 +91,7 @@ def test_every_documented_key(tmp_path: Path) -> None:
         "SSL_version": "TLSv1_2",
         "SSL_cipher_list": "HIGH",
         "SSL_CAfile": "/ca.pem",
+        "confinement": "No",
     }
 
 
