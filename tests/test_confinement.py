@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +26,8 @@ from typing import Any
 import pytest
 
 from lacme import confinement, privdrop
-from lacme.client_contract import encode_settings
+from lacme.client import server_port, trust_store
+from lacme.client_contract import ClientSettings, encode_settings
 from lacme.confinement import (
     FS_IOCTL_DEV,
     FS_REFER,
@@ -387,3 +389,38 @@ def test_the_client_confines_itself_unless_told(
     else:
         assert lines[0].startswith(warning), lines
         assert reports[0].endswith("] confinement: Landlock: off; seccomp: off")
+
+
+@pytest.mark.unit
+def test_the_trust_store_includes_where_its_links_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, elsewhere, other = tmp_path / "certs", tmp_path / "share" / "mozilla", tmp_path / "more"
+    for directory in (store, elsewhere, other):
+        directory.mkdir(parents=True)
+    (elsewhere / "root.crt").write_text("")
+    (store / "root.pem").symlink_to(elsewhere / "root.crt")
+    (store / "1234abcd.0").symlink_to("root.pem")  # a link within: nothing more
+    monkeypatch.setattr(
+        ssl, "get_default_verify_paths", lambda: ssl.DefaultVerifyPaths("", "", "", "", "", "")
+    )
+    monkeypatch.setenv("SSL_CERT_DIR", f"{store}:{other}")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    assert list(trust_store(ClientSettings())) == [str(store), str(other), str(elsewhere)]
+    # SSL_CAfile alone, when set: OpenSSL's defaults are then not read.
+    assert list(trust_store(ClientSettings(cafile="/ca.pem"))) == ["/ca.pem"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("server", "port"),
+    [
+        ("https://acme.test/dir", 443),
+        ("https://127.0.0.1:14000/dir", 14000),
+        ("http://acme.test/dir", 80),
+        ("https://acme.test:99999/dir", None),  # out of range: the session reports it
+        ("ftp://acme.test/dir", None),
+    ],
+)
+def test_the_client_connects_to_the_servers_port(server: str, port: int | None) -> None:
+    assert server_port(server) == port

@@ -214,7 +214,9 @@ def trust_store(settings: ClientSettings) -> Iterator[str]:
         return
     defaults = ssl.get_default_verify_paths()
     files = (defaults.cafile, defaults.openssl_cafile, os.environ.get("SSL_CERT_FILE"))
-    directories = (defaults.capath, defaults.openssl_capath, os.environ.get("SSL_CERT_DIR"))
+    # OpenSSL takes a list of directories in SSL_CERT_DIR.
+    listed = os.environ.get("SSL_CERT_DIR", "").split(os.pathsep)
+    directories = (defaults.capath, defaults.openssl_capath, *listed)
     yield from (path for path in files if path)
     seen: set[str] = set()
     targets: set[str] = set()

@@ -233,8 +233,11 @@ def interpreter_paths() -> tuple[str, ...]:
     with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith("/"):
-                directory = os.path.dirname(fields[5].rstrip("\n").removesuffix(" (deleted)"))
+            path = fields[5].rstrip("\n") if len(fields) == 6 else ""
+            # A deleted file (libffi's trampolines in /tmp, a memfd) is no
+            # library to load again: its directory stays closed.
+            if path.startswith("/") and not path.endswith(" (deleted)"):
+                directory = os.path.dirname(path)
                 if directory not in paths and directory != "/":
                     paths.append(directory)
     return tuple(paths)
