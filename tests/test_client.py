@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -618,6 +619,11 @@ def test_perl_master_register_issue_revoke(
         pebble, accountd_command=either_accountd, client_command=CLIENT
     ) as setup:
         setup.register_and_issue()
+        # Under Perl's master too, the client confines itself (lacme.confinement).
+        debug = setup.run("--debug", "newOrder", "--force").stderr
+        assert re.search(
+            r"\[\d+\] confinement: Landlock ABI \d+: fs\+net\+scope; seccomp: on", debug
+        ), debug
         # Looking the account up (no --register) prints it too.
         assert json.loads(setup.run("account").stdout)["contact"] == [CONTACT]
         updated = json.loads(setup.run("account", "mailto:new@example.test").stdout)

@@ -117,6 +117,22 @@ def test_each_abi_restricts_what_it_knows(abi: int, fs: int, net: int, scoped: i
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    ("abi", "text"),
+    [
+        (0, "Landlock: unavailable"),
+        (1, "Landlock ABI 1: fs"),
+        (3, "Landlock ABI 3: fs"),
+        (4, "Landlock ABI 4: fs+net"),
+        (5, "Landlock ABI 5: fs+net"),
+        (7, "Landlock ABI 7: fs+net+scope"),
+    ],
+)
+def test_what_each_abi_is_reported_as(abi: int, text: str) -> None:
+    assert confinement.describe(abi) == text
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("code", [errno.ENOSYS, errno.EOPNOTSUPP])
 def test_a_kernel_without_landlock_is_abi_0(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
     def fail(*args: object) -> int:

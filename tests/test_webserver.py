@@ -549,3 +549,8 @@ def test_perl_master_spawns_our_webserver(pebble: PebbleServer) -> None:
         if "lacme-webserver[" in line and f" {PREFIX}" in line and line.endswith(" -> 200")
     ]
     assert len(served) >= len(setup.names), result.stderr
+    # Confined under Perl's master too, before serving (lacme.confinement).
+    assert re.search(
+        r"lacme-webserver\[\d+\]: confinement: Landlock ABI \d+: fs\+net\+scope; seccomp: on",
+        result.stderr,
+    ), result.stderr

@@ -36,7 +36,9 @@ Interface:
     Policy(read=(), write=(), remove=(), connect=(), keep_writing=False, only_writing=False)
     interpreter_paths() -> tuple[str, ...]
     abi_version() -> int
-    confine(name, policy, enabled=True, abi=None) -> str   the report line
+    describe(abi, policy=None) -> str   e.g. "Landlock ABI 4: fs+net"
+    confine(name, policy, enabled=True, setting="confinement = No", abi=None,
+            filter_calls=True) -> str   the report line
     ConfinementError
 """
 
@@ -311,8 +313,18 @@ def _add_path(ruleset: int, path: str, access: int) -> None:
         os.close(fd)
 
 
-def _landlock(abi: int, policy: Policy) -> str:
-    """Apply POLICY as a Landlock layer on ABI; what it restricts."""
+def describe(abi: int, policy: Policy | None = None) -> str:
+    """What a layer of POLICY (by default a process's first) restricts on
+    Landlock ABI, as `confine` reports it: "Landlock ABI 4: fs+net"."""
+    if abi <= 0:
+        return "Landlock: unavailable"
+    fs, net, scoped = handled(abi, Policy() if policy is None else policy)
+    kinds = (("fs", fs), ("net", net), ("scope", scoped))
+    return f"Landlock ABI {abi}: " + "+".join(name for name, on in kinds if on)
+
+
+def _landlock(abi: int, policy: Policy) -> None:
+    """Apply POLICY as a Landlock layer on ABI."""
     fs, net, scoped = handled(abi, policy)
     attr = RulesetAttr(handled_access_fs=fs, handled_access_net=net, scoped=scoped)
     try:
@@ -350,7 +362,6 @@ def _landlock(abi: int, policy: Policy) -> str:
             raise ConfinementError(f"Landlock: can't restrict: {e.strerror}") from None
     finally:
         os.close(ruleset)
-    return "+".join(name for name, on in (("fs", fs), ("net", net), ("scope", scoped)) if on)
 
 
 def _seccomp() -> None:
@@ -442,13 +453,12 @@ def confine(
     _no_new_privs()
     version = abi_version() if abi is None else abi
     if version > 0:
-        landlock = f"Landlock ABI {version}: {_landlock(version, policy)}"
+        _landlock(version, policy)
     else:
         _warn(f"{name}: the kernel has no Landlock: files and network not confined")
-        landlock = "Landlock: unavailable"
     if filter_calls:
         _seccomp()
-    return f"{landlock}; seccomp: {'on' if filter_calls else 'unchanged'}"
+    return f"{describe(version, policy)}; seccomp: {'on' if filter_calls else 'unchanged'}"
 
 
 def _warn(message: str) -> None:
