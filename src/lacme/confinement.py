@@ -252,7 +252,10 @@ def _libc() -> ctypes.CDLL:
 def _syscall(number: int, *args: object) -> int:
     function = _libc().syscall
     function.restype = ctypes.c_long
-    result = int(function(ctypes.c_long(number), *args))
+    # syscall(2) is variadic and reads longs: a Python int would go as an
+    # int, whose register's upper half the ABI leaves undefined.
+    longs = [ctypes.c_long(arg) if isinstance(arg, int) else arg for arg in args]
+    result = int(function(ctypes.c_long(number), *longs))
     if result < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
