@@ -67,13 +67,25 @@ def test_argv_round_trip() -> None:
         ["frobnicate", "7", "8"],
         ["account", "x", "8"],
         ["account", "7", "-8"],
+        ["--unconfined"],
+        ["--unconfined", "--unconfined", "account", "7", "8"],
+        ["account", "--unconfined", "7", "8"],
     ],
 )
 def test_argv_refusals(argv: list[str]) -> None:
     with pytest.raises(
-        ContractError, match=r"^\{account,.*\} CONFIG_FD SOCKET_FD \[ARGUMENT \.\.\.\]$"
+        ContractError,
+        match=r"^\[--unconfined\] \{account,.*\} CONFIG_FD SOCKET_FD \[ARGUMENT \.\.\.\]$",
     ):
         parse_argv(argv)
+
+
+def test_unconfined_comes_before_the_command() -> None:
+    # What a [client] command ending with it gives, under any master.
+    assert parse_argv(["--unconfined", "account", "7", "8", "1"]) == Invocation(
+        ACCOUNT, 7, 8, ("1",), confined=False
+    )
+    assert parse_argv(["account", "7", "8", "--unconfined"]).confined is True
 
 
 @pytest.mark.parametrize(

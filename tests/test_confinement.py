@@ -40,7 +40,7 @@ from lacme.confinement import (
     Policy,
     handled,
 )
-from support.commands import run_client
+from support.commands import CLIENT, run_client
 from support.system import temporary_directory
 from support.users import client_credentials, www_credentials
 
@@ -374,15 +374,17 @@ def test_the_webserver_confines_itself_unless_told(
 
 @pytest.mark.process
 @pytest.mark.parametrize(
-    ("confinement", "warning"),
+    ("confinement", "flag", "warning"),
     [
-        (None, None),
-        ("Yes", None),
-        ("No", "Warning: lacme-client: [client] confinement = No: not confined"),
+        (None, False, None),
+        ("Yes", False, None),
+        ("No", False, "Warning: lacme-client: [client] confinement = No: not confined"),
+        # A [client] command ending with --unconfined, for Perl's master.
+        ("Yes", True, "Warning: lacme-client: --unconfined given: not confined"),
     ],
 )
 def test_the_client_confines_itself_unless_told(
-    stack: ExitStack, confinement: str | None, warning: str | None
+    stack: ExitStack, confinement: str | None, flag: bool, warning: str | None
 ) -> None:
     """`directory` from a server that is not there: the client confines
     itself before its first connection, and says so with --debug."""
@@ -393,7 +395,13 @@ def test_the_client_confines_itself_unless_told(
     unused, accountd = socket.socketpair()
     stack.enter_context(unused)
     stack.enter_context(accountd)
-    result = run_client("directory", settings=settings, accountd=accountd, env={"DEBUG": "1"})
+    result = run_client(
+        "directory",
+        settings=settings,
+        accountd=accountd,
+        env={"DEBUG": "1"},
+        client=[*CLIENT, "--unconfined"] if flag else CLIENT,
+    )
     lines = result.stderr.decode().splitlines()
     assert result.returncode == 69, lines  # unreachable: the listener never answers TLS
     reports = [line for line in lines if re.fullmatch(r"\[\d+\] confinement: .*", line)]

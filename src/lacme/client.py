@@ -89,6 +89,7 @@ from lacme.client_contract import (
     REVOCATION_REASONS,
     REVOKE_CERT,
     SESSION,
+    UNCONFINED,
     UNFINISHED,
     UNSIGNED,
     VALIDATE,
@@ -249,11 +250,13 @@ def confine(
     trace: Trace | None,
     write: tuple[str, ...] = (),
     keep_writing: bool = False,
+    off_by: str = "[client] confinement = No",
 ) -> None:
     """Confine the client (lacme.confinement) to reading its interpreter,
     its trust store and the resolver's files, writing in WRITE, and
     connecting to the ACME server's port (and DNS's, for an answer too big
-    for UDP); KEEP_WRITING leaves file creation for a later layer."""
+    for UDP); KEEP_WRITING leaves file creation for a later layer.  OFF_BY
+    names what turned it off, when settings.confinement is false."""
     port = server_port(settings.server)
     policy = confinement.Policy(
         read=(
@@ -266,9 +269,7 @@ def confine(
         keep_writing=keep_writing,
     )
     try:
-        report = confinement.confine(
-            NAME, policy, settings.confinement, "[client] confinement = No"
-        )
+        report = confinement.confine(NAME, policy, settings.confinement, off_by)
     except confinement.ConfinementError as e:
         raise Fatal(
             f"can't confine the client: {e} (see [client] confinement in lacme(8))"
@@ -611,7 +612,13 @@ class Session:
     challenge directory's watch; each newOrder runs in a thread of its own,
     with an AcmeSession of its own."""
 
-    def __init__(self, control: socket.socket, settings: ClientSettings, trace: Trace | None):
+    def __init__(
+        self,
+        control: socket.socket,
+        settings: ClientSettings,
+        trace: Trace | None,
+        off_by: str = "[client] confinement = No",
+    ):
         self.control = control
         self.settings = settings
         self.trace = trace
@@ -622,7 +629,7 @@ class Session:
         # this layer leaves the creation and writing of regular files alone
         # and restricts all else; the layer added in lend() restricts those
         # two to the challenge directory, before the first order starts.
-        confine(settings, trace, keep_writing=True)
+        confine(settings, trace, keep_writing=True, off_by=off_by)
         self.patience = Patience(settings.timeout)
         self.accountd: Accountd | None = None
         # Why getting ready for the first order failed (see lend).
@@ -843,13 +850,13 @@ def say(messages: list[str], message: str) -> None:
         messages.append(line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "...")
 
 
-def serve_session(control_fd: int, settings: ClientSettings) -> None:
+def serve_session(control_fd: int, settings: ClientSettings, off_by: str) -> None:
     try:
         control = socket.socket(fileno=control_fd)
     except OSError as e:
         raise Fatal(f"can't use the control socket fd {control_fd}: {e}") from None
     trace = log.debug if os.environ.get("DEBUG", "0") not in ("", "0") else None
-    session = Session(control, settings, trace)
+    session = Session(control, settings, trace, off_by)
     try:
         session.serve()
     finally:
@@ -873,8 +880,11 @@ def run(argv: list[str]) -> None:
         raise Fatal(f"usage: {sys.executable} -m lacme.client {e}") from None
     command, socket_fd, args = invocation.command, invocation.socket_fd, list(invocation.arguments)
     settings = read_settings(invocation.config_fd)
+    off_by = "[client] confinement = No"
+    if not invocation.confined:
+        settings, off_by = settings._replace(confinement=False), f"{UNCONFINED} given"
     if command == SESSION:
-        serve_session(socket_fd, settings)
+        serve_session(socket_fd, settings, off_by)
         return
     # Lookups sign nothing, and the master puts no accountd behind their
     # SOCKET_FD (one could ask for a passphrase): it is left alone.
@@ -889,7 +899,7 @@ def run(argv: list[str]) -> None:
     context = ssl_context(settings)
     # As lacme 0.8.2's master starts it: newOrder in the challenge
     # directory, the only one it writes to; everything is at hand.
-    confine(settings, trace, write=(".",) if command == NEW_ORDER else ())
+    confine(settings, trace, write=(".",) if command == NEW_ORDER else (), off_by=off_by)
     if accountd is None:
         with AcmeSession(
             settings.server,

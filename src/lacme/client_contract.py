@@ -5,6 +5,9 @@ CONFIG_FD, what comes back on stdout):
 
     CLIENT_COMMAND... COMMAND CONFIG_FD SOCKET_FD [ARGUMENT ...]
 
+(beyond 0.8.2, CLIENT_COMMAND may end with `--unconfined`, which turns the
+client's confinement off as `confinement = No` in the settings does;)
+
 - the working directory is the challenge directory for newOrder (the client
   writes each key authorization there, named after its token), `/` otherwise;
 - CONFIG_FD is a readable descriptor holding the [client] settings as one
@@ -76,6 +79,7 @@ from typing import Any, NamedTuple
 
 from lacme.parsing import yes_no
 
+UNCONFINED = "--unconfined"
 ACCOUNT = "account"
 NEW_ORDER = "newOrder"
 REVOKE_CERT = "revokeCert"
@@ -155,6 +159,9 @@ class Invocation(NamedTuple):
     config_fd: int
     socket_fd: int
     arguments: tuple[str, ...]
+    # UNCONFINED before COMMAND: what `confinement = No` does, for a
+    # master that passes no such setting (Perl's refuses the key).
+    confined: bool = True
 
 
 def client_argv(program: Sequence[str], invocation: Invocation) -> list[str]:
@@ -169,10 +176,15 @@ def client_argv(program: Sequence[str], invocation: Invocation) -> list[str]:
 
 
 def parse_argv(argv: Sequence[str]) -> Invocation:
-    """The client's side of client_argv(); ContractError, the usage, otherwise."""
+    """The client's side of client_argv(), UNCONFINED first or not;
+    ContractError, the usage, otherwise."""
+    confined = not argv or argv[0] != UNCONFINED
+    argv = argv[0 if confined else 1 :]
     if len(argv) < 3 or argv[0] not in COMMANDS or not (argv[1].isdigit() and argv[2].isdigit()):
-        raise ContractError(f"{{{','.join(COMMANDS)}}} CONFIG_FD SOCKET_FD [ARGUMENT ...]")
-    return Invocation(argv[0], int(argv[1]), int(argv[2]), tuple(argv[3:]))
+        raise ContractError(
+            f"[{UNCONFINED}] {{{','.join(COMMANDS)}}} CONFIG_FD SOCKET_FD [ARGUMENT ...]"
+        )
+    return Invocation(argv[0], int(argv[1]), int(argv[2]), tuple(argv[3:]), confined)
 
 
 class AccountChange(NamedTuple):

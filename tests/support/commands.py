@@ -66,13 +66,15 @@ def run_client(
     cwd: Path | str = "/",
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    client: Sequence[str] = CLIENT,
 ) -> subprocess.CompletedProcess[bytes]:
-    """`python -m lacme.client COMMAND CONFIG_FD SOCKET_FD ARGS`, as lacme's master runs it."""
+    """`python -m lacme.client COMMAND CONFIG_FD SOCKET_FD ARGS`, as lacme's
+    master runs it; CLIENT, the [client] command."""
     with tempfile.TemporaryFile() as config:
         config.write(json.dumps(settings).encode())
         config.seek(0)
         return subprocess.run(
-            [*CLIENT, command, str(config.fileno()), str(accountd.fileno()), *args],
+            [*client, command, str(config.fileno()), str(accountd.fileno()), *args],
             input=stdin,
             capture_output=True,
             pass_fds=(config.fileno(), accountd.fileno()),
