@@ -147,7 +147,9 @@ def test_lacme_conf_defaults_are_the_real_ones(tmp_path: Path) -> None:
         == as_shipped
     )
     assert (
-        dataclasses.replace(with_defaults.client, server=None, timeout=None, ssl_verify=None)
+        dataclasses.replace(
+            with_defaults.client, server=None, timeout=None, ssl_verify=None, confinement=None
+        )
         == as_shipped.client
     )
 
