@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from lacme import ari, certificate, config, installed, notify, rate_limits, renewal, status
+from lacme import (
+    ari,
+    certificate,
+    config,
+    confinement,
+    installed,
+    notify,
+    rate_limits,
+    renewal,
+    status,
+)
 from lacme.master_command import Arguments, parse_args
 from support.pki import IssuingCA, generate_key, pem, write_key
 
@@ -28,6 +38,8 @@ LOOKAHEAD = 12 * HOUR
 NAMES = ["a.example.test", "www.a.example.test"]
 KEY = generate_key("p256")
 NOT_ASKED = "no renewal window recorded: the next run asks the CA if it offers any"
+# What this kernel gives the client and the webserver (lacme.confinement).
+CONFINED = confinement.expected(True)
 
 
 class Site:
@@ -153,10 +165,24 @@ def test_the_human_block(site: Site, capsys: pytest.CaptureFixture[str]) -> None
         "  renewal      2027-02-07 12:00:00 UTC (in 68 days), min-days = 21\n"
         "  last result  installed 2026-12-01 10:00:00 UTC\n"
         f"  note         {NOT_ASKED}\n"
+        "\n"
+        "confinement\n"
+        f"  client       {CONFINED}\n"
+        f"  webserver    {CONFINED}\n"
     )
 
 
 # --- why the next renewal comes when it does --------------------------------------------
+
+
+def test_confinement_turned_off_is_said_so(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    site.install()
+    site.conf.write_text(
+        site.conf.read_text() + "[client]\nconfinement = No\n[webserver]\nconfinement = No\n"
+    )
+    assert site.show("--json") == 0
+    off = "off (confinement = No, or --unconfined in its command)"
+    assert json.loads(capsys.readouterr().out)["confinement"] == {"client": off, "webserver": off}
 
 
 @pytest.mark.parametrize(
@@ -479,6 +505,7 @@ def test_the_json_document(site: Site, capsys: pytest.CaptureFixture[str]) -> No
                 "problems": [],
             }
         ],
+        "confinement": {"client": CONFINED, "webserver": CONFINED},
     }
 
 

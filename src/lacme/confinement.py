@@ -274,6 +274,22 @@ def abi_version() -> int:
         raise ConfinementError(f"Landlock: can't ask the ABI version: {e.strerror}") from None
 
 
+def expected(enabled: bool) -> str:
+    """What confinement a process will have on this kernel, ENABLED or not,
+    as `lacme status` shows it."""
+    if not enabled:
+        return "off (confinement = No, or --unconfined in its command)"
+    try:
+        landlock = describe(abi_version())
+    except ConfinementError as e:
+        landlock = str(e)
+    try:
+        ctypes.CDLL(LIBSECCOMP)
+    except OSError:
+        return f"{landlock}; seccomp: unavailable ({LIBSECCOMP} missing)"
+    return f"{landlock}; seccomp: on"
+
+
 def handled(abi: int, policy: Policy) -> tuple[int, int, int]:
     """The (filesystem, network, scope) rights a layer of POLICY restricts
     on Landlock ABI: those the ABI knows."""

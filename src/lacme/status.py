@@ -34,12 +34,23 @@ from typing import Any
 
 from cryptography import x509
 
-from lacme import ari, certificate, config, installed, log, notify, rate_limits, renewal
+from lacme import (
+    ari,
+    certificate,
+    config,
+    confinement,
+    installed,
+    log,
+    notify,
+    rate_limits,
+    renewal,
+)
 from lacme.certificate import CertificateError
 from lacme.config import CertSection, CertSource, Config, Percent
 from lacme.errors import ConfigError
 from lacme.master import before_ordering
 from lacme.master_command import Arguments
+from lacme.parsing import yes_no
 
 OK = "ok"
 DUE = "due"
@@ -358,6 +369,25 @@ def section_json(status: SectionStatus, now: datetime.datetime) -> dict[str, Any
     }
 
 
+def confinements(conf: Config) -> dict[str, str]:
+    """What confinement (lacme.confinement) the client and the webserver
+    CONF starts will have on this kernel; accountd's is its own
+    configuration's, which may be on another host."""
+    client = conf.client
+    client_on = yes_no(client.confinement or "", True) and "--unconfined" not in (
+        client.command.split()
+    )
+    web_on = conf.webserver.confinement and "--unconfined" not in conf.webserver.command.split()
+    return {
+        "client": confinement.expected(client_on),
+        "webserver": confinement.expected(web_on),
+    }
+
+
+def format_confinements(confined: dict[str, str]) -> str:
+    return "confinement\n" + "".join(f"  {name:<12} {what}\n" for name, what in confined.items())
+
+
 def show(conf: Config, args: Arguments, now: datetime.datetime) -> int:
     """Print the status of the sections ARGS asks for (all by default) at
     NOW: 1 if one is failing (FAILING), or not configured (a line each)."""
@@ -374,15 +404,18 @@ def show(conf: Config, args: Arguments, now: datetime.datetime) -> int:
         for name in dict.fromkeys(args.arguments or sorted(sources))
     ]
     failing = any(status.state(now) in FAILING for status in sections)
+    confined = confinements(conf)
     if args.json:
         document = {
             "now": now.isoformat(),
             "ok": not failing,
             "sections": [section_json(status, now) for status in sections],
+            "confinement": confined,
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        sys.stdout.write(format_text(sections, now))
+        blocks = format_text(sections, now)
+        sys.stdout.write(blocks + ("\n" if blocks else "") + format_confinements(confined))
     sys.stdout.flush()
     return 1 if failing else 0
 
