@@ -27,12 +27,15 @@ TOP = Path(__file__).parent.parent
 # for lacme-accountd.conf, which has none.
 REFUSED = {
     ("lacme.conf", "client", "SSL_CAfile"),
+    ("lacme.conf", "client", "confinement"),
+    ("lacme.conf", "webserver", "confinement"),
     ("lacme-certs.conf", "x", "notify-timeout"),
     ("lacme-certs.conf", "x", "preferred-chain"),
     ("lacme-certs.conf", "x", "profile"),
     ("lacme-accountd.conf", None, "eab-kid"),
     ("lacme-accountd.conf", None, "eab-hmac-key"),
     ("lacme-accountd.conf", None, "eab-alg"),
+    ("lacme-accountd.conf", None, "confinement"),
 }
 TIMEOUT = 60
 
