@@ -639,17 +639,17 @@ class Master:
 
     def _surely_due(self, source: CertSource | None) -> bool:
         """Whether the section of SOURCE is due, as far as its settings tell
-        before any certificate is read: renewal is forced, or it has no
-        certificate yet, nor a rate limit that holds.  (It may still end
-        without an order: a kept certificate to install, a key that can't
-        be read.)"""
+        before any certificate is read: renewal is forced (or a dry run
+        validates it), or it has no certificate yet, nor a rate limit that
+        holds.  (It may still end without an order: a kept certificate to
+        install, a key that can't be read.)"""
         if source is None:
             return False
         try:
             section = config.parse_section(source)
         except ConfigError:
             return False
-        if self.args.min_days == -1:
+        if self.args.min_days == -1 or self.args.dry_run:
             return True
         path = section.certificate_paths()[0]
         now = datetime.datetime.now(datetime.UTC)
