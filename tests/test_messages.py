@@ -215,8 +215,19 @@ def test_the_client_must_read_ssl_cafile(client: Credentials, shared_dir: Path) 
     (shared_dir / "junk.pem").write_text("junk\n")
     conf = master_config(shared_dir, f"SSL_CAfile = {shared_dir}/junk.pem")
     assert access_refusal(conf, client, "account") == (
-        f"[client] SSL_CAfile = {shared_dir}/junk.pem: no CA certificate in PEM found in it "
-        "(NO_CERTIFICATE_OR_CRL_FOUND)"
+        f"[client] SSL_CAfile = {shared_dir}/junk.pem: no PEM certificate (BEGIN CERTIFICATE) in it"
+    )
+    (shared_dir / "junk.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nno*base64\n-----END CERTIFICATE-----\n"
+    )
+    assert access_refusal(conf, client, "account") == (
+        f"[client] SSL_CAfile = {shared_dir}/junk.pem: no PEM certificate (BEGIN CERTIFICATE) in it"
+    )
+    (shared_dir / "junk.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"
+    )
+    assert access_refusal(conf, client, "account") == (
+        f"[client] SSL_CAfile = {shared_dir}/junk.pem: a PEM certificate in it is not base64"
     )
     access.check(master_config(shared_dir, f"SSL_CAfile = {CA_BUNDLE}"), "account", client)
 
