@@ -304,12 +304,7 @@ def encode_settings(client: Mapping[str, str | None], order: OrderSettings | Non
 def decode_settings(data: bytes) -> ClientSettings:
     """The client's side of encode_settings(); ContractError if DATA is not
     a JSON object of known keys with string (or number) values."""
-    try:
-        obj = json.loads(data)
-    except ValueError as e:
-        raise ContractError(f"not JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise ContractError("not a JSON object")
+    obj = _json_object(data)
     values = {k: v for k, v in obj.items() if v is not None and k not in MASTER_KEYS}
     for key, value in values.items():
         if not isinstance(value, str | int | float):
@@ -486,10 +481,7 @@ def encode_renewal_info(answer: RenewalInfoAnswer) -> bytes:
 def decode_renewal_info(output: bytes) -> RenewalInfoAnswer:
     """The master's side of encode_renewal_info(); ContractError if OUTPUT
     is not such an answer."""
-    try:
-        answer = json.loads(output)
-    except ValueError as e:
-        raise ContractError(f"not JSON: {e}") from None
+    answer = _json(output)
     info = answer.get("renewalInfo") if isinstance(answer, dict) else None
     if not isinstance(info, dict):
         raise ContractError("no renewalInfo object")
@@ -517,10 +509,7 @@ def encode_rate_limit(retry_after: float) -> bytes:
 def decode_rate_limit(output: bytes) -> float:
     """The master's side of encode_rate_limit(): the seconds to wait;
     ContractError if OUTPUT is not such an answer."""
-    try:
-        answer = json.loads(output)
-    except ValueError as e:
-        raise ContractError(f"not JSON: {e}") from None
+    answer = _json(output)
     limit = answer.get("rateLimited") if isinstance(answer, dict) else None
     retry_after = limit.get("retryAfter") if isinstance(limit, dict) else None
     if (
@@ -603,10 +592,19 @@ def _line(obj: Mapping[str, Any]) -> bytes:
 def _object(line: bytes, limit: int) -> dict[str, Any]:
     if len(line) > limit or not line.endswith(b"\n"):
         raise ContractError(f"not a line of at most {limit} bytes")
+    return _json_object(line)
+
+
+def _json(data: bytes) -> Any:
+    """What DATA holds as JSON; ContractError if it is not JSON."""
     try:
-        obj = json.loads(line)
+        return json.loads(data)
     except ValueError as e:
         raise ContractError(f"not JSON: {e}") from None
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    obj = _json(data)
     if not isinstance(obj, dict):
         raise ContractError("not a JSON object")
     return obj
@@ -779,10 +777,7 @@ def decode_validations(output: bytes) -> tuple[Validation, ...]:
     """The master's side of encode_validations(); ContractError for
     anything else, or beyond the bounds (MAX_VALIDATIONS of them, an
     identifier over MAX_IDENTIFIER characters, a detail over MAX_MESSAGE)."""
-    try:
-        answer = json.loads(output)
-    except ValueError as e:
-        raise ContractError(f"not JSON: {e}") from None
+    answer = _json(output)
     items = answer.get("validations") if isinstance(answer, dict) else None
     if not isinstance(items, list) or len(items) > MAX_VALIDATIONS:
         raise ContractError(f"no list of at most {MAX_VALIDATIONS} validations")
